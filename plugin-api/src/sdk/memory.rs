@@ -1,0 +1,239 @@
+//! In-memory tracker and lock stores.
+//!
+//! They are the host's built-ins (`type: in_memory`, the default) and, exported from a cdylib,
+//! the reference plugin the contract test suite runs against. They are also a working starting
+//! point for a new store.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedMutexGuard;
+
+use super::traits::{LockStorePlugin, TrackerStorePlugin};
+use crate::{EventLog, LogPosition, PluginError};
+
+const SHARDS: usize = 32;
+
+#[derive(Default)]
+struct Log {
+    epoch: u64,
+    events: Vec<String>,
+}
+
+/// Conversations in memory, sharded so that different conversations rarely contend.
+pub struct InMemoryTrackerStore {
+    shards: Vec<Mutex<HashMap<String, Log>>>,
+    next_epoch: AtomicU64,
+}
+
+impl Default for InMemoryTrackerStore {
+    fn default() -> Self {
+        InMemoryTrackerStore { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), next_epoch: AtomicU64::new(1) }
+    }
+}
+
+fn shard_of(id: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() as usize) % SHARDS
+}
+
+impl InMemoryTrackerStore {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Log>> {
+        // A poisoned shard only means a panic happened while it was held; the data is intact
+        // (every mutation below is a single push/replace).
+        self.shards[shard_of(id)].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TrackerStorePlugin for InMemoryTrackerStore {
+    async fn load(&self, conversation_id: String, from: u64) -> Result<Option<EventLog>, PluginError> {
+        let shard = self.shard(&conversation_id);
+        Ok(shard.get(&conversation_id).map(|log| {
+            let start = (from as usize).min(log.events.len());
+            EventLog::from_vec(log.epoch, log.events.len() as u64, log.events[start..].to_vec())
+        }))
+    }
+
+    async fn append(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+        let mut shard = self.shard(&conversation_id);
+        let log = shard.entry(conversation_id).or_default();
+        log.events.extend(events);
+        Ok(LogPosition { epoch: log.epoch, length: log.events.len() as u64 })
+    }
+
+    async fn replace(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.shard(&conversation_id);
+        let length = events.len() as u64;
+        shard.insert(conversation_id, Log { epoch, events });
+        Ok(LogPosition { epoch, length })
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, PluginError> {
+        let mut keys = Vec::new();
+        for shard in &self.shards {
+            keys.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned());
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, conversation_id: String) -> Result<bool, PluginError> {
+        Ok(self.shard(&conversation_id).remove(&conversation_id).is_some())
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, PluginError> {
+        let conversations: usize = self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum();
+        Ok(serde_json::json!({"ok": true, "conversations": conversations}))
+    }
+}
+
+struct Held {
+    ticket: String,
+    expires: Instant,
+    _guard: OwnedMutexGuard<()>,
+}
+
+#[derive(Default)]
+struct ConversationLock {
+    /// tokio's mutex queues waiters fairly (FIFO), which gives per-conversation ordering.
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    holder: Mutex<Option<Held>>,
+}
+
+/// FIFO locks per conversation within one process, with a lease lifetime: a holder that
+/// never releases loses the lock once its lifetime is over.
+#[derive(Default)]
+pub struct InMemoryLockStore {
+    locks: Mutex<HashMap<String, Arc<ConversationLock>>>,
+    next_ticket: AtomicU64,
+}
+
+impl InMemoryLockStore {
+    fn entry(&self, id: &str) -> Arc<ConversationLock> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget_if_idle(&self, id: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = locks.get(id) {
+            // Only the map refers to it, nobody holds it and nobody waits for it.
+            if Arc::strong_count(entry) == 1 && Arc::strong_count(&entry.mutex) == 1 {
+                let idle = entry.holder.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+                if idle {
+                    locks.remove(id);
+                }
+            }
+        }
+    }
+}
+
+impl LockStorePlugin for InMemoryLockStore {
+    async fn acquire(&self, conversation_id: String, lifetime_ms: u64, wait_ms: u64) -> Result<String, PluginError> {
+        let entry = self.entry(&conversation_id);
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            let holder_expires = entry.holder.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|h| h.expires);
+            let now = Instant::now();
+            let until = match holder_expires {
+                Some(exp) => exp.min(deadline),
+                None => deadline,
+            };
+            let wait = until.saturating_duration_since(now);
+            match tokio::time::timeout(wait, entry.mutex.clone().lock_owned()).await {
+                Ok(guard) => {
+                    let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
+                    let expires = Instant::now() + Duration::from_millis(lifetime_ms.max(1));
+                    *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Held { ticket: ticket.clone(), expires, _guard: guard });
+                    return Ok(ticket);
+                }
+                Err(_) => {
+                    let now = Instant::now();
+                    // Expire a holder whose lease is over; its release will then be a no-op.
+                    let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
+                    if holder.as_ref().is_some_and(|h| h.expires <= now) {
+                        *holder = None;
+                        continue;
+                    }
+                    drop(holder);
+                    if now >= deadline {
+                        drop(entry);
+                        self.forget_if_idle(&conversation_id);
+                        return Err(PluginError::timeout(format!(
+                            "lock for conversation '{conversation_id}' not acquired within {wait_ms} ms"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release(&self, conversation_id: String, ticket: String) -> Result<(), PluginError> {
+        let entry = { self.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&conversation_id).cloned() };
+        if let Some(entry) = entry {
+            {
+                let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
+                if holder.as_ref().is_some_and(|h| h.ticket == ticket) {
+                    *holder = None;
+                }
+            }
+            drop(entry);
+            self.forget_if_idle(&conversation_id);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk::{lock_store_box, testkit, tracker_store_box};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_stores_pass_the_contract() {
+        let store = tracker_store_box(InMemoryTrackerStore::default(), None);
+        let report = testkit::tracker_store_suite(&store, "t-").await;
+        assert!(report.passed(), "{}", report.render());
+        let locks = lock_store_box(InMemoryLockStore::default(), None);
+        let report = testkit::lock_store_suite(&locks, "t-").await;
+        assert!(report.passed(), "{}", report.render());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_component_fails_the_call_only() {
+        struct Boom;
+        impl TrackerStorePlugin for Boom {
+            async fn load(&self, _: String, _: u64) -> Result<Option<EventLog>, PluginError> {
+                panic!("boom")
+            }
+            async fn append(&self, _: String, _: Vec<String>) -> Result<LogPosition, PluginError> {
+                unreachable!()
+            }
+            async fn replace(&self, _: String, _: Vec<String>) -> Result<LogPosition, PluginError> {
+                unreachable!()
+            }
+            async fn keys(&self) -> Result<Vec<String>, PluginError> {
+                Ok(vec![])
+            }
+            async fn delete(&self, _: String) -> Result<bool, PluginError> {
+                Ok(false)
+            }
+        }
+        let store = tracker_store_box(Boom, None);
+        match store.load("x".into(), 0).await {
+            abi_stable::std_types::RResult::RErr(e) => {
+                assert_eq!(e.kind, crate::ErrorKind::PANIC);
+                assert!(e.message.contains("boom"));
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(store.keys().await.is_ok(), "the component keeps working after a panic");
+    }
+}
