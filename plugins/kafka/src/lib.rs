@@ -1,1 +1,261 @@
-//! Placeholder: being written.
+//! Kafka event broker (`type: kafka`): publishes each new event as one Rasa-format JSON
+//! message, buffering in librdkafka's bounded queue while the broker is unreachable.
+//!
+//! Modules: [`config`] (the YAML section), [`message`] (the wire format), [`producer`]
+//! (librdkafka callbacks and counters). See README.md for the behaviour in detail.
+
+pub mod config;
+pub mod message;
+pub mod producer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use colloquy_plugin_api::sdk::{EventBrokerPlugin, PluginContext};
+use colloquy_plugin_api::{export_plugin, PluginError};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{Producer, PurgeConfig};
+use serde_json::{json, Value};
+
+use crate::config::KafkaConfig;
+use crate::producer::{BrokerContext, Counters, KafkaProducer};
+
+export_plugin! {
+    name: "kafka",
+    version: env!("CARGO_PKG_VERSION"),
+    event_broker: new_kafka_broker,
+}
+
+/// The constructor `export_plugin!` calls. Never contacts the broker: it may be down at
+/// start-up, and events simply wait in the queue until it is reachable.
+pub fn new_kafka_broker(
+    config_json: &str,
+    _ctx: &PluginContext,
+) -> Result<KafkaBroker, PluginError> {
+    KafkaBroker::from_json(config_json)
+}
+
+pub struct KafkaBroker {
+    producer: KafkaProducer,
+    counters: Arc<Counters>,
+    topic: String,
+    partition_by_sender: bool,
+    queue_size: u64,
+    close_timeout_ms: u64,
+    /// The `RASA_ENVIRONMENT` header, read once at start-up.
+    environment: String,
+    closed: AtomicBool,
+}
+
+impl KafkaBroker {
+    pub fn from_json(config_json: &str) -> Result<Self, PluginError> {
+        Self::new(KafkaConfig::from_json(config_json)?)
+    }
+
+    pub fn new(config: KafkaConfig) -> Result<Self, PluginError> {
+        let counters = Arc::new(Counters::default());
+        let context = BrokerContext {
+            counters: counters.clone(),
+            topic: config.topic.clone(),
+        };
+        let producer: KafkaProducer = config
+            .client_config()
+            .create_with_context(context)
+            .map_err(|e| creation_error(&config, e))?;
+        tracing::info!(
+            servers = %config.url,
+            topic = %config.topic,
+            protocol = %config.protocol(),
+            queue_size = config.queue_size(),
+            "kafka event broker created"
+        );
+        Ok(KafkaBroker {
+            producer,
+            counters,
+            topic: config.topic.clone(),
+            partition_by_sender: config.partition_by_sender,
+            queue_size: config.queue_size(),
+            close_timeout_ms: config.close_timeout_ms(),
+            environment: message::environment(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Counts refused events as dropped and logs them: an event is never lost silently.
+    fn refuse(
+        &self,
+        conversation_id: &str,
+        count: usize,
+        error: PluginError,
+    ) -> Result<(), PluginError> {
+        let total = self
+            .counters
+            .dropped
+            .fetch_add(count as u64, Ordering::AcqRel)
+            + count as u64;
+        tracing::error!(
+            conversation_id,
+            dropped = count,
+            dropped_total = total,
+            pending = self.counters.pending(),
+            "{}",
+            error.message
+        );
+        Err(error.with_details(json!({"dropped": count})))
+    }
+
+    /// Waits (without blocking a thread) until every accepted event is delivered or failed.
+    async fn wait_delivered(&self, timeout_ms: u64) -> Result<(), PluginError> {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            let pending = self.counters.pending();
+            if pending == 0 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(PluginError::timeout(format!(
+                    "kafka: {pending} event(s) still pending after {timeout_ms} ms"
+                ))
+                .with_details(json!({"pending": pending})));
+            }
+            tokio::time::sleep((deadline - now).min(Duration::from_millis(10))).await;
+        }
+    }
+
+    fn fatal_error(&self) -> Option<String> {
+        self.counters
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl EventBrokerPlugin for KafkaBroker {
+    async fn publish(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> Result<(), PluginError> {
+        // Render everything first so that a malformed event refuses the whole batch
+        // instead of leaving a gap in the conversation's stream.
+        let payloads = events
+            .iter()
+            .map(|event| message::render(&conversation_id, event))
+            .collect::<Result<Vec<_>, _>>()?;
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            let e = PluginError::unavailable(format!(
+                "kafka: broker closed, {} event(s) dropped",
+                payloads.len()
+            ));
+            return self.refuse(&conversation_id, payloads.len(), e);
+        }
+        // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
+        let pending = self.counters.pending();
+        if pending + payloads.len() as u64 > self.queue_size {
+            let e = PluginError::unavailable(format!(
+                "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
+                self.queue_size,
+                payloads.len()
+            ));
+            return self.refuse(&conversation_id, payloads.len(), e);
+        }
+        let key = self.partition_by_sender.then_some(conversation_id.as_str());
+        match producer::enqueue(
+            &self.producer,
+            &self.topic,
+            key,
+            &self.environment,
+            &payloads,
+        ) {
+            Ok(()) => Ok(()),
+            Err((refused, error)) => self.refuse(
+                &conversation_id,
+                refused,
+                producer::enqueue_error(refused, &error),
+            ),
+        }
+    }
+
+    async fn flush(&self, timeout_ms: u64) -> Result<(), PluginError> {
+        self.wait_delivered(timeout_ms).await
+    }
+
+    async fn health(&self) -> Result<Value, PluginError> {
+        let c = &self.counters;
+        let connected = c.connected.load(Ordering::Acquire);
+        let fatal = self.fatal_error();
+        Ok(json!({
+            "ok": connected && fatal.is_none() && !self.closed.load(Ordering::Acquire),
+            "connected": connected,
+            "pending": c.pending(),
+            "delivered": c.delivered.load(Ordering::Acquire),
+            "failed": c.failed.load(Ordering::Acquire),
+            "dropped": c.dropped.load(Ordering::Acquire),
+            "topic": self.topic,
+            "queue_size": self.queue_size,
+            "fatal_error": fatal,
+        }))
+    }
+
+    async fn close(&self) -> Result<(), PluginError> {
+        // New events are refused (with an error) from now on; queued ones get the deadline.
+        self.closed.store(true, Ordering::Release);
+        let outcome = self.wait_delivered(self.close_timeout_ms).await;
+        if let Err(e) = &outcome {
+            let pending = self.counters.pending();
+            tracing::error!(
+                pending,
+                "kafka: closing with undelivered events, they are lost: {}",
+                e.message
+            );
+            // Purging turns them into failed delivery reports, so the counters stay exact.
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+        }
+        outcome
+    }
+}
+
+/// Maps librdkafka's refusal of the settings to a config error naming our key.
+fn creation_error(config: &KafkaConfig, error: KafkaError) -> PluginError {
+    let text = error.to_string();
+    let ours = [
+        ("ssl.ca.location", "ssl_cafile"),
+        ("ssl.certificate.location", "ssl_certfile"),
+        ("ssl.key.location", "ssl_keyfile"),
+        (
+            "ssl.endpoint.identification.algorithm",
+            "ssl_check_hostname",
+        ),
+        ("sasl.mechanism", "sasl_mechanism"),
+        ("sasl.username", "sasl_username"),
+        ("sasl.password", "sasl_password"),
+        ("security.protocol", "security_protocol"),
+        ("bootstrap.servers", "url"),
+        ("client.id", "client_id"),
+        ("queue.buffering.max.messages", "queue_size"),
+    ];
+    let key = config
+        .librdkafka
+        .keys()
+        .find(|k| text.contains(k.as_str()))
+        .map(|k| format!("librdkafka.{k}"))
+        .or_else(|| {
+            ours.iter()
+                .find(|(prop, _)| text.contains(prop))
+                .map(|(_, key)| key.to_string())
+        });
+    match key {
+        Some(key) => PluginError::config(format!(
+            "config key `{key}`: kafka producer refused the settings: {text}"
+        ))
+        .with_details(json!({"key": key})),
+        None => PluginError::config(format!("kafka producer refused the settings: {text}")),
+    }
+}
