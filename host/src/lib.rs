@@ -3,3 +3,4 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of this crate.
 
 pub mod domain;
+pub mod engine;

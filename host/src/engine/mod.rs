@@ -1,0 +1,8 @@
+//! The conversation engine's pure core: events in, state out. No I/O here.
+
+pub mod event;
+pub mod story;
+pub mod tracker;
+
+pub use event::{Event, EventError, EventKind};
+pub use tracker::{tracker_json, EventVerbosity, TrackerState};

@@ -1,0 +1,383 @@
+//! The tracker: a conversation's state as a pure function of its events (rasa-http-api §4c–5c).
+
+use serde_json::{json, Map, Value};
+
+use super::event::{num, Event, EventKind};
+use crate::domain::Domain;
+
+pub const ACTION_LISTEN: &str = "action_listen";
+pub const ACTION_SESSION_START: &str = "action_session_start";
+pub const ACTION_RESTART: &str = "action_restart";
+
+/// Which events the tracker JSON lists (`include_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventVerbosity {
+    None,
+    Applied,
+    AfterRestart,
+    All,
+}
+
+impl EventVerbosity {
+    /// Parses the query parameter, case-insensitively, as 3.6 does.
+    pub fn parse(text: &str) -> Option<EventVerbosity> {
+        match text.to_ascii_uppercase().as_str() {
+            "NONE" => Some(Self::None),
+            "APPLIED" => Some(Self::Applied),
+            "AFTER_RESTART" => Some(Self::AfterRestart),
+            "ALL" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveLoop {
+    pub name: String,
+    pub is_interrupted: bool,
+    pub rejected: bool,
+    pub trigger_message: Value,
+}
+
+/// The state derived from events.
+#[derive(Debug, Clone)]
+pub struct TrackerState {
+    pub slots: Vec<(String, Value)>,
+    /// Index of the latest applied user event, and its live entity list.
+    pub latest_message: Option<(usize, Vec<Value>)>,
+    pub latest_action: Option<LatestAction>,
+    pub followup_action: Option<String>,
+    pub paused: bool,
+    pub active_loop: Option<ActiveLoop>,
+    pub latest_bot_utterance: Option<usize>,
+    /// Indices (into the event list) of the applied events.
+    pub applied: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LatestAction {
+    Name(String),
+    Text(String),
+}
+
+impl TrackerState {
+    fn reset(&mut self, domain: &Domain) {
+        self.slots = domain.slots().iter().map(|s| (s.name.clone(), s.initial_value.clone())).collect();
+        self.latest_message = None;
+        self.latest_action = None;
+        self.followup_action = Some(ACTION_LISTEN.into());
+        self.paused = false;
+        self.active_loop = None;
+        self.latest_bot_utterance = None;
+    }
+
+    fn new(domain: &Domain) -> TrackerState {
+        let mut s = TrackerState {
+            slots: Vec::new(),
+            latest_message: None,
+            latest_action: None,
+            followup_action: None,
+            paused: false,
+            active_loop: None,
+            latest_bot_utterance: None,
+            applied: Vec::new(),
+        };
+        s.reset(domain);
+        // A fresh tracker has no pending follow-up until something asks for one.
+        s.followup_action = None;
+        s
+    }
+
+    /// Replays `events` with Rasa's semantics: restart and session_started reset; rewind and
+    /// undo reset, then replay the applied events without the reverted ones.
+    pub fn compute(domain: &Domain, events: &[Event]) -> TrackerState {
+        let mut st = TrackerState::new(domain);
+        let mut applied: Vec<usize> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match &e.kind {
+                EventKind::Restart => {
+                    applied.clear();
+                    st.reset(domain);
+                    st.followup_action = Some(ACTION_SESSION_START.into());
+                }
+                EventKind::SessionStarted => {
+                    applied.clear();
+                    st.reset(domain);
+                }
+                EventKind::Rewind => {
+                    // Back to and including the last user event, then the action before it.
+                    if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::User { .. })) {
+                        applied.truncate(pos);
+                        if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::Action { .. })) {
+                            applied.truncate(pos);
+                        }
+                    }
+                    st.replay(domain, events, &applied);
+                }
+                EventKind::Undo => {
+                    if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::Action { .. })) {
+                        applied.truncate(pos);
+                    }
+                    st.replay(domain, events, &applied);
+                }
+                _ => {
+                    applied.push(i);
+                    st.apply(domain, events, i);
+                }
+            }
+        }
+        st.applied = applied;
+        st
+    }
+
+    fn replay(&mut self, domain: &Domain, events: &[Event], applied: &[usize]) {
+        self.reset(domain);
+        for &j in applied {
+            self.apply(domain, events, j);
+        }
+    }
+
+    fn apply(&mut self, domain: &Domain, events: &[Event], i: usize) {
+        let e = &events[i];
+        match &e.kind {
+            EventKind::User { parse_data, .. } => {
+                let entities = parse_data.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+                self.latest_message = Some((i, entities));
+                self.followup_action = None;
+            }
+            EventKind::Bot { .. } => self.latest_bot_utterance = Some(i),
+            EventKind::Slot { name, value } => {
+                // A slot the domain does not know is stored but changes nothing (as in Rasa).
+                if let Some(slot) = self.slots.iter_mut().find(|(n, _)| n == name) {
+                    slot.1 = value.clone();
+                }
+            }
+            EventKind::ResetSlots => {
+                self.slots = domain.slots().iter().map(|s| (s.name.clone(), s.initial_value.clone())).collect();
+            }
+            EventKind::Followup { name } => self.followup_action = Some(name.clone()),
+            EventKind::Pause => self.paused = true,
+            EventKind::Resume => self.paused = false,
+            EventKind::Action { name, action_text, .. } => {
+                self.latest_action = match (name, action_text) {
+                    (Some(n), _) => Some(LatestAction::Name(n.clone())),
+                    (None, Some(t)) => Some(LatestAction::Text(t.clone())),
+                    (None, None) => None,
+                };
+                self.followup_action = None;
+                if let Some(l) = self.active_loop.as_mut() {
+                    l.is_interrupted = false;
+                    if name.as_deref() == Some(l.name.as_str()) {
+                        l.rejected = false;
+                    }
+                }
+            }
+            EventKind::ActiveLoop { name } => {
+                self.active_loop = name.as_ref().map(|n| ActiveLoop {
+                    name: n.clone(),
+                    is_interrupted: false,
+                    rejected: false,
+                    trigger_message: self.latest_message_json(events),
+                });
+            }
+            EventKind::LoopInterrupted { is_interrupted } => {
+                if let Some(l) = self.active_loop.as_mut() {
+                    l.is_interrupted = *is_interrupted;
+                }
+            }
+            EventKind::ActionExecutionRejected { name, .. } => {
+                if let Some(l) = self.active_loop.as_mut() {
+                    if name.as_deref() == Some(l.name.as_str()) {
+                        l.rejected = true;
+                    }
+                }
+            }
+            EventKind::Entities { entities } => {
+                if self.latest_action_name() == Some(ACTION_LISTEN) {
+                    if let Some((_, list)) = self.latest_message.as_mut() {
+                        for ent in entities {
+                            if !list.contains(ent) {
+                                list.push(ent.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn latest_action_name(&self) -> Option<&str> {
+        match &self.latest_action {
+            Some(LatestAction::Name(n)) => Some(n),
+            Some(LatestAction::Text(t)) => Some(t),
+            None => None,
+        }
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&Value> {
+        self.slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// `latest_message` as 3.6 prints it: the parse data with the live entity list.
+    pub fn latest_message_json(&self, events: &[Event]) -> Value {
+        match &self.latest_message {
+            Some((i, entities)) => {
+                let mut pd = events[*i].user_parse_data().unwrap_or_default();
+                pd.insert("entities".into(), Value::Array(entities.clone()));
+                Value::Object(pd)
+            }
+            None => json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}),
+        }
+    }
+}
+
+/// The tracker JSON of 3.6 (`GET …/tracker`), key order included.
+pub fn tracker_json(sender_id: &str, domain: &Domain, events: &[Event], verbosity: EventVerbosity) -> Value {
+    let st = TrackerState::compute(domain, events);
+    let mut m = Map::new();
+    m.insert("sender_id".into(), Value::String(sender_id.into()));
+    m.insert("slots".into(), Value::Object(st.slots.iter().cloned().collect()));
+    m.insert("latest_message".into(), st.latest_message_json(events));
+    m.insert("latest_event_time".into(), events.last().map(|e| num(e.timestamp)).unwrap_or(Value::Null));
+    m.insert("followup_action".into(), st.followup_action.clone().map(Value::String).unwrap_or(Value::Null));
+    m.insert("paused".into(), Value::Bool(st.paused));
+    let listed: Option<Vec<Value>> = match verbosity {
+        EventVerbosity::None => None,
+        EventVerbosity::All => Some(events.iter().map(Event::to_json).collect()),
+        EventVerbosity::AfterRestart => {
+            let start = events.iter().rposition(|e| matches!(e.kind, EventKind::Restart)).map(|i| i + 1).unwrap_or(0);
+            Some(events[start..].iter().map(Event::to_json).collect())
+        }
+        EventVerbosity::Applied => Some(st.applied.iter().map(|&i| events[i].to_json()).collect()),
+    };
+    m.insert("events".into(), listed.map(Value::Array).unwrap_or(Value::Null));
+    let channel = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::User { input_channel, .. } => Some(input_channel.clone()),
+        _ => None,
+    });
+    m.insert("latest_input_channel".into(), channel.flatten().map(Value::String).unwrap_or(Value::Null));
+    m.insert(
+        "active_loop".into(),
+        match &st.active_loop {
+            Some(l) => json!({"name": l.name, "is_interrupted": l.is_interrupted, "rejected": l.rejected, "trigger_message": l.trigger_message}),
+            None => json!({}),
+        },
+    );
+    m.insert(
+        "latest_action".into(),
+        match &st.latest_action {
+            Some(LatestAction::Name(n)) => json!({"action_name": n}),
+            Some(LatestAction::Text(t)) => json!({"action_text": t}),
+            None => json!({}),
+        },
+    );
+    m.insert("latest_action_name".into(), st.latest_action_name().map(|s| Value::String(s.into())).unwrap_or(Value::Null));
+    Value::Object(m)
+}
+
+/// Events up to `until`: a truncation at the first later timestamp, not a filter (§5c).
+pub fn truncate_until(events: &[Event], until: Option<f64>) -> &[Event] {
+    match until {
+        Some(t) => {
+            let end = events.iter().position(|e| e.timestamp > t).unwrap_or(events.len());
+            &events[..end]
+        }
+        None => events,
+    }
+}
+
+/// The session-start sequence 3.6 runs for a new conversation: `action_session_start`,
+/// `session_started`, the carried-over slots, `action_listen`.
+pub fn session_start_events(carried_slots: Vec<Event>, policy: Option<&str>) -> Vec<Event> {
+    let mut out = vec![Event::action_with(ACTION_SESSION_START, policy, Some(1.0)), Event::new(EventKind::SessionStarted)];
+    out.extend(carried_slots);
+    out.push(Event::action(ACTION_LISTEN));
+    out
+}
+
+/// True when the events start with a session start (`action_session_start` + `session_started`).
+pub fn starts_with_session_start(events: &[Event]) -> bool {
+    events.len() >= 2 && events[0].is_action(ACTION_SESSION_START) && matches!(events[1].kind, EventKind::SessionStarted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(list: Value) -> Vec<Event> {
+        Event::list_from_json(list.as_array().unwrap()).unwrap()
+    }
+
+    fn domain_with(slot: &str) -> Domain {
+        let mut d = Domain::empty();
+        d.slots.insert(0, crate::domain::Slot { name: slot.into(), initial_value: Value::Null });
+        d
+    }
+
+    #[test]
+    fn captured_trackers_are_reproduced() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/rasa/captured-3.6.21/");
+        let domain = domain_with("bench_slot");
+        for (file, verbosity) in [
+            ("tracker-ALL.json", EventVerbosity::All),
+            ("conv1-tracker-ALL.json", EventVerbosity::All),
+            ("events-append-list-new-conv.json", EventVerbosity::AfterRestart),
+            ("tracker-new-conversation.json", EventVerbosity::AfterRestart),
+        ] {
+            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
+            let events = parse(expected["events"].clone());
+            let got = tracker_json(expected["sender_id"].as_str().unwrap(), &domain, &events, verbosity);
+            assert_eq!(got.to_string(), expected.to_string(), "{file}");
+        }
+        // The other verbosities of the same conversations.
+        let all: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}tracker-ALL.json")).unwrap()).unwrap();
+        let events = parse(all["events"].clone());
+        for (file, verbosity) in [
+            ("tracker-AFTER_RESTART.json", EventVerbosity::AfterRestart),
+            ("tracker-APPLIED.json", EventVerbosity::Applied),
+            ("tracker-NONE.json", EventVerbosity::None),
+            ("tracker-default.json", EventVerbosity::AfterRestart),
+        ] {
+            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
+            let got = tracker_json("sample-conv2", &domain, &events, verbosity);
+            assert_eq!(got, expected, "{file}");
+        }
+        let all: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}conv1-tracker-ALL.json")).unwrap()).unwrap();
+        let events = parse(all["events"].clone());
+        for (file, verbosity) in [("conv1-tracker-AFTER_RESTART.json", EventVerbosity::AfterRestart), ("conv1-tracker-APPLIED.json", EventVerbosity::Applied)] {
+            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
+            assert_eq!(tracker_json("sample-conv", &domain, &events, verbosity), expected, "{file}");
+        }
+    }
+
+    #[test]
+    fn rewind_and_undo() {
+        let d = Domain::empty();
+        let user = |t: &str| json!({"event": "user", "text": t, "parse_data": {"intent": {"name": t}, "entities": []}});
+        let act = |n: &str| json!({"event": "action", "name": n});
+        let ev = parse(json!([act("action_listen"), user("hi"), act("utter_hi"), act("action_listen"), user("bye"), act("utter_bye"), act("action_listen"), {"event": "rewind"}]));
+        let st = TrackerState::compute(&d, &ev);
+        assert_eq!(st.latest_action_name(), Some("utter_hi"));
+        assert_eq!(st.applied, vec![0, 1, 2]);
+        let ev = parse(json!([act("action_listen"), user("hi"), act("my_action"), act("action_listen"), {"event": "undo"}]));
+        assert_eq!(TrackerState::compute(&d, &ev).latest_action_name(), Some("my_action"));
+    }
+
+    #[test]
+    fn restart_sets_session_start_as_followup() {
+        let d = Domain::empty();
+        let ev = parse(json!([{"event": "action", "name": "action_listen"}, {"event": "restart"}]));
+        let j = tracker_json("x", &d, &ev, EventVerbosity::All);
+        assert_eq!(j["followup_action"], "action_session_start");
+        assert_eq!(j["latest_message"]["text"], Value::Null);
+    }
+
+    #[test]
+    fn until_truncates() {
+        let ev = parse(json!([{"event": "pause", "timestamp": 1.0}, {"event": "resume", "timestamp": 3.0}, {"event": "pause", "timestamp": 2.0}]));
+        assert_eq!(truncate_until(&ev, Some(2.5)).len(), 1);
+        assert_eq!(truncate_until(&ev, None).len(), 3);
+    }
+}
