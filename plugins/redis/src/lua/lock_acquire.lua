@@ -1,0 +1,20 @@
+-- acquire: KEYS[3] = the ticket counter ([p:]lock_seq); ARGV[2] = how long the caller waits
+-- (ms), ARGV[3] = lease lifetime (ms). Enqueues a ticket and returns
+-- {ticket, 1, lease ms} when it holds the lock now, else {ticket, 0, ms until the holder's
+-- lease ends}.
+local now = now_ms()
+local wait = math.max(tonumber(ARGV[2]), 1)
+local lifetime = math.max(tonumber(ARGV[3]), 1)
+local ticket = tostring(redis.call('INCR', KEYS[3]))
+redis.call('RPUSH', KEYS[1], ticket)
+redis.call('HSET', KEYS[2], ticket, 'W:' .. (now + wait) .. ':' .. lifetime)
+extend(wait + lifetime + KEEP_MS)
+local head, expires = promote(now)
+if head == ticket then
+  redis.call('DEL', ARGV[1] .. ticket)
+  return {ticket, 1, expires - now}
+end
+if not head then
+  return {ticket, 0, 0}
+end
+return {ticket, 0, expires - now}

@@ -1,0 +1,8 @@
+-- release: ARGV[2] = ticket. Removes the ticket wherever it is in the queue (holder or a
+-- waiter giving up), then hands the lock to the next live waiter. Returns 1 if the ticket
+-- was known.
+local existed = redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('LREM', KEYS[1], 1, ARGV[2])
+redis.call('DEL', ARGV[1] .. ARGV[2])
+promote(now_ms())
+return existed
