@@ -82,7 +82,11 @@ impl RedisConfig {
         Self::from_raw(kind, raw, std::env::var("TICKET_LOCK_LIFETIME").ok())
     }
 
-    fn from_raw(kind: Kind, raw: RawConfig, env_lifetime: Option<String>) -> Result<Self, PluginError> {
+    fn from_raw(
+        kind: Kind,
+        raw: RawConfig,
+        env_lifetime: Option<String>,
+    ) -> Result<Self, PluginError> {
         let only = |key: &str, set: bool, owner: &str| -> Result<(), PluginError> {
             if set {
                 Err(key_error(key, format!("only valid for the Redis {owner}")))
@@ -101,7 +105,9 @@ impl RedisConfig {
             Some(p) => {
                 return Err(key_error(
                     "key_prefix",
-                    format!("{p:?} must be alphanumeric (as in Rasa, which ignores it with a warning)"),
+                    format!(
+                        "{p:?} must be alphanumeric (as in Rasa, which ignores it with a warning)"
+                    ),
                 ))
             }
         };
@@ -109,12 +115,21 @@ impl RedisConfig {
         let record_exp = match raw.record_exp {
             None => None,
             Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s.ceil())),
-            Some(s) => return Err(key_error("record_exp", format!("must be a positive number of seconds, got {s}"))),
+            Some(s) => {
+                return Err(key_error(
+                    "record_exp",
+                    format!("must be a positive number of seconds, got {s}"),
+                ))
+            }
         };
         let socket_timeout = positive_secs("socket_timeout", raw.socket_timeout.unwrap_or(10.0))?;
         let lifetime = match raw.lifetime {
             Some(s) => positive_secs("lifetime", s)?,
-            None => match env_lifetime.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => match env_lifetime
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 None => Duration::from_secs(60),
                 Some(s) => {
                     let secs: f64 = s.parse().map_err(|_| {
@@ -132,21 +147,41 @@ impl RedisConfig {
             Kind::LockStore => 1,
         };
         let use_ssl = raw.use_ssl.unwrap_or(false);
-        let host = raw.url.as_deref().map(str::trim).filter(|u| !u.is_empty()).unwrap_or("localhost");
+        let host = raw
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or("localhost");
 
         let (url, tls_on) = if let Some((scheme, rest)) = host.split_once("://") {
             let tls_on = match scheme {
                 "redis" => false,
                 "rediss" => true,
-                other => return Err(key_error("url", format!("unsupported scheme {other:?}; use redis:// or rediss://"))),
+                other => {
+                    return Err(key_error(
+                        "url",
+                        format!("unsupported scheme {other:?}; use redis:// or rediss://"),
+                    ))
+                }
             };
-            for (key, set) in [("port", raw.port.is_some()), ("username", raw.username.is_some()), ("password", raw.password.is_some())] {
+            for (key, set) in [
+                ("port", raw.port.is_some()),
+                ("username", raw.username.is_some()),
+                ("password", raw.password.is_some()),
+            ] {
                 if set {
-                    return Err(key_error(key, "cannot be combined with a complete URL in `url`; put it in the URL"));
+                    return Err(key_error(
+                        key,
+                        "cannot be combined with a complete URL in `url`; put it in the URL",
+                    ));
                 }
             }
             if use_ssl && !tls_on {
-                return Err(key_error("use_ssl", "is true but `url` uses redis://; use rediss:// for TLS"));
+                return Err(key_error(
+                    "use_ssl",
+                    "is true but `url` uses redis://; use rediss:// for TLS",
+                ));
             }
             let (authority, path) = match rest.split_once('/') {
                 Some((a, p)) => (a, p),
@@ -155,10 +190,18 @@ impl RedisConfig {
             let path = path.split(['?', '#']).next().unwrap_or("");
             let db = match (path.is_empty(), raw.db) {
                 (true, db) => db.unwrap_or(default_db),
-                (false, None) => path
-                    .parse::<u64>()
-                    .map_err(|_| key_error("url", format!("database {path:?} in the URL is not a number")))?,
-                (false, Some(_)) => return Err(key_error("db", "is also given in `url`; set it in one place")),
+                (false, None) => path.parse::<u64>().map_err(|_| {
+                    key_error(
+                        "url",
+                        format!("database {path:?} in the URL is not a number"),
+                    )
+                })?,
+                (false, Some(_)) => {
+                    return Err(key_error(
+                        "db",
+                        "is also given in `url`; set it in one place",
+                    ))
+                }
             };
             if authority.is_empty() {
                 return Err(key_error("url", "has no host"));
@@ -166,7 +209,10 @@ impl RedisConfig {
             (format!("{scheme}://{authority}/{db}"), tls_on)
         } else {
             if host.contains(['/', '@', ' ']) {
-                return Err(key_error("url", format!("{host:?} is neither a host name nor a redis:// URL")));
+                return Err(key_error(
+                    "url",
+                    format!("{host:?} is neither a host name nor a redis:// URL"),
+                ));
             }
             let port = raw.port.unwrap_or(6379);
             if port == 0 || port > u16::MAX as u64 {
@@ -179,18 +225,35 @@ impl RedisConfig {
                 (u, p) => format!(
                     "{}{}@",
                     pct(u.as_deref().unwrap_or("")),
-                    p.as_deref().map(|p| format!(":{}", pct(p))).unwrap_or_default()
+                    p.as_deref()
+                        .map(|p| format!(":{}", pct(p)))
+                        .unwrap_or_default()
                 ),
             };
-            let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
             (format!("{scheme}://{userinfo}{host}:{port}/{db}"), use_ssl)
         };
 
-        let tls_files = TlsFiles { certfile: raw.ssl_certfile, keyfile: raw.ssl_keyfile, ca_certs: raw.ssl_ca_certs };
+        let tls_files = TlsFiles {
+            certfile: raw.ssl_certfile,
+            keyfile: raw.ssl_keyfile,
+            ca_certs: raw.ssl_ca_certs,
+        };
         let tls = if tls_on {
             if tls_files.certfile.is_some() != tls_files.keyfile.is_some() {
-                let missing = if tls_files.certfile.is_none() { "ssl_certfile" } else { "ssl_keyfile" };
-                return Err(key_error(missing, "is required when the other half of the client certificate is set"));
+                let missing = if tls_files.certfile.is_none() {
+                    "ssl_certfile"
+                } else {
+                    "ssl_keyfile"
+                };
+                return Err(key_error(
+                    missing,
+                    "is required when the other half of the client certificate is set",
+                ));
             }
             Some(tls_files)
         } else {
@@ -200,13 +263,23 @@ impl RedisConfig {
                 ("ssl_ca_certs", tls_files.ca_certs.is_some()),
             ] {
                 if set {
-                    return Err(key_error(key, "is set but TLS is off; set `use_ssl: true` or use a rediss:// URL"));
+                    return Err(key_error(
+                        key,
+                        "is set but TLS is off; set `use_ssl: true` or use a rediss:// URL",
+                    ));
                 }
             }
             None
         };
 
-        Ok(RedisConfig { url, tls, key_prefix, record_exp, socket_timeout, lifetime })
+        Ok(RedisConfig {
+            url,
+            tls,
+            key_prefix,
+            record_exp,
+            socket_timeout,
+            lifetime,
+        })
     }
 
     /// The URL without its password, for logs and errors.
@@ -223,14 +296,18 @@ impl RedisConfig {
 }
 
 fn key_error(key: &str, text: impl fmt::Display) -> PluginError {
-    PluginError::config(format!("config key `{key}`: {text}")).with_details(serde_json::json!({"key": key}))
+    PluginError::config(format!("config key `{key}`: {text}"))
+        .with_details(serde_json::json!({"key": key}))
 }
 
 fn positive_secs(key: &str, secs: f64) -> Result<Duration, PluginError> {
     if secs > 0.0 && secs.is_finite() && secs < 1e9 {
         Ok(Duration::from_secs_f64(secs))
     } else {
-        Err(key_error(key, format!("must be a positive number of seconds, got {secs}")))
+        Err(key_error(
+            key,
+            format!("must be a positive number of seconds, got {secs}"),
+        ))
     }
 }
 
@@ -306,24 +383,34 @@ fn flex<'de, D: Deserializer<'de>, T>(
 ) -> Result<Option<T>, D::Error> {
     match d.deserialize_option(ScalarVisitor)? {
         None => Ok(None),
-        Some(s) => convert(&s).map(Some).ok_or_else(|| de::Error::invalid_value(s.unexpected(), &expected)),
+        Some(s) => convert(&s)
+            .map(Some)
+            .ok_or_else(|| de::Error::invalid_value(s.unexpected(), &expected)),
     }
 }
 
 fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    flex(d, "a non-negative integer (or a string holding one)", |s| match s {
-        Scalar::Num(_, exact) => *exact,
-        Scalar::Str(t) => t.parse().ok(),
-        Scalar::Bool(_) => None,
-    })
+    flex(
+        d,
+        "a non-negative integer (or a string holding one)",
+        |s| match s {
+            Scalar::Num(_, exact) => *exact,
+            Scalar::Str(t) => t.parse().ok(),
+            Scalar::Bool(_) => None,
+        },
+    )
 }
 
 fn flex_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    flex(d, "a number of seconds (or a string holding one)", |s| match s {
-        Scalar::Num(v, _) => Some(*v),
-        Scalar::Str(t) => t.parse().ok().filter(|v: &f64| v.is_finite()),
-        Scalar::Bool(_) => None,
-    })
+    flex(
+        d,
+        "a number of seconds (or a string holding one)",
+        |s| match s {
+            Scalar::Num(v, _) => Some(*v),
+            Scalar::Str(t) => t.parse().ok().filter(|v: &f64| v.is_finite()),
+            Scalar::Bool(_) => None,
+        },
+    )
 }
 
 fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -361,9 +448,18 @@ mod tests {
         let l = lock("{}", None).unwrap();
         assert_eq!(l.url, "redis://localhost:6379/1");
         assert_eq!(l.lifetime, Duration::from_secs(60));
-        assert_eq!(lock("{}", Some("5")).unwrap().lifetime, Duration::from_secs(5));
-        assert_eq!(lock(r#"{"lifetime": 7}"#, Some("5")).unwrap().lifetime, Duration::from_secs(7));
-        assert!(lock("{}", Some("soon")).unwrap_err().message.contains("TICKET_LOCK_LIFETIME"));
+        assert_eq!(
+            lock("{}", Some("5")).unwrap().lifetime,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            lock(r#"{"lifetime": 7}"#, Some("5")).unwrap().lifetime,
+            Duration::from_secs(7)
+        );
+        assert!(lock("{}", Some("soon"))
+            .unwrap_err()
+            .message
+            .contains("TICKET_LOCK_LIFETIME"));
     }
 
     #[test]
@@ -382,15 +478,36 @@ mod tests {
 
     #[test]
     fn full_urls() {
-        assert_eq!(tracker(r#"{"url": "redis://:pw@h:1/4"}"#).unwrap().url, "redis://:pw@h:1/4");
-        assert_eq!(lock(r#"{"url": "redis://h"}"#, None).unwrap().url, "redis://h/1");
-        assert_eq!(tracker(r#"{"url": "redis://h", "db": 2}"#).unwrap().url, "redis://h/2");
+        assert_eq!(
+            tracker(r#"{"url": "redis://:pw@h:1/4"}"#).unwrap().url,
+            "redis://:pw@h:1/4"
+        );
+        assert_eq!(
+            lock(r#"{"url": "redis://h"}"#, None).unwrap().url,
+            "redis://h/1"
+        );
+        assert_eq!(
+            tracker(r#"{"url": "redis://h", "db": 2}"#).unwrap().url,
+            "redis://h/2"
+        );
         let t = tracker(r#"{"url": "rediss://h:6390", "ssl_ca_certs": "/ca.pem"}"#).unwrap();
         assert_eq!(t.tls.unwrap().ca_certs.as_deref(), Some("/ca.pem"));
-        assert!(tracker(r#"{"url": "redis://h/1", "db": 2}"#).unwrap_err().message.contains("`db`"));
-        assert!(tracker(r#"{"url": "redis://h", "port": 2}"#).unwrap_err().message.contains("`port`"));
-        assert!(tracker(r#"{"url": "http://h"}"#).unwrap_err().message.contains("`url`"));
-        assert!(tracker(r#"{"url": "redis://h", "use_ssl": true}"#).unwrap_err().message.contains("`use_ssl`"));
+        assert!(tracker(r#"{"url": "redis://h/1", "db": 2}"#)
+            .unwrap_err()
+            .message
+            .contains("`db`"));
+        assert!(tracker(r#"{"url": "redis://h", "port": 2}"#)
+            .unwrap_err()
+            .message
+            .contains("`port`"));
+        assert!(tracker(r#"{"url": "http://h"}"#)
+            .unwrap_err()
+            .message
+            .contains("`url`"));
+        assert!(tracker(r#"{"url": "redis://h", "use_ssl": true}"#)
+            .unwrap_err()
+            .message
+            .contains("`use_ssl`"));
     }
 
     #[test]
@@ -407,7 +524,10 @@ mod tests {
             (r#"{"socket_timeout": "soon"}"#, "`socket_timeout`"),
             (r#"{"lifetime": 5}"#, "`lifetime`"),
             (r#"{"ssl_certfile": "/c.pem"}"#, "`ssl_certfile`"),
-            (r#"{"use_ssl": true, "ssl_certfile": "/c.pem"}"#, "`ssl_keyfile`"),
+            (
+                r#"{"use_ssl": true, "ssl_certfile": "/c.pem"}"#,
+                "`ssl_keyfile`",
+            ),
         ] {
             let e = tracker(json).unwrap_err();
             assert_eq!(e.kind, colloquy_plugin_api::ErrorKind::CONFIG);

@@ -49,7 +49,13 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(|e| PluginError::config(format!("Redis client for {url}: {e}")))?;
-        Ok(Redis { client, manager, pool: BlockingPool::default(), timeout: config.socket_timeout, url })
+        Ok(Redis {
+            client,
+            manager,
+            pool: BlockingPool::default(),
+            timeout: config.socket_timeout,
+            url,
+        })
     }
 
     /// The shared multiplexed connection (cheap to clone).
@@ -71,7 +77,10 @@ impl Redis {
         match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_error(&self.url, what, &e)),
-            Err(_) => Err(PluginError::timeout(format!("Redis at {}: {what}: no answer within {:?}", self.url, self.timeout))),
+            Err(_) => Err(PluginError::timeout(format!(
+                "Redis at {}: {what}: no answer within {:?}",
+                self.url, self.timeout
+            ))),
         }
     }
 
@@ -81,8 +90,15 @@ impl Redis {
             return Ok(c);
         }
         // No response timeout: the caller bounds each blocking command itself.
-        let cfg = AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(None);
-        self.run("connect", self.client.get_multiplexed_async_connection_with_config(&cfg)).await
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        self.run(
+            "connect",
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
     }
 
     /// Returns a dedicated connection whose last command completed normally.
@@ -93,7 +109,11 @@ impl Redis {
     /// `PING` through the shared connection, for `health`.
     pub async fn ping(&self) -> Result<(), PluginError> {
         let mut c = self.conn();
-        self.run("PING", async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+        self.run("PING", async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        .map(|_| ())
     }
 }
 
@@ -119,7 +139,11 @@ pub fn map_error(url: &str, what: &str, e: &RedisError) -> PluginError {
     let text = format!("Redis at {url}: {what}: {e}");
     if e.is_timeout() {
         PluginError::timeout(text)
-    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+    } else if e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+    {
         PluginError::connection(text)
     } else {
         PluginError::backend(text)
@@ -127,14 +151,18 @@ pub fn map_error(url: &str, what: &str, e: &RedisError) -> PluginError {
 }
 
 fn build_client(config: &RedisConfig) -> Result<Client, PluginError> {
-    let bad_url = |e: RedisError| PluginError::config(format!("config key `url`: {}: {e}", config.redacted_url()));
+    let bad_url = |e: RedisError| {
+        PluginError::config(format!("config key `url`: {}: {e}", config.redacted_url()))
+    };
     let Some(tls) = &config.tls else {
         return Client::open(config.url.as_str()).map_err(bad_url);
     };
     // One crypto provider for this plugin's private copy of rustls; "already installed" is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |key: &str, path: &str| {
-        std::fs::read(path).map_err(|e| PluginError::config(format!("config key `{key}`: cannot read {path:?}: {e}")))
+        std::fs::read(path).map_err(|e| {
+            PluginError::config(format!("config key `{key}`: cannot read {path:?}: {e}"))
+        })
     };
     let client_tls = match (&tls.certfile, &tls.keyfile) {
         (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
@@ -147,7 +175,17 @@ fn build_client(config: &RedisConfig) -> Result<Client, PluginError> {
         Some(path) => Some(read("ssl_ca_certs", path)?),
         None => None,
     };
-    Client::build_with_tls(config.url.as_str(), redis::TlsCertificates { client_tls, root_cert }).map_err(|e| {
-        PluginError::config(format!("TLS settings (ssl_certfile/ssl_keyfile/ssl_ca_certs) for {}: {e}", config.redacted_url()))
+    Client::build_with_tls(
+        config.url.as_str(),
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| {
+        PluginError::config(format!(
+            "TLS settings (ssl_certfile/ssl_keyfile/ssl_ca_certs) for {}: {e}",
+            config.redacted_url()
+        ))
     })
 }

@@ -22,7 +22,10 @@ pub use lock::RedisLockStore;
 pub use tracker::RedisTrackerStore;
 
 /// Tracker store constructor: parses the config and builds the client, without connecting.
-pub fn new_tracker_store(config: &str, _ctx: &PluginContext) -> Result<RedisTrackerStore, PluginError> {
+pub fn new_tracker_store(
+    config: &str,
+    _ctx: &PluginContext,
+) -> Result<RedisTrackerStore, PluginError> {
     RedisTrackerStore::new(&RedisConfig::parse(Kind::TrackerStore, config)?)
 }
 

@@ -35,7 +35,10 @@ use crate::conn::{map_error, Redis};
 
 macro_rules! lock_script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/lock_common.lua"), include_str!($file)))
+        Script::new(concat!(
+            include_str!("lua/lock_common.lua"),
+            include_str!($file)
+        ))
     };
 }
 
@@ -78,20 +81,35 @@ impl Inner {
         format!("{}lock_wake:", self.prefix)
     }
 
-    async fn eval(&self, what: &str, script: &Script, id: &str, args: &[String]) -> Result<Value, PluginError> {
+    async fn eval(
+        &self,
+        what: &str,
+        script: &Script,
+        id: &str,
+        args: &[String],
+    ) -> Result<Value, PluginError> {
         let p = &self.prefix;
         let mut inv = script.prepare_invoke();
-        inv.key(format!("{p}lock_queue:{id}")).key(format!("{p}lock_tickets:{id}")).key(format!("{p}lock_seq"));
+        inv.key(format!("{p}lock_queue:{id}"))
+            .key(format!("{p}lock_tickets:{id}"))
+            .key(format!("{p}lock_seq"));
         inv.arg(self.wake_prefix());
         for a in args {
             inv.arg(a.as_str());
         }
         let mut conn = self.redis.conn();
-        self.redis.run(what, async move { inv.invoke_async::<Value>(&mut conn).await }).await
+        self.redis
+            .run(
+                what,
+                async move { inv.invoke_async::<Value>(&mut conn).await },
+            )
+            .await
     }
 
     async fn release(&self, id: &str, ticket: &str) -> Result<(), PluginError> {
-        self.eval("lock release", &self.release, id, &[ticket.to_string()]).await.map(|_| ())
+        self.eval("lock release", &self.release, id, &[ticket.to_string()])
+            .await
+            .map(|_| ())
     }
 
     /// Blocks on the ticket's wake key for at most `wait`; `Ok(true)` when woken.
@@ -100,7 +118,10 @@ impl Inner {
         let key = format!("{}lock_wake:{ticket}", self.prefix);
         // BLPOP takes (fractional) seconds; 0 would mean forever.
         let secs = wait.as_secs_f64().max(0.01);
-        let cmd = redis::cmd("BLPOP").arg(&key).arg(format!("{secs:.3}")).clone();
+        let cmd = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(format!("{secs:.3}"))
+            .clone();
         let bound = wait + self.redis.timeout();
         match tokio::time::timeout(bound, cmd.query_async::<Value>(&mut conn)).await {
             Ok(Ok(v)) => {
@@ -109,15 +130,32 @@ impl Inner {
             }
             // The connection is dropped, not pooled: its state is unknown.
             Ok(Err(e)) => Err(map_error(&self.redis.url, "BLPOP", &e)),
-            Err(_) => Err(PluginError::timeout(format!("Redis at {}: BLPOP did not return within {bound:?}", self.redis.url))),
+            Err(_) => Err(PluginError::timeout(format!(
+                "Redis at {}: BLPOP did not return within {bound:?}",
+                self.redis.url
+            ))),
         }
     }
 
-    async fn acquire(&self, id: &str, ticket_slot: &mut Option<String>, lifetime: Duration, wait: Duration) -> Result<String, PluginError> {
+    async fn acquire(
+        &self,
+        id: &str,
+        ticket_slot: &mut Option<String>,
+        lifetime: Duration,
+        wait: Duration,
+    ) -> Result<String, PluginError> {
         let deadline = Instant::now() + wait;
         let give_up_ms = wait.as_millis() as u64 + GIVE_UP_GRACE_MS;
         let reply = self
-            .eval("lock acquire", &self.acquire, id, &[give_up_ms.to_string(), (lifetime.as_millis() as u64).max(1).to_string()])
+            .eval(
+                "lock acquire",
+                &self.acquire,
+                id,
+                &[
+                    give_up_ms.to_string(),
+                    (lifetime.as_millis() as u64).max(1).to_string(),
+                ],
+            )
             .await?;
         let (ticket, held, mut holder_ms) = match &reply {
             Value::Array(items) => match items.as_slice() {
@@ -127,7 +165,9 @@ impl Inner {
             _ => (None, None, None),
         };
         let (Some(ticket), Some(held), Some(ms)) = (ticket, held, holder_ms.take()) else {
-            return Err(PluginError::backend(format!("Redis lock acquire: unexpected script reply {reply:?}")));
+            return Err(PluginError::backend(format!(
+                "Redis lock acquire: unexpected script reply {reply:?}"
+            )));
         };
         if held == 1 {
             return Ok(ticket);
@@ -146,9 +186,13 @@ impl Inner {
                 )));
             }
             // Wake up when pushed, when the holder's lease ends, or at the fallback.
-            let nap = remaining.min(Duration::from_millis(holder_ms + 5)).min(FALLBACK_WAIT);
+            let nap = remaining
+                .min(Duration::from_millis(holder_ms + 5))
+                .min(FALLBACK_WAIT);
             self.block(&ticket, nap).await?;
-            let reply = self.eval("lock check", &self.check, id, &[ticket.clone()]).await?;
+            let reply = self
+                .eval("lock check", &self.check, id, std::slice::from_ref(&ticket))
+                .await?;
             let (status, ms) = match &reply {
                 Value::Array(items) => match items.as_slice() {
                     [s, ms] => (int(s), int(ms)),
@@ -169,7 +213,11 @@ impl Inner {
                         wait.as_millis()
                     )));
                 }
-                _ => return Err(PluginError::backend(format!("Redis lock check: unexpected script reply {reply:?}"))),
+                _ => {
+                    return Err(PluginError::backend(format!(
+                        "Redis lock check: unexpected script reply {reply:?}"
+                    )))
+                }
             }
         }
     }
@@ -191,7 +239,9 @@ impl Drop for Abandon {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     if let Err(e) = inner.release(&id, &ticket).await {
-                        tracing::warn!("could not withdraw lock ticket {ticket} of conversation '{id}': {e}");
+                        tracing::warn!(
+                            "could not withdraw lock ticket {ticket} of conversation '{id}': {e}"
+                        );
                     }
                 });
             }
@@ -200,10 +250,30 @@ impl Drop for Abandon {
 }
 
 impl LockStorePlugin for RedisLockStore {
-    async fn acquire(&self, conversation_id: String, lifetime_ms: u64, wait_ms: u64) -> Result<String, PluginError> {
-        let lifetime = if lifetime_ms == 0 { self.inner.default_lifetime } else { Duration::from_millis(lifetime_ms) };
-        let mut guard = Abandon { inner: self.inner.clone(), id: conversation_id.clone(), ticket: None };
-        self.inner.acquire(&conversation_id, &mut guard.ticket, lifetime, Duration::from_millis(wait_ms)).await
+    async fn acquire(
+        &self,
+        conversation_id: String,
+        lifetime_ms: u64,
+        wait_ms: u64,
+    ) -> Result<String, PluginError> {
+        let lifetime = if lifetime_ms == 0 {
+            self.inner.default_lifetime
+        } else {
+            Duration::from_millis(lifetime_ms)
+        };
+        let mut guard = Abandon {
+            inner: self.inner.clone(),
+            id: conversation_id.clone(),
+            ticket: None,
+        };
+        self.inner
+            .acquire(
+                &conversation_id,
+                &mut guard.ticket,
+                lifetime,
+                Duration::from_millis(wait_ms),
+            )
+            .await
     }
 
     async fn release(&self, conversation_id: String, ticket: String) -> Result<(), PluginError> {
@@ -213,7 +283,9 @@ impl LockStorePlugin for RedisLockStore {
     async fn health(&self) -> Result<serde_json::Value, PluginError> {
         match self.inner.redis.ping().await {
             Ok(()) => Ok(json!({"ok": true, "url": self.inner.redis.url})),
-            Err(e) => Ok(json!({"ok": false, "url": self.inner.redis.url, "error": e.message.as_str()})),
+            Err(e) => {
+                Ok(json!({"ok": false, "url": self.inner.redis.url, "error": e.message.as_str()}))
+            }
         }
     }
 }

@@ -28,7 +28,10 @@ use crate::conn::Redis;
 
 macro_rules! tracker_script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/tracker_common.lua"), include_str!($file)))
+        Script::new(concat!(
+            include_str!("lua/tracker_common.lua"),
+            include_str!($file)
+        ))
     };
 }
 
@@ -62,10 +65,20 @@ impl RedisTrackerStore {
     /// `[log key, epoch key, epoch counter]` for a conversation.
     fn keys_of(&self, id: &str) -> [String; 3] {
         let p = &self.prefix;
-        [format!("{p}tracker:{id}"), format!("{p}tracker_epoch:{id}"), format!("{p}tracker_epoch_seq")]
+        [
+            format!("{p}tracker:{id}"),
+            format!("{p}tracker_epoch:{id}"),
+            format!("{p}tracker_epoch_seq"),
+        ]
     }
 
-    async fn eval(&self, what: &str, script: &Script, id: &str, args: &[&str]) -> Result<Value, PluginError> {
+    async fn eval(
+        &self,
+        what: &str,
+        script: &Script,
+        id: &str,
+        args: &[&str],
+    ) -> Result<Value, PluginError> {
         let mut inv = script.prepare_invoke();
         for k in self.keys_of(id) {
             inv.key(k);
@@ -75,7 +88,12 @@ impl RedisTrackerStore {
             inv.arg(*a);
         }
         let mut conn = self.redis.conn();
-        self.redis.run(what, async move { inv.invoke_async::<Value>(&mut conn).await }).await
+        self.redis
+            .run(
+                what,
+                async move { inv.invoke_async::<Value>(&mut conn).await },
+            )
+            .await
     }
 
     /// Converts a Rasa-written string value to the list form; `Ok(false)` if it changed meanwhile.
@@ -84,40 +102,65 @@ impl RedisTrackerStore {
         let mut args: Vec<&str> = Vec::with_capacity(events.len() + 1);
         args.push(raw);
         args.extend(events.iter().map(String::as_str));
-        let v = self.eval("convert Rasa tracker", &self.convert, id, &args).await?;
+        let v = self
+            .eval("convert Rasa tracker", &self.convert, id, &args)
+            .await?;
         Ok(matches!(v, Value::Int(1)))
     }
 
     async fn read_legacy(&self, id: &str) -> Result<Option<String>, PluginError> {
         let mut conn = self.redis.conn();
         let key = self.keys_of(id)[0].clone();
-        let v: Value = self.redis.run("GET", async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
+        let v: Value = self
+            .redis
+            .run("GET", async move {
+                redis::cmd("GET").arg(key).query_async(&mut conn).await
+            })
+            .await?;
         Ok(match v {
-            Value::BulkString(b) => Some(String::from_utf8(b).map_err(|_| bad_value(id, "the stored tracker is not UTF-8"))?),
+            Value::BulkString(b) => Some(
+                String::from_utf8(b)
+                    .map_err(|_| bad_value(id, "the stored tracker is not UTF-8"))?,
+            ),
             _ => None,
         })
     }
 }
 
 impl TrackerStorePlugin for RedisTrackerStore {
-    async fn load(&self, conversation_id: String, from: u64) -> Result<Option<EventLog>, PluginError> {
-        let reply = self.eval("load", &self.load, &conversation_id, &[&from.to_string()]).await?;
+    async fn load(
+        &self,
+        conversation_id: String,
+        from: u64,
+    ) -> Result<Option<EventLog>, PluginError> {
+        let reply = self
+            .eval("load", &self.load, &conversation_id, &[&from.to_string()])
+            .await?;
         match reply {
             Value::Nil => Ok(None),
             Value::Array(items) => match items.as_slice() {
                 [tag, raw] if is_str(tag, "legacy") => {
-                    let raw = text(raw).ok_or_else(|| bad_value(&conversation_id, "unreadable Rasa tracker"))?;
+                    let raw = text(raw)
+                        .ok_or_else(|| bad_value(&conversation_id, "unreadable Rasa tracker"))?;
                     let events = parse_legacy(&conversation_id, &raw)?;
                     let length = events.len() as u64;
                     let start = (from as usize).min(events.len());
-                    Ok(Some(EventLog::from_vec(0, length, events[start..].to_vec())))
+                    Ok(Some(EventLog::from_vec(
+                        0,
+                        length,
+                        events[start..].to_vec(),
+                    )))
                 }
                 [tag, epoch, length, Value::Array(events)] if is_str(tag, "list") => {
                     let epoch = int(epoch).ok_or_else(|| unexpected("load", &reply_dbg(&items)))?;
-                    let length = int(length).ok_or_else(|| unexpected("load", &reply_dbg(&items)))?;
+                    let length =
+                        int(length).ok_or_else(|| unexpected("load", &reply_dbg(&items)))?;
                     let events = events
                         .iter()
-                        .map(|e| text(e).ok_or_else(|| bad_value(&conversation_id, "an event is not UTF-8")))
+                        .map(|e| {
+                            text(e)
+                                .ok_or_else(|| bad_value(&conversation_id, "an event is not UTF-8"))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(Some(EventLog::from_vec(epoch, length, events)))
                 }
@@ -127,10 +170,16 @@ impl TrackerStorePlugin for RedisTrackerStore {
         }
     }
 
-    async fn append(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+    async fn append(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> Result<LogPosition, PluginError> {
         let args: Vec<&str> = events.iter().map(String::as_str).collect();
         for _ in 0..CONVERT_ATTEMPTS {
-            let reply = self.eval("append", &self.append, &conversation_id, &args).await?;
+            let reply = self
+                .eval("append", &self.append, &conversation_id, &args)
+                .await?;
             if let Some(pos) = position(&reply) {
                 return Ok(pos);
             }
@@ -148,9 +197,15 @@ impl TrackerStorePlugin for RedisTrackerStore {
         ))
     }
 
-    async fn replace(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+    async fn replace(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> Result<LogPosition, PluginError> {
         let args: Vec<&str> = events.iter().map(String::as_str).collect();
-        let reply = self.eval("replace", &self.replace, &conversation_id, &args).await?;
+        let reply = self
+            .eval("replace", &self.replace, &conversation_id, &args)
+            .await?;
         position(&reply).ok_or_else(|| unexpected("replace", &format!("{reply:?}")))
     }
 
@@ -162,9 +217,17 @@ impl TrackerStorePlugin for RedisTrackerStore {
             let mut cursor: u64 = 0;
             loop {
                 let mut conn = self.redis.conn();
-                let cmd = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).clone();
-                let (next, keys): (u64, Vec<Vec<u8>>) =
-                    self.redis.run("SCAN", async move { cmd.query_async(&mut conn).await }).await?;
+                let cmd = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone();
+                let (next, keys): (u64, Vec<Vec<u8>>) = self
+                    .redis
+                    .run("SCAN", async move { cmd.query_async(&mut conn).await })
+                    .await?;
                 for k in keys {
                     // Ids are whatever the host stored; keys that are not UTF-8 are not ours.
                     if let Ok(k) = String::from_utf8(k) {
@@ -185,7 +248,16 @@ impl TrackerStorePlugin for RedisTrackerStore {
     async fn delete(&self, conversation_id: String) -> Result<bool, PluginError> {
         let [log, epoch, _] = self.keys_of(&conversation_id);
         let mut conn = self.redis.conn();
-        let n: i64 = self.redis.run("DEL", async move { redis::cmd("DEL").arg(log).arg(epoch).query_async(&mut conn).await }).await?;
+        let n: i64 = self
+            .redis
+            .run("DEL", async move {
+                redis::cmd("DEL")
+                    .arg(log)
+                    .arg(epoch)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
         Ok(n > 0)
     }
 
@@ -201,8 +273,8 @@ impl TrackerStorePlugin for RedisTrackerStore {
 /// one (key order and float values are preserved by serde_json's `preserve_order` and
 /// `float_roundtrip` features).
 pub fn parse_legacy(id: &str, raw: &str) -> Result<Vec<String>, PluginError> {
-    let doc: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| bad_value(id, &format!("the Rasa tracker is not JSON ({e})")))?;
+    let doc: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| bad_value(id, &format!("the Rasa tracker is not JSON ({e})")))?;
     let events = doc
         .get("events")
         .and_then(|e| e.as_array())
@@ -213,7 +285,10 @@ pub fn parse_legacy(id: &str, raw: &str) -> Result<Vec<String>, PluginError> {
 fn position(v: &Value) -> Option<LogPosition> {
     match v {
         Value::Array(items) => match items.as_slice() {
-            [epoch, length] => Some(LogPosition { epoch: int(epoch)?, length: int(length)? }),
+            [epoch, length] => Some(LogPosition {
+                epoch: int(epoch)?,
+                length: int(length)?,
+            }),
             _ => None,
         },
         _ => None,

@@ -12,12 +12,18 @@ use common::RedisServer;
 use redis::AsyncCommands;
 
 fn tracker(server: &RedisServer, extra: &str) -> RedisTrackerStore {
-    let json = format!(r#"{{"url": "127.0.0.1", "port": {}, "socket_timeout": 2 {extra}}}"#, server.port);
+    let json = format!(
+        r#"{{"url": "127.0.0.1", "port": {}, "socket_timeout": 2 {extra}}}"#,
+        server.port
+    );
     RedisTrackerStore::new(&RedisConfig::parse(Kind::TrackerStore, &json).unwrap()).unwrap()
 }
 
 fn locks(server: &RedisServer, extra: &str) -> RedisLockStore {
-    let json = format!(r#"{{"url": "127.0.0.1", "port": "{}", "socket_timeout": 2 {extra}}}"#, server.port);
+    let json = format!(
+        r#"{{"url": "127.0.0.1", "port": "{}", "socket_timeout": 2 {extra}}}"#,
+        server.port
+    );
     RedisLockStore::new(&RedisConfig::parse(Kind::LockStore, &json).unwrap()).unwrap()
 }
 
@@ -31,12 +37,20 @@ async fn contract_suites_pass() {
     for extra in ["", r#", "key_prefix": "abc1", "record_exp": 600"#] {
         let store = sdk::tracker_store_box(tracker(&server, extra), None);
         let report = testkit::tracker_store_suite(&store, "suite-").await;
-        assert!(report.passed(), "tracker store ({extra}):\n{}", report.render());
+        assert!(
+            report.passed(),
+            "tracker store ({extra}):\n{}",
+            report.render()
+        );
     }
     for extra in ["", r#", "key_prefix": "abc1""#] {
         let store = sdk::lock_store_box(locks(&server, extra), None);
         let report = testkit::lock_store_suite(&store, "suite-").await;
-        assert!(report.passed(), "lock store ({extra}):\n{}", report.render());
+        assert!(
+            report.passed(),
+            "lock store ({extra}):\n{}",
+            report.render()
+        );
     }
 }
 
@@ -48,24 +62,43 @@ async fn rasa_written_tracker_is_read_then_converted_on_append() {
     let _: () = raw.set("bot7:tracker:user-42", rasa).await.unwrap();
     let store = tracker(&server, r#", "key_prefix": "bot7""#);
 
-    let log = store.load("user-42".into(), 0).await.unwrap().expect("Rasa tracker is found");
+    let log = store
+        .load("user-42".into(), 0)
+        .await
+        .unwrap()
+        .expect("Rasa tracker is found");
     assert_eq!(log.length, 2);
     let first: serde_json::Value = serde_json::from_str(&log.events[0]).unwrap();
     assert_eq!(first["name"], "action_session_start");
     assert_eq!(first["timestamp"].as_f64(), Some(1700000000.1234567));
-    assert!(log.events[0].starts_with(r#"{"event":"action","timestamp":"#), "key order kept: {}", log.events[0]);
+    assert!(
+        log.events[0].starts_with(r#"{"event":"action","timestamp":"#),
+        "key order kept: {}",
+        log.events[0]
+    );
     let tail = store.load("user-42".into(), 1).await.unwrap().unwrap();
     assert_eq!((tail.length, tail.events.len()), (2, 1));
     assert_eq!(store.keys().await.unwrap(), vec!["user-42".to_string()]);
 
-    let pos = store.append("user-42".into(), vec![event(3)]).await.unwrap();
+    let pos = store
+        .append("user-42".into(), vec![event(3)])
+        .await
+        .unwrap();
     assert_eq!(pos.length, 3);
-    let kind: String = redis::cmd("TYPE").arg("bot7:tracker:user-42").query_async(&mut raw).await.unwrap();
+    let kind: String = redis::cmd("TYPE")
+        .arg("bot7:tracker:user-42")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(kind, "list", "converted to the list form");
     let log2 = store.load("user-42".into(), 0).await.unwrap().unwrap();
     assert_eq!(log2.length, 3);
     assert_eq!(log2.epoch, pos.epoch);
-    assert_eq!(&log2.events[..2], &log.events[..], "converted events are unchanged");
+    assert_eq!(
+        &log2.events[..2],
+        &log.events[..],
+        "converted events are unchanged"
+    );
     assert_eq!(log2.events[2].as_str(), event(3));
 
     // A replace of a Rasa value simply overwrites it.
@@ -118,7 +151,11 @@ async fn key_prefix_namespaces_keys_and_keys_strips_it() {
     assert_eq!(b.keys().await.unwrap(), vec!["plain".to_string()]);
     assert!(b.load("x:y*z".into(), 0).await.unwrap().is_none());
     let all: Vec<String> = raw.keys("*").await.unwrap();
-    assert!(all.iter().all(|k| !k.starts_with("botA:") || k.starts_with("botA:tracker")), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|k| !k.starts_with("botA:") || k.starts_with("botA:tracker")),
+        "{all:?}"
+    );
 }
 
 #[tokio::test]
@@ -127,11 +164,23 @@ async fn config_errors_name_the_key() {
         (Kind::TrackerStore, r#"{"hots": "x"}"#, "hots"),
         (Kind::TrackerStore, r#"{"port": "abc"}"#, "`port`"),
         (Kind::TrackerStore, r#"{"db": true}"#, "`db`"),
-        (Kind::TrackerStore, r#"{"key_prefix": "my-bot"}"#, "`key_prefix`"),
+        (
+            Kind::TrackerStore,
+            r#"{"key_prefix": "my-bot"}"#,
+            "`key_prefix`",
+        ),
         (Kind::TrackerStore, r#"{"lifetime": 3}"#, "`lifetime`"),
         (Kind::LockStore, r#"{"record_exp": 3}"#, "`record_exp`"),
-        (Kind::LockStore, r#"{"socket_timeout": -1}"#, "`socket_timeout`"),
-        (Kind::LockStore, r#"{"use_ssl": true, "ssl_ca_certs": "/nonexistent/ca.pem"}"#, "`ssl_ca_certs`"),
+        (
+            Kind::LockStore,
+            r#"{"socket_timeout": -1}"#,
+            "`socket_timeout`",
+        ),
+        (
+            Kind::LockStore,
+            r#"{"use_ssl": true, "ssl_ca_certs": "/nonexistent/ca.pem"}"#,
+            "`ssl_ca_certs`",
+        ),
     ] {
         let err = match RedisConfig::parse(kind, json) {
             Err(e) => e,
@@ -151,7 +200,10 @@ async fn tls_client_is_built_from_files() {
     let cfg = RedisConfig::parse(Kind::TrackerStore, r#"{"use_ssl": true, "port": 1}"#).unwrap();
     let store = RedisTrackerStore::new(&cfg).expect("TLS client builds");
     let err = store.load("x".into(), 0).await.unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT), "{err}");
+    assert!(
+        matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,12 +218,25 @@ async fn redis_down_then_back_without_recreating_the_stores() {
     server.kill();
     let start = Instant::now();
     let err = store.append("r".into(), vec![event(2)]).await.unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(5), "failed slowly: {:?}", start.elapsed());
+    assert!(
+        matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "failed slowly: {:?}",
+        start.elapsed()
+    );
     let err = store.load("r".into(), 0).await.unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT), "{err}");
+    assert!(
+        matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
+        "{err}"
+    );
     let err = lock.acquire("r".into(), 5_000, 1_000).await.unwrap_err();
-    assert!(matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT), "{err}");
+    assert!(
+        matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
+        "{err}"
+    );
     let health = store.health().await.unwrap();
     assert_eq!(health["ok"], false);
     eprintln!("while down: {err}");
@@ -186,7 +251,10 @@ async fn redis_down_then_back_without_recreating_the_stores() {
                 break;
             }
             Err(e) => {
-                assert!(Instant::now() < deadline, "tracker store did not recover: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "tracker store did not recover: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -210,8 +278,9 @@ async fn redis_down_then_back_without_recreating_the_stores() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_200_locked_appends_keep_every_event_once() {
     let server = RedisServer::start();
-    let hosts: Vec<(Arc<RedisTrackerStore>, Arc<RedisLockStore>)> =
-        (0..2).map(|_| (Arc::new(tracker(&server, "")), Arc::new(locks(&server, "")))).collect();
+    let hosts: Vec<(Arc<RedisTrackerStore>, Arc<RedisLockStore>)> = (0..2)
+        .map(|_| (Arc::new(tracker(&server, "")), Arc::new(locks(&server, ""))))
+        .collect();
     let mut tasks = Vec::new();
     for i in 0..200usize {
         let (store, lock) = hosts[i % 2].clone();
@@ -219,8 +288,14 @@ async fn two_hosts_200_locked_appends_keep_every_event_once() {
             let ticket = lock.acquire("shared".into(), 30_000, 60_000).await?;
             // Read-then-write under the lock: the event records the length it saw, which is
             // its own position only if no one else wrote in between.
-            let seen = store.load("shared".into(), u64::MAX).await?.map(|l| l.length).unwrap_or(0);
-            let ev = format!(r#"{{"event":"slot","timestamp":1.0,"name":"n","value":{i},"seen":{seen}}}"#);
+            let seen = store
+                .load("shared".into(), u64::MAX)
+                .await?
+                .map(|l| l.length)
+                .unwrap_or(0);
+            let ev = format!(
+                r#"{{"event":"slot","timestamp":1.0,"name":"n","value":{i},"seen":{seen}}}"#
+            );
             store.append("shared".into(), vec![ev]).await?;
             lock.release("shared".into(), ticket).await?;
             Ok::<_, colloquy_plugin_api::PluginError>(())
@@ -234,11 +309,19 @@ async fn two_hosts_200_locked_appends_keep_every_event_once() {
     let mut values = Vec::new();
     for (pos, e) in log.events.iter().enumerate() {
         let v: serde_json::Value = serde_json::from_str(e).unwrap();
-        assert_eq!(v["seen"].as_u64(), Some(pos as u64), "a write happened between read and append");
+        assert_eq!(
+            v["seen"].as_u64(),
+            Some(pos as u64),
+            "a write happened between read and append"
+        );
         values.push(v["value"].as_u64().unwrap());
     }
     values.sort();
-    assert_eq!(values, (0..200).collect::<Vec<u64>>(), "every event exactly once");
+    assert_eq!(
+        values,
+        (0..200).collect::<Vec<u64>>(),
+        "every event exactly once"
+    );
     let mut raw = server.client(1).await;
     let left: Vec<String> = raw.keys("lock_queue:*").await.unwrap();
     assert!(left.is_empty(), "queues are removed when empty: {left:?}");
@@ -250,13 +333,20 @@ async fn abandoned_waiter_does_not_inherit_the_lock() {
     let lock = locks(&server, "");
     let t1 = lock.acquire("ab".into(), 10_000, 1_000).await.unwrap();
     // A waiter whose future is dropped (the host's own timeout).
-    let dropped = tokio::time::timeout(Duration::from_millis(200), lock.acquire("ab".into(), 10_000, 10_000)).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        lock.acquire("ab".into(), 10_000, 10_000),
+    )
+    .await;
     assert!(dropped.is_err());
     tokio::time::sleep(Duration::from_millis(200)).await;
     lock.release("ab".into(), t1).await.unwrap();
     let start = Instant::now();
     let t3 = lock.acquire("ab".into(), 10_000, 2_000).await.unwrap();
-    assert!(start.elapsed() < Duration::from_millis(500), "the dropped waiter held the lock");
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "the dropped waiter held the lock"
+    );
     lock.release("ab".into(), t3).await.unwrap();
 }
 
@@ -268,6 +358,9 @@ async fn lifetime_zero_uses_the_configured_lifetime() {
     let start = Instant::now();
     let t = lock.acquire("lt".into(), 0, 3_000).await.unwrap();
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(200) && waited < Duration::from_millis(1_500), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(1_500),
+        "{waited:?}"
+    );
     lock.release("lt".into(), t).await.unwrap();
 }
