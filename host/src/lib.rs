@@ -2,5 +2,13 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of this crate.
 
+pub mod agent;
+pub mod brokers;
+pub mod cli;
+pub mod config;
+pub mod conversations;
 pub mod domain;
 pub mod engine;
+pub mod http;
+pub mod plugins;
+pub mod server;

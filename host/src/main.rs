@@ -1,1 +1,76 @@
-fn main() {}
+//! The `colloquy` binary: parse the command line, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use colloquy::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(verbose: bool, log_file: Option<&std::path::Path>) -> Result<(), String> {
+    let default = if verbose { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => {
+            if let Err(e) = init_logging(args.verbose, args.log_file.as_deref()) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            match runtime.block_on(colloquy::server::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Plugins(dirs) => {
+            let _ = init_logging(false, None);
+            print!("{}", colloquy::server::list_plugins(&dirs.plugin_dirs));
+            ExitCode::SUCCESS
+        }
+        Command::PluginTest(args) => {
+            let _ = init_logging(false, None);
+            match runtime.block_on(colloquy::server::plugin_test(args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -23,7 +23,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { session_expiration_time: 60.0, carry_over_slots_to_new_session: true }
+        SessionConfig {
+            session_expiration_time: 60.0,
+            carry_over_slots_to_new_session: true,
+        }
     }
 }
 
@@ -37,7 +40,10 @@ impl Domain {
     /// The domain in force without a model: only the implicit slot every 3.6 domain has.
     pub fn empty() -> Domain {
         Domain {
-            slots: vec![Slot { name: "session_started_metadata".into(), initial_value: Value::Null }],
+            slots: vec![Slot {
+                name: "session_started_metadata".into(),
+                initial_value: Value::Null,
+            }],
             session_config: SessionConfig::default(),
         }
     }

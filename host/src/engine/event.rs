@@ -19,30 +19,76 @@ fn err<T>(msg: impl Into<String>) -> Result<T, EventError> {
 /// What an event is, with its type-specific fields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    User { text: Option<String>, parse_data: Map<String, Value>, input_channel: Option<String>, message_id: Option<String> },
-    Bot { text: Option<String>, data: Value },
-    Slot { name: String, value: Value },
+    User {
+        text: Option<String>,
+        parse_data: Map<String, Value>,
+        input_channel: Option<String>,
+        message_id: Option<String>,
+    },
+    Bot {
+        text: Option<String>,
+        data: Value,
+    },
+    Slot {
+        name: String,
+        value: Value,
+    },
     Restart,
     /// `rewind`: the last user utterance is reverted.
     Rewind,
     /// `undo`: the last action is reverted.
     Undo,
     ResetSlots,
-    Reminder { intent: String, entities: Value, date_time: String, name: String, kill_on_user_msg: bool },
+    Reminder {
+        intent: String,
+        entities: Value,
+        date_time: String,
+        name: String,
+        kill_on_user_msg: bool,
+    },
     /// Its filter fields are not serialised (as in 3.6), but kept for the side effect.
-    CancelReminder { name: Option<String>, intent: Option<String>, entities: Value },
-    Export { path: Option<String> },
-    Followup { name: String },
+    CancelReminder {
+        name: Option<String>,
+        intent: Option<String>,
+        entities: Value,
+    },
+    Export {
+        path: Option<String>,
+    },
+    Followup {
+        name: String,
+    },
     Pause,
     Resume,
-    Action { name: Option<String>, policy: Option<String>, confidence: Option<f64>, action_text: Option<String>, hide_rule_turn: bool },
-    Agent { text: Option<String>, data: Value },
-    ActiveLoop { name: Option<String> },
-    LoopInterrupted { is_interrupted: bool },
-    ActionExecutionRejected { name: Option<String>, policy: Option<String>, confidence: Option<f64> },
+    Action {
+        name: Option<String>,
+        policy: Option<String>,
+        confidence: Option<f64>,
+        action_text: Option<String>,
+        hide_rule_turn: bool,
+    },
+    Agent {
+        text: Option<String>,
+        data: Value,
+    },
+    ActiveLoop {
+        name: Option<String>,
+    },
+    LoopInterrupted {
+        is_interrupted: bool,
+    },
+    ActionExecutionRejected {
+        name: Option<String>,
+        policy: Option<String>,
+        confidence: Option<f64>,
+    },
     SessionStarted,
-    Entities { entities: Vec<Value> },
-    UserFeaturization { use_text_for_featurization: bool },
+    Entities {
+        entities: Vec<Value>,
+    },
+    UserFeaturization {
+        use_text_for_featurization: bool,
+    },
 }
 
 /// One event of a conversation.
@@ -55,16 +101,29 @@ pub struct Event {
 
 /// The current time in epoch seconds.
 pub fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Event {
     pub fn new(kind: EventKind) -> Event {
-        Event { timestamp: now(), metadata: Map::new(), kind }
+        Event {
+            timestamp: now(),
+            metadata: Map::new(),
+            kind,
+        }
     }
 
     pub fn action(name: &str) -> Event {
-        Event::new(EventKind::Action { name: Some(name.into()), policy: None, confidence: None, action_text: None, hide_rule_turn: false })
+        Event::new(EventKind::Action {
+            name: Some(name.into()),
+            policy: None,
+            confidence: None,
+            action_text: None,
+            hide_rule_turn: false,
+        })
     }
 
     pub fn action_with(name: &str, policy: Option<&str>, confidence: Option<f64>) -> Event {
@@ -118,7 +177,10 @@ impl Event {
     /// Parses one event object. `Ok(None)` for the legacy `topic` event, which Rasa ignores.
     pub fn from_json(value: &Value) -> Result<Option<Event>, EventError> {
         let Some(obj) = value.as_object() else {
-            return err(format!("an event must be a JSON object, got {}", short(value)));
+            return err(format!(
+                "an event must be a JSON object, got {}",
+                short(value)
+            ));
         };
         let Some(name) = obj.get("event") else {
             return err("'event' is a required property");
@@ -132,8 +194,15 @@ impl Event {
                 let text = f.opt_str("text")?;
                 let parse_data = match obj.get("parse_data") {
                     Some(Value::Object(m)) => m.clone(),
-                    Some(Value::Null) | None => return err("event 'user' requires 'parse_data' to be an object"),
-                    Some(other) => return err(format!("'parse_data' must be an object, got {}", short(other))),
+                    Some(Value::Null) | None => {
+                        return err("event 'user' requires 'parse_data' to be an object")
+                    }
+                    Some(other) => {
+                        return err(format!(
+                            "'parse_data' must be an object, got {}",
+                            short(other)
+                        ))
+                    }
                 };
                 if let Some(intent) = parse_data.get("intent") {
                     check_intent(intent)?;
@@ -141,15 +210,26 @@ impl Event {
                 if let Some(entities) = parse_data.get("entities") {
                     check_entities(entities, "parse_data.entities")?;
                 }
-                EventKind::User { text, parse_data, input_channel: f.opt_str("input_channel")?, message_id: f.opt_str("message_id")? }
+                EventKind::User {
+                    text,
+                    parse_data,
+                    input_channel: f.opt_str("input_channel")?,
+                    message_id: f.opt_str("message_id")?,
+                }
             }
-            "bot" => EventKind::Bot { text: f.opt_str("text")?, data: f.object_or_empty("data")? },
+            "bot" => EventKind::Bot {
+                text: f.opt_str("text")?,
+                data: f.object_or_empty("data")?,
+            },
             "slot" => {
                 let name = f.req_str("name")?;
                 let Some(value) = obj.get("value") else {
                     return err("event 'slot' requires 'value'");
                 };
-                EventKind::Slot { name, value: value.clone() }
+                EventKind::Slot {
+                    name,
+                    value: value.clone(),
+                }
             }
             "restart" => EventKind::Restart,
             "rewind" => EventKind::Rewind,
@@ -168,13 +248,20 @@ impl Event {
                         check_entities(v, "entities")?;
                         v.clone()
                     }
-                    Some(other) => return err(format!("'entities' must be a list or null, got {}", short(other))),
+                    Some(other) => {
+                        return err(format!(
+                            "'entities' must be a list or null, got {}",
+                            short(other)
+                        ))
+                    }
                 };
                 EventKind::Reminder {
                     intent,
                     entities,
                     date_time: f.req_str("date_time")?,
-                    name: f.opt_str("name")?.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+                    name: f
+                        .opt_str("name")?
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
                     kill_on_user_msg: f.opt_bool("kill_on_user_msg")?.unwrap_or(true),
                 }
             }
@@ -183,8 +270,12 @@ impl Event {
                 intent: f.opt_str("intent")?,
                 entities: obj.get("entities").cloned().unwrap_or(Value::Null),
             },
-            "export" => EventKind::Export { path: f.opt_str("path")? },
-            "followup" => EventKind::Followup { name: f.req_str("name")? },
+            "export" => EventKind::Export {
+                path: f.opt_str("path")?,
+            },
+            "followup" => EventKind::Followup {
+                name: f.req_str("name")?,
+            },
             "pause" => EventKind::Pause,
             "resume" => EventKind::Resume,
             "action" => {
@@ -206,10 +297,19 @@ impl Event {
                     hide_rule_turn: f.opt_bool("hide_rule_turn")?.unwrap_or(false),
                 }
             }
-            "agent" => EventKind::Agent { text: f.opt_str("text")?, data: obj.get("data").cloned().unwrap_or(Value::Null) },
-            "active_loop" | "form" => EventKind::ActiveLoop { name: f.opt_str("name")? },
-            "loop_interrupted" => EventKind::LoopInterrupted { is_interrupted: f.opt_bool("is_interrupted")?.unwrap_or(false) },
-            "form_validation" => EventKind::LoopInterrupted { is_interrupted: !f.opt_bool("validate")?.unwrap_or(true) },
+            "agent" => EventKind::Agent {
+                text: f.opt_str("text")?,
+                data: obj.get("data").cloned().unwrap_or(Value::Null),
+            },
+            "active_loop" | "form" => EventKind::ActiveLoop {
+                name: f.opt_str("name")?,
+            },
+            "loop_interrupted" => EventKind::LoopInterrupted {
+                is_interrupted: f.opt_bool("is_interrupted")?.unwrap_or(false),
+            },
+            "form_validation" => EventKind::LoopInterrupted {
+                is_interrupted: !f.opt_bool("validate")?.unwrap_or(true),
+            },
             "action_execution_rejected" => EventKind::ActionExecutionRejected {
                 name: f.opt_str("name")?,
                 policy: f.opt_str("policy")?,
@@ -221,10 +321,14 @@ impl Event {
                     return err("event 'entities' requires 'entities'");
                 };
                 check_entities(entities, "entities")?;
-                EventKind::Entities { entities: entities.as_array().cloned().unwrap_or_default() }
+                EventKind::Entities {
+                    entities: entities.as_array().cloned().unwrap_or_default(),
+                }
             }
             "user_featurization" => EventKind::UserFeaturization {
-                use_text_for_featurization: f.opt_bool("use_text_for_featurization")?.unwrap_or(false),
+                use_text_for_featurization: f
+                    .opt_bool("use_text_for_featurization")?
+                    .unwrap_or(false),
             },
             "topic" => return Ok(None),
             other => return err(format!("unknown event type '{other}'")),
@@ -236,14 +340,28 @@ impl Event {
                 Some(t) if t.is_finite() => t,
                 _ => return err("'timestamp' must be a finite number"),
             },
-            Some(other) => return err(format!("'timestamp' must be a number or null, got {}", short(other))),
+            Some(other) => {
+                return err(format!(
+                    "'timestamp' must be a number or null, got {}",
+                    short(other)
+                ))
+            }
         };
         let metadata = match obj.get("metadata") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(other) => return err(format!("'metadata' must be an object or null, got {}", short(other))),
+            Some(other) => {
+                return err(format!(
+                    "'metadata' must be an object or null, got {}",
+                    short(other)
+                ))
+            }
         };
-        Ok(Some(Event { timestamp, metadata, kind }))
+        Ok(Some(Event {
+            timestamp,
+            metadata,
+            kind,
+        }))
     }
 
     /// Parses a list of events; one bad event fails the whole list (nothing is half-applied).
@@ -263,12 +381,23 @@ impl Event {
     /// `message_id`, `metadata` first, then every other key of the original.
     pub fn user_parse_data(&self) -> Option<Map<String, Value>> {
         match &self.kind {
-            EventKind::User { text, parse_data, message_id, .. } => {
+            EventKind::User {
+                text,
+                parse_data,
+                message_id,
+                ..
+            } => {
                 let mut m = Map::new();
                 m.insert("intent".into(), Value::Object(Map::new()));
                 m.insert("entities".into(), Value::Array(vec![]));
-                m.insert("text".into(), text.clone().map(Value::String).unwrap_or(Value::Null));
-                m.insert("message_id".into(), message_id.clone().map(Value::String).unwrap_or(Value::Null));
+                m.insert(
+                    "text".into(),
+                    text.clone().map(Value::String).unwrap_or(Value::Null),
+                );
+                m.insert(
+                    "message_id".into(),
+                    message_id.clone().map(Value::String).unwrap_or(Value::Null),
+                );
                 m.insert("metadata".into(), Value::Object(Map::new()));
                 for (k, v) in parse_data {
                     let v = match (k.as_str(), v) {
@@ -286,7 +415,10 @@ impl Event {
 
     pub fn intent_name(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::User { parse_data, .. } => parse_data.get("intent").and_then(|i| i.get("name")).and_then(Value::as_str),
+            EventKind::User { parse_data, .. } => parse_data
+                .get("intent")
+                .and_then(|i| i.get("name"))
+                .and_then(Value::as_str),
             _ => None,
         }
     }
@@ -303,9 +435,17 @@ impl Event {
         let s = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
         let f = |v: &Option<f64>| v.map(num).unwrap_or(Value::Null);
         match &self.kind {
-            EventKind::User { text, input_channel, message_id, .. } => {
+            EventKind::User {
+                text,
+                input_channel,
+                message_id,
+                ..
+            } => {
                 m.insert("text".into(), s(text));
-                m.insert("parse_data".into(), Value::Object(self.user_parse_data().unwrap_or_default()));
+                m.insert(
+                    "parse_data".into(),
+                    Value::Object(self.user_parse_data().unwrap_or_default()),
+                );
                 m.insert("input_channel".into(), s(input_channel));
                 m.insert("message_id".into(), s(message_id));
             }
@@ -317,7 +457,13 @@ impl Event {
                 m.insert("name".into(), Value::String(name.clone()));
                 m.insert("value".into(), value.clone());
             }
-            EventKind::Reminder { intent, entities, date_time, name, kill_on_user_msg } => {
+            EventKind::Reminder {
+                intent,
+                entities,
+                date_time,
+                name,
+                kill_on_user_msg,
+            } => {
                 m.insert("intent".into(), Value::String(intent.clone()));
                 m.insert("date_time".into(), Value::String(date_time.clone()));
                 m.insert("entities".into(), entities.clone());
@@ -327,7 +473,13 @@ impl Event {
             EventKind::Followup { name } => {
                 m.insert("name".into(), Value::String(name.clone()));
             }
-            EventKind::Action { name, policy, confidence, action_text, hide_rule_turn } => {
+            EventKind::Action {
+                name,
+                policy,
+                confidence,
+                action_text,
+                hide_rule_turn,
+            } => {
                 m.insert("name".into(), s(name));
                 m.insert("policy".into(), s(policy));
                 m.insert("confidence".into(), f(confidence));
@@ -344,7 +496,11 @@ impl Event {
             EventKind::LoopInterrupted { is_interrupted } => {
                 m.insert("is_interrupted".into(), Value::Bool(*is_interrupted));
             }
-            EventKind::ActionExecutionRejected { name, policy, confidence } => {
+            EventKind::ActionExecutionRejected {
+                name,
+                policy,
+                confidence,
+            } => {
                 m.insert("name".into(), s(name));
                 m.insert("policy".into(), s(policy));
                 m.insert("confidence".into(), f(confidence));
@@ -352,8 +508,13 @@ impl Event {
             EventKind::Entities { entities } => {
                 m.insert("entities".into(), Value::Array(entities.clone()));
             }
-            EventKind::UserFeaturization { use_text_for_featurization } => {
-                m.insert("use_text_for_featurization".into(), Value::Bool(*use_text_for_featurization));
+            EventKind::UserFeaturization {
+                use_text_for_featurization,
+            } => {
+                m.insert(
+                    "use_text_for_featurization".into(),
+                    Value::Bool(*use_text_for_featurization),
+                );
             }
             EventKind::Restart
             | EventKind::Rewind
@@ -374,20 +535,29 @@ impl Event {
 
     /// Adds `model_id` and `assistant_id` unless present (3.6 keeps an existing `model_id`).
     pub fn stamp(&mut self, model_id: &str, assistant_id: &str) {
-        self.metadata.entry("model_id").or_insert_with(|| Value::String(model_id.into()));
-        self.metadata.entry("assistant_id").or_insert_with(|| Value::String(assistant_id.into()));
+        self.metadata
+            .entry("model_id")
+            .or_insert_with(|| Value::String(model_id.into()));
+        self.metadata
+            .entry("assistant_id")
+            .or_insert_with(|| Value::String(assistant_id.into()));
     }
 }
 
 /// A float as JSON; integral values stay floats (`1.0`), as Python prints them.
 pub fn num(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
-        format!("{}…", &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s
     }
@@ -409,7 +579,10 @@ fn check_intent(intent: &Value) -> Result<(), EventError> {
             }
             Ok(())
         }
-        other => err(format!("'parse_data.intent' must be an object, got {}", short(other))),
+        other => err(format!(
+            "'parse_data.intent' must be an object, got {}",
+            short(other)
+        )),
     }
 }
 
@@ -422,7 +595,9 @@ fn check_entities(entities: &Value, path: &str) -> Result<(), EventError> {
             return err(format!("'{path}[{i}]' must be an object"));
         };
         if !o.get("entity").is_some_and(Value::is_string) {
-            return err(format!("'{path}[{i}].entity' is required and must be a string"));
+            return err(format!(
+                "'{path}[{i}].entity' is required and must be a string"
+            ));
         }
         if !o.contains_key("value") {
             return err(format!("'{path}[{i}].value' is required"));
@@ -453,34 +628,53 @@ impl Fields<'_> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => err(format!("'{key}' of event '{}' must be a string or null, got {}", self.event, short(other))),
+            Some(other) => err(format!(
+                "'{key}' of event '{}' must be a string or null, got {}",
+                self.event,
+                short(other)
+            )),
         }
     }
     fn req_str(&self, key: &str) -> Result<String, EventError> {
         match self.opt_str(key)? {
             Some(s) => Ok(s),
-            None => err(format!("event '{}' requires '{key}' (a string)", self.event)),
+            None => err(format!(
+                "event '{}' requires '{key}' (a string)",
+                self.event
+            )),
         }
     }
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, EventError> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => err(format!("'{key}' of event '{}' must be a boolean, got {}", self.event, short(other))),
+            Some(other) => err(format!(
+                "'{key}' of event '{}' must be a boolean, got {}",
+                self.event,
+                short(other)
+            )),
         }
     }
     fn opt_num(&self, key: &str) -> Result<Option<f64>, EventError> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(other) => err(format!("'{key}' of event '{}' must be a number or null, got {}", self.event, short(other))),
+            Some(other) => err(format!(
+                "'{key}' of event '{}' must be a number or null, got {}",
+                self.event,
+                short(other)
+            )),
         }
     }
     fn object_or_empty(&self, key: &str) -> Result<Value, EventError> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(Value::Object(Map::new())),
             Some(v @ Value::Object(_)) => Ok(v.clone()),
-            Some(other) => err(format!("'{key}' of event '{}' must be an object, got {}", self.event, short(other))),
+            Some(other) => err(format!(
+                "'{key}' of event '{}' must be an object, got {}",
+                self.event,
+                short(other)
+            )),
         }
     }
 }
@@ -496,20 +690,38 @@ mod tests {
 
     #[test]
     fn captured_events_round_trip_exactly() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/rasa/captured-3.6.21/");
-        for file in ["conv1-tracker-ALL.json", "tracker-ALL.json", "events-append-list-new-conv.json"] {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        for file in [
+            "conv1-tracker-ALL.json",
+            "tracker-ALL.json",
+            "events-append-list-new-conv.json",
+        ] {
             let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
             let tracker: Value = serde_json::from_str(&text).unwrap();
             for e in tracker["events"].as_array().unwrap() {
                 assert_eq!(&round(e.clone()), e, "in {file}");
-                assert_eq!(round(e.clone()).to_string(), e.to_string(), "key order in {file}");
+                assert_eq!(
+                    round(e.clone()).to_string(),
+                    e.to_string(),
+                    "key order in {file}"
+                );
             }
         }
     }
 
     #[test]
     fn slot_values_keep_their_types() {
-        for v in [json!(34), json!("34"), json!(null), json!([34, "34", null]), json!(1.5), json!({"a": [1]})] {
+        for v in [
+            json!(34),
+            json!("34"),
+            json!(null),
+            json!([34, "34", null]),
+            json!(1.5),
+            json!({"a": [1]}),
+        ] {
             let e = json!({"event": "slot", "timestamp": 1.0, "name": "cuisine", "value": v});
             assert_eq!(round(e.clone())["value"], v);
         }
@@ -518,9 +730,15 @@ mod tests {
     #[test]
     fn legacy_forms_are_reemitted_as_loops() {
         let e = round(json!({"event": "form", "timestamp": 2.0, "name": "f"}));
-        assert_eq!(e, json!({"event": "active_loop", "timestamp": 2.0, "name": "f"}));
+        assert_eq!(
+            e,
+            json!({"event": "active_loop", "timestamp": 2.0, "name": "f"})
+        );
         let e = round(json!({"event": "form_validation", "timestamp": 2.0, "validate": false}));
-        assert_eq!(e, json!({"event": "loop_interrupted", "timestamp": 2.0, "is_interrupted": true}));
+        assert_eq!(
+            e,
+            json!({"event": "loop_interrupted", "timestamp": 2.0, "is_interrupted": true})
+        );
     }
 
     #[test]
@@ -550,13 +768,17 @@ mod tests {
     #[test]
     fn timestamp_zero_or_missing_means_now() {
         let before = now();
-        let e = Event::from_json(&json!({"event": "pause", "timestamp": 0})).unwrap().unwrap();
+        let e = Event::from_json(&json!({"event": "pause", "timestamp": 0}))
+            .unwrap()
+            .unwrap();
         assert!(e.timestamp >= before);
     }
 
     #[test]
     fn user_parse_data_is_completed() {
-        let e = round(json!({"event": "user", "timestamp": 1.0, "text": "hi", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}}));
+        let e = round(
+            json!({"event": "user", "timestamp": 1.0, "text": "hi", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}}),
+        );
         assert_eq!(
             e.to_string(),
             r#"{"event":"user","timestamp":1.0,"metadata":{},"text":"hi","parse_data":{"intent":{"name":"greet","confidence":1.0},"entities":[],"text":"hi","message_id":null,"metadata":{}},"input_channel":null,"message_id":null}"#

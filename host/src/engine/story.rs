@@ -5,11 +5,20 @@ use serde_json::Value;
 use super::event::{Event, EventKind};
 use super::tracker::{truncate_until, ACTION_LISTEN, ACTION_SESSION_START};
 
-const SKIPPED_ACTIONS: [&str; 3] = [ACTION_LISTEN, ACTION_SESSION_START, "action_unlikely_intent"];
+const SKIPPED_ACTIONS: [&str; 3] = [
+    ACTION_LISTEN,
+    ACTION_SESSION_START,
+    "action_unlikely_intent",
+];
 
 /// Splits events into sessions at each `action_session_start`.
 pub fn sessions(events: &[Event]) -> Vec<&[Event]> {
-    let mut starts: Vec<usize> = events.iter().enumerate().filter(|(_, e)| e.is_action(ACTION_SESSION_START)).map(|(i, _)| i).collect();
+    let mut starts: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_action(ACTION_SESSION_START))
+        .map(|(i, _)| i)
+        .collect();
     if starts.first() != Some(&0) {
         starts.insert(0, 0);
     }
@@ -25,13 +34,21 @@ pub fn sessions(events: &[Event]) -> Vec<&[Event]> {
 
 /// The YAML story document. Only the latest session unless `all_sessions`; `until` applies
 /// per session and empty sessions are dropped.
-pub fn story_yaml(sender_id: &str, events: &[Event], all_sessions: bool, until: Option<f64>) -> String {
+pub fn story_yaml(
+    sender_id: &str,
+    events: &[Event],
+    all_sessions: bool,
+    until: Option<f64>,
+) -> String {
     let mut chosen: Vec<&[Event]> = sessions(events);
     if !all_sessions {
         chosen = chosen.into_iter().last().into_iter().collect();
     }
-    let chosen: Vec<Vec<String>> =
-        chosen.into_iter().map(|s| steps(truncate_until(s, until))).filter(|steps| !steps.is_empty()).collect();
+    let chosen: Vec<Vec<String>> = chosen
+        .into_iter()
+        .map(|s| steps(truncate_until(s, until)))
+        .filter(|steps| !steps.is_empty())
+        .collect();
     let mut out = String::from("version: \"3.1\"\n");
     if chosen.is_empty() {
         return out;
@@ -39,8 +56,15 @@ pub fn story_yaml(sender_id: &str, events: &[Event], all_sessions: bool, until: 
     out.push_str("stories:\n");
     let numbered = chosen.len() > 1;
     for (i, steps) in chosen.iter().enumerate() {
-        let title = if numbered { format!("{sender_id}, story {}", i + 1) } else { sender_id.to_string() };
-        out.push_str(&format!("- story: {}\n  steps:\n", yaml_scalar(&Value::String(title))));
+        let title = if numbered {
+            format!("{sender_id}, story {}", i + 1)
+        } else {
+            sender_id.to_string()
+        };
+        out.push_str(&format!(
+            "- story: {}\n  steps:\n",
+            yaml_scalar(&Value::String(title))
+        ));
         for step in steps {
             out.push_str(step);
         }
@@ -52,17 +76,26 @@ fn steps(events: &[Event]) -> Vec<String> {
     let mut out = Vec::new();
     for e in events {
         match &e.kind {
-            EventKind::User { text, parse_data, .. } => {
+            EventKind::User {
+                text, parse_data, ..
+            } => {
                 let intent = e.intent_name();
                 let mut step = String::new();
                 match intent {
-                    Some(i) => step.push_str(&format!("  - intent: {}\n", yaml_scalar(&Value::String(i.into())))),
+                    Some(i) => step.push_str(&format!(
+                        "  - intent: {}\n",
+                        yaml_scalar(&Value::String(i.into()))
+                    )),
                     None if text.is_none() => continue,
                     None => {}
                 }
                 if let Some(t) = text {
                     let marked = annotate(t, parse_data.get("entities"));
-                    let prefix = if intent.is_some() { "    user: |-\n" } else { "  - user: |-\n" };
+                    let prefix = if intent.is_some() {
+                        "    user: |-\n"
+                    } else {
+                        "  - user: |-\n"
+                    };
                     step.push_str(prefix);
                     for line in marked.split('\n') {
                         step.push_str(&format!("      {line}\n"));
@@ -71,10 +104,17 @@ fn steps(events: &[Event]) -> Vec<String> {
                 out.push(step);
             }
             EventKind::Action { name: Some(n), .. } if !SKIPPED_ACTIONS.contains(&n.as_str()) => {
-                out.push(format!("  - action: {}\n", yaml_scalar(&Value::String(n.clone()))));
+                out.push(format!(
+                    "  - action: {}\n",
+                    yaml_scalar(&Value::String(n.clone()))
+                ));
             }
             EventKind::Slot { name, value } => {
-                out.push(format!("  - slot_was_set:\n    - {}: {}\n", yaml_scalar(&Value::String(name.clone())), yaml_scalar(value)));
+                out.push(format!(
+                    "  - slot_was_set:\n    - {}: {}\n",
+                    yaml_scalar(&Value::String(name.clone())),
+                    yaml_scalar(value)
+                ));
             }
             EventKind::ActiveLoop { name } => {
                 let v = name.clone().map(Value::String).unwrap_or(Value::Null);
@@ -91,13 +131,16 @@ fn annotate(text: &str, entities: Option<&Value>) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut spans: Vec<(usize, usize, String)> = Vec::new();
     for ent in entities.and_then(Value::as_array).into_iter().flatten() {
-        let (Some(start), Some(end), Some(name)) =
-            (ent.get("start").and_then(Value::as_u64), ent.get("end").and_then(Value::as_u64), ent.get("entity").and_then(Value::as_str))
-        else {
+        let (Some(start), Some(end), Some(name)) = (
+            ent.get("start").and_then(Value::as_u64),
+            ent.get("end").and_then(Value::as_u64),
+            ent.get("entity").and_then(Value::as_str),
+        ) else {
             continue;
         };
         let (start, end) = (start as usize, end as usize);
-        if start >= end || end > chars.len() || spans.iter().any(|(s, e, _)| start < *e && *s < end) {
+        if start >= end || end > chars.len() || spans.iter().any(|(s, e, _)| start < *e && *s < end)
+        {
             continue;
         }
         let covered: String = chars[start..end].iter().collect();
@@ -136,7 +179,10 @@ fn yaml_scalar(v: &Value) -> String {
                 && !s.contains(": ")
                 && !s.contains(" #")
                 && !s.contains('\n')
-                && !matches!(s.to_ascii_lowercase().as_str(), "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off")
+                && !matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off"
+                )
                 && s.parse::<f64>().is_err();
             if plain_safe {
                 s.clone()
@@ -155,14 +201,23 @@ mod tests {
 
     #[test]
     fn captured_story_is_reproduced() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/rasa/captured-3.6.21/");
-        let tracker: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}tracker-ALL.json")).unwrap()).unwrap();
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        let tracker: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}tracker-ALL.json")).unwrap(),
+        )
+        .unwrap();
         let events = Event::list_from_json(tracker["events"].as_array().unwrap()).unwrap();
         let expected = std::fs::read_to_string(format!("{dir}story.txt")).unwrap();
         assert_eq!(story_yaml("sample-conv2", &events, false, None), expected);
         let expected = std::fs::read_to_string(format!("{dir}story-all-sessions.txt")).unwrap();
         assert_eq!(story_yaml("sample-conv2", &events, true, None), expected);
-        let tracker: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}conv1-tracker-ALL.json")).unwrap()).unwrap();
+        let tracker: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}conv1-tracker-ALL.json")).unwrap(),
+        )
+        .unwrap();
         let events = Event::list_from_json(tracker["events"].as_array().unwrap()).unwrap();
         let expected = std::fs::read_to_string(format!("{dir}conv1-story.txt")).unwrap();
         assert_eq!(story_yaml("sample-conv", &events, false, None), expected);
@@ -172,6 +227,9 @@ mod tests {
     fn empty_and_entities() {
         assert_eq!(story_yaml("x", &[], false, None), "version: \"3.1\"\n");
         let e = serde_json::json!({"entities": [{"entity": "city", "value": "Rome", "start": 16, "end": 20}]});
-        assert_eq!(annotate("book a table in Rome", e.get("entities")), "book a table in [Rome]{\"entity\": \"city\"}");
+        assert_eq!(
+            annotate("book a table in Rome", e.get("entities")),
+            "book a table in [Rome]{\"entity\": \"city\"}"
+        );
     }
 }

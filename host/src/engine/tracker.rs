@@ -62,7 +62,11 @@ pub enum LatestAction {
 
 impl TrackerState {
     fn reset(&mut self, domain: &Domain) {
-        self.slots = domain.slots().iter().map(|s| (s.name.clone(), s.initial_value.clone())).collect();
+        self.slots = domain
+            .slots()
+            .iter()
+            .map(|s| (s.name.clone(), s.initial_value.clone()))
+            .collect();
         self.latest_message = None;
         self.latest_action = None;
         self.followup_action = Some(ACTION_LISTEN.into());
@@ -106,16 +110,25 @@ impl TrackerState {
                 }
                 EventKind::Rewind => {
                     // Back to and including the last user event, then the action before it.
-                    if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::User { .. })) {
+                    if let Some(pos) = applied
+                        .iter()
+                        .rposition(|&j| matches!(events[j].kind, EventKind::User { .. }))
+                    {
                         applied.truncate(pos);
-                        if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::Action { .. })) {
+                        if let Some(pos) = applied
+                            .iter()
+                            .rposition(|&j| matches!(events[j].kind, EventKind::Action { .. }))
+                        {
                             applied.truncate(pos);
                         }
                     }
                     st.replay(domain, events, &applied);
                 }
                 EventKind::Undo => {
-                    if let Some(pos) = applied.iter().rposition(|&j| matches!(events[j].kind, EventKind::Action { .. })) {
+                    if let Some(pos) = applied
+                        .iter()
+                        .rposition(|&j| matches!(events[j].kind, EventKind::Action { .. }))
+                    {
                         applied.truncate(pos);
                     }
                     st.replay(domain, events, &applied);
@@ -141,7 +154,11 @@ impl TrackerState {
         let e = &events[i];
         match &e.kind {
             EventKind::User { parse_data, .. } => {
-                let entities = parse_data.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+                let entities = parse_data
+                    .get("entities")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 self.latest_message = Some((i, entities));
                 self.followup_action = None;
             }
@@ -153,12 +170,18 @@ impl TrackerState {
                 }
             }
             EventKind::ResetSlots => {
-                self.slots = domain.slots().iter().map(|s| (s.name.clone(), s.initial_value.clone())).collect();
+                self.slots = domain
+                    .slots()
+                    .iter()
+                    .map(|s| (s.name.clone(), s.initial_value.clone()))
+                    .collect();
             }
             EventKind::Followup { name } => self.followup_action = Some(name.clone()),
             EventKind::Pause => self.paused = true,
             EventKind::Resume => self.paused = false,
-            EventKind::Action { name, action_text, .. } => {
+            EventKind::Action {
+                name, action_text, ..
+            } => {
                 self.latest_action = match (name, action_text) {
                     (Some(n), _) => Some(LatestAction::Name(n.clone())),
                     (None, Some(t)) => Some(LatestAction::Text(t.clone())),
@@ -227,36 +250,68 @@ impl TrackerState {
                 pd.insert("entities".into(), Value::Array(entities.clone()));
                 Value::Object(pd)
             }
-            None => json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}),
+            None => {
+                json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
+            }
         }
     }
 }
 
 /// The tracker JSON of 3.6 (`GET …/tracker`), key order included.
-pub fn tracker_json(sender_id: &str, domain: &Domain, events: &[Event], verbosity: EventVerbosity) -> Value {
+pub fn tracker_json(
+    sender_id: &str,
+    domain: &Domain,
+    events: &[Event],
+    verbosity: EventVerbosity,
+) -> Value {
     let st = TrackerState::compute(domain, events);
     let mut m = Map::new();
     m.insert("sender_id".into(), Value::String(sender_id.into()));
-    m.insert("slots".into(), Value::Object(st.slots.iter().cloned().collect()));
+    m.insert(
+        "slots".into(),
+        Value::Object(st.slots.iter().cloned().collect()),
+    );
     m.insert("latest_message".into(), st.latest_message_json(events));
-    m.insert("latest_event_time".into(), events.last().map(|e| num(e.timestamp)).unwrap_or(Value::Null));
-    m.insert("followup_action".into(), st.followup_action.clone().map(Value::String).unwrap_or(Value::Null));
+    m.insert(
+        "latest_event_time".into(),
+        events
+            .last()
+            .map(|e| num(e.timestamp))
+            .unwrap_or(Value::Null),
+    );
+    m.insert(
+        "followup_action".into(),
+        st.followup_action
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
     m.insert("paused".into(), Value::Bool(st.paused));
     let listed: Option<Vec<Value>> = match verbosity {
         EventVerbosity::None => None,
         EventVerbosity::All => Some(events.iter().map(Event::to_json).collect()),
         EventVerbosity::AfterRestart => {
-            let start = events.iter().rposition(|e| matches!(e.kind, EventKind::Restart)).map(|i| i + 1).unwrap_or(0);
+            let start = events
+                .iter()
+                .rposition(|e| matches!(e.kind, EventKind::Restart))
+                .map(|i| i + 1)
+                .unwrap_or(0);
             Some(events[start..].iter().map(Event::to_json).collect())
         }
         EventVerbosity::Applied => Some(st.applied.iter().map(|&i| events[i].to_json()).collect()),
     };
-    m.insert("events".into(), listed.map(Value::Array).unwrap_or(Value::Null));
+    m.insert(
+        "events".into(),
+        listed.map(Value::Array).unwrap_or(Value::Null),
+    );
     let channel = events.iter().rev().find_map(|e| match &e.kind {
         EventKind::User { input_channel, .. } => Some(input_channel.clone()),
         _ => None,
     });
-    m.insert("latest_input_channel".into(), channel.flatten().map(Value::String).unwrap_or(Value::Null));
+    m.insert(
+        "latest_input_channel".into(),
+        channel.flatten().map(Value::String).unwrap_or(Value::Null),
+    );
     m.insert(
         "active_loop".into(),
         match &st.active_loop {
@@ -272,7 +327,12 @@ pub fn tracker_json(sender_id: &str, domain: &Domain, events: &[Event], verbosit
             None => json!({}),
         },
     );
-    m.insert("latest_action_name".into(), st.latest_action_name().map(|s| Value::String(s.into())).unwrap_or(Value::Null));
+    m.insert(
+        "latest_action_name".into(),
+        st.latest_action_name()
+            .map(|s| Value::String(s.into()))
+            .unwrap_or(Value::Null),
+    );
     Value::Object(m)
 }
 
@@ -280,7 +340,10 @@ pub fn tracker_json(sender_id: &str, domain: &Domain, events: &[Event], verbosit
 pub fn truncate_until(events: &[Event], until: Option<f64>) -> &[Event] {
     match until {
         Some(t) => {
-            let end = events.iter().position(|e| e.timestamp > t).unwrap_or(events.len());
+            let end = events
+                .iter()
+                .position(|e| e.timestamp > t)
+                .unwrap_or(events.len());
             &events[..end]
         }
         None => events,
@@ -290,7 +353,10 @@ pub fn truncate_until(events: &[Event], until: Option<f64>) -> &[Event] {
 /// The session-start sequence 3.6 runs for a new conversation: `action_session_start`,
 /// `session_started`, the carried-over slots, `action_listen`.
 pub fn session_start_events(carried_slots: Vec<Event>, policy: Option<&str>) -> Vec<Event> {
-    let mut out = vec![Event::action_with(ACTION_SESSION_START, policy, Some(1.0)), Event::new(EventKind::SessionStarted)];
+    let mut out = vec![
+        Event::action_with(ACTION_SESSION_START, policy, Some(1.0)),
+        Event::new(EventKind::SessionStarted),
+    ];
     out.extend(carried_slots);
     out.push(Event::action(ACTION_LISTEN));
     out
@@ -298,7 +364,9 @@ pub fn session_start_events(carried_slots: Vec<Event>, policy: Option<&str>) -> 
 
 /// True when the events start with a session start (`action_session_start` + `session_started`).
 pub fn starts_with_session_start(events: &[Event]) -> bool {
-    events.len() >= 2 && events[0].is_action(ACTION_SESSION_START) && matches!(events[1].kind, EventKind::SessionStarted)
+    events.len() >= 2
+        && events[0].is_action(ACTION_SESSION_START)
+        && matches!(events[1].kind, EventKind::SessionStarted)
 }
 
 #[cfg(test)]
@@ -312,27 +380,52 @@ mod tests {
 
     fn domain_with(slot: &str) -> Domain {
         let mut d = Domain::empty();
-        d.slots.insert(0, crate::domain::Slot { name: slot.into(), initial_value: Value::Null });
+        d.slots.insert(
+            0,
+            crate::domain::Slot {
+                name: slot.into(),
+                initial_value: Value::Null,
+            },
+        );
         d
     }
 
     #[test]
     fn captured_trackers_are_reproduced() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/rasa/captured-3.6.21/");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
         let domain = domain_with("bench_slot");
         for (file, verbosity) in [
             ("tracker-ALL.json", EventVerbosity::All),
             ("conv1-tracker-ALL.json", EventVerbosity::All),
-            ("events-append-list-new-conv.json", EventVerbosity::AfterRestart),
-            ("tracker-new-conversation.json", EventVerbosity::AfterRestart),
+            (
+                "events-append-list-new-conv.json",
+                EventVerbosity::AfterRestart,
+            ),
+            (
+                "tracker-new-conversation.json",
+                EventVerbosity::AfterRestart,
+            ),
         ] {
-            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                    .unwrap();
             let events = parse(expected["events"].clone());
-            let got = tracker_json(expected["sender_id"].as_str().unwrap(), &domain, &events, verbosity);
+            let got = tracker_json(
+                expected["sender_id"].as_str().unwrap(),
+                &domain,
+                &events,
+                verbosity,
+            );
             assert_eq!(got.to_string(), expected.to_string(), "{file}");
         }
         // The other verbosities of the same conversations.
-        let all: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}tracker-ALL.json")).unwrap()).unwrap();
+        let all: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}tracker-ALL.json")).unwrap(),
+        )
+        .unwrap();
         let events = parse(all["events"].clone());
         for (file, verbosity) in [
             ("tracker-AFTER_RESTART.json", EventVerbosity::AfterRestart),
@@ -340,15 +433,32 @@ mod tests {
             ("tracker-NONE.json", EventVerbosity::None),
             ("tracker-default.json", EventVerbosity::AfterRestart),
         ] {
-            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                    .unwrap();
             let got = tracker_json("sample-conv2", &domain, &events, verbosity);
             assert_eq!(got, expected, "{file}");
         }
-        let all: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}conv1-tracker-ALL.json")).unwrap()).unwrap();
+        let all: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}conv1-tracker-ALL.json")).unwrap(),
+        )
+        .unwrap();
         let events = parse(all["events"].clone());
-        for (file, verbosity) in [("conv1-tracker-AFTER_RESTART.json", EventVerbosity::AfterRestart), ("conv1-tracker-APPLIED.json", EventVerbosity::Applied)] {
-            let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap()).unwrap();
-            assert_eq!(tracker_json("sample-conv", &domain, &events, verbosity), expected, "{file}");
+        for (file, verbosity) in [
+            (
+                "conv1-tracker-AFTER_RESTART.json",
+                EventVerbosity::AfterRestart,
+            ),
+            ("conv1-tracker-APPLIED.json", EventVerbosity::Applied),
+        ] {
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                    .unwrap();
+            assert_eq!(
+                tracker_json("sample-conv", &domain, &events, verbosity),
+                expected,
+                "{file}"
+            );
         }
     }
 
@@ -357,12 +467,19 @@ mod tests {
         let d = Domain::empty();
         let user = |t: &str| json!({"event": "user", "text": t, "parse_data": {"intent": {"name": t}, "entities": []}});
         let act = |n: &str| json!({"event": "action", "name": n});
-        let ev = parse(json!([act("action_listen"), user("hi"), act("utter_hi"), act("action_listen"), user("bye"), act("utter_bye"), act("action_listen"), {"event": "rewind"}]));
+        let ev = parse(
+            json!([act("action_listen"), user("hi"), act("utter_hi"), act("action_listen"), user("bye"), act("utter_bye"), act("action_listen"), {"event": "rewind"}]),
+        );
         let st = TrackerState::compute(&d, &ev);
         assert_eq!(st.latest_action_name(), Some("utter_hi"));
         assert_eq!(st.applied, vec![0, 1, 2]);
-        let ev = parse(json!([act("action_listen"), user("hi"), act("my_action"), act("action_listen"), {"event": "undo"}]));
-        assert_eq!(TrackerState::compute(&d, &ev).latest_action_name(), Some("my_action"));
+        let ev = parse(
+            json!([act("action_listen"), user("hi"), act("my_action"), act("action_listen"), {"event": "undo"}]),
+        );
+        assert_eq!(
+            TrackerState::compute(&d, &ev).latest_action_name(),
+            Some("my_action")
+        );
     }
 
     #[test]
@@ -376,7 +493,9 @@ mod tests {
 
     #[test]
     fn until_truncates() {
-        let ev = parse(json!([{"event": "pause", "timestamp": 1.0}, {"event": "resume", "timestamp": 3.0}, {"event": "pause", "timestamp": 2.0}]));
+        let ev = parse(
+            json!([{"event": "pause", "timestamp": 1.0}, {"event": "resume", "timestamp": 3.0}, {"event": "pause", "timestamp": 2.0}]),
+        );
         assert_eq!(truncate_until(&ev, Some(2.5)).len(), 1);
         assert_eq!(truncate_until(&ev, None).len(), 3);
     }

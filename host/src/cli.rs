@@ -1,0 +1,126 @@
+//! The command line: `colloquy run | plugins | plugin-test`, with Rasa's flag spellings
+//! (3.x `--enable-api` and the rasa_core `--enable_api` alike, decisions §1).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "colloquy",
+    version,
+    about = "A conversation server that speaks Rasa's HTTP API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a model over HTTP (Rasa's `rasa run`).
+    Run(RunArgs),
+    /// List the plugins found (name, kinds, version, file) and why any were rejected.
+    Plugins(PluginDirArgs),
+    /// Run the store contract suite against a plugin library.
+    PluginTest(PluginTestArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct PluginDirArgs {
+    /// A directory searched for plugin libraries (repeatable); searched before
+    /// COLLOQUY_PLUGIN_PATH, ./plugins and the executable's directory.
+    #[arg(long = "plugin-dir", alias = "plugin_dir")]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Serve the HTTP API (otherwise only `/`, `/version` and the channels).
+    #[arg(long = "enable-api", alias = "enable_api")]
+    pub enable_api: bool,
+    /// A model archive, or a directory whose newest archive is used (`-d/--core` in rasa_core).
+    #[arg(
+        short = 'm',
+        long = "model",
+        visible_short_alias = 'd',
+        visible_alias = "core"
+    )]
+    pub model: Option<PathBuf>,
+    /// The endpoints YAML (stores, broker, NLU, model server, action server).
+    #[arg(long = "endpoints", default_value = "endpoints.yml")]
+    pub endpoints: PathBuf,
+    /// Channel credentials YAML.
+    #[arg(long = "credentials")]
+    pub credentials: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(short = 'i', long = "interface", default_value = "0.0.0.0")]
+    pub interface: String,
+    #[arg(short = 'p', long = "port", default_value_t = 5005)]
+    pub port: u16,
+    /// Requests must carry `?token=<this>` (or a valid JWT).
+    #[arg(
+        long = "auth-token",
+        alias = "auth_token",
+        env = "COLLOQUY_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// JWT secret (HMAC methods) or public key, PEM text or file (asymmetric methods).
+    #[arg(
+        long = "jwt-secret",
+        alias = "jwt_secret",
+        env = "COLLOQUY_JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    #[arg(long = "jwt-method", alias = "jwt_method", default_value = "HS256")]
+    pub jwt_method: String,
+    /// Accepted for compatibility with `rasa run`; not used for verification.
+    #[arg(long = "jwt-private-key", alias = "jwt_private_key", hide = true)]
+    pub jwt_private_key: Option<String>,
+    /// Allowed CORS origins (`*` for any); repeatable.
+    #[arg(long = "cors", num_args = 0..)]
+    pub cors: Vec<String>,
+    /// Log file (`-o` in rasa_core); logs go to stderr otherwise.
+    #[arg(short = 'o', long = "log-file", alias = "log_file")]
+    pub log_file: Option<PathBuf>,
+    /// Seconds to wait for a response on channels.
+    #[arg(long = "response-timeout", default_value_t = 3600)]
+    pub response_timeout: u64,
+    /// NLU model (`-u project/model` for a rasa_core NLU server).
+    #[arg(short = 'u', long = "nlu")]
+    pub nlu: Option<String>,
+    #[command(flatten)]
+    pub plugins: PluginDirArgs,
+    /// Largest accepted request body, in bytes.
+    #[arg(long = "max-body-bytes", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Conversations whose parsed events are kept in memory between requests.
+    #[arg(long = "cache-conversations", default_value_t = 10_000)]
+    pub cache_conversations: usize,
+    /// Verbose logs (`RUST_LOG` overrides).
+    #[arg(short = 'v', long = "verbose", alias = "debug")]
+    pub verbose: bool,
+    #[arg(long = "ssl-certificate", hide = true)]
+    pub ssl_certificate: Option<PathBuf>,
+    #[arg(long = "ssl-keyfile", hide = true)]
+    pub ssl_keyfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PluginTestArgs {
+    /// The plugin library (`.so`), or a plugin name found in the search path.
+    pub plugin: String,
+    /// `tracker-store` or `lock-store`.
+    #[arg(long)]
+    pub kind: String,
+    /// The component's config as JSON (what the endpoints YAML section would hold, without `type`).
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+    /// Prefix for the conversation ids the suite writes (and deletes).
+    #[arg(long, default_value = "colloquy-contract-")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub plugins: PluginDirArgs,
+}

@@ -1,0 +1,320 @@
+//! Conversations: the event log of each conversation, read through a cache, written under the
+//! lock store's per-conversation lock, persisted by the tracker store, then published.
+//!
+//! Invariants:
+//! - O(1) work per new event: writes append only the new events; reads fetch only the events
+//!   the cache has not seen (the store's length is the version, its epoch detects rewrites).
+//! - Publish after persist: events reach the broker only after the store accepted them, in
+//!   order per conversation (publishing happens while the conversation's lock is held).
+//! - Reading never writes.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+use thiserror::Error;
+
+use crate::engine::{Event, EventError};
+use crate::plugins::{BrokerHandle, LockStoreHandle, PluginCallError, TrackerStoreHandle};
+
+#[derive(Debug, Error)]
+pub enum ConversationError {
+    #[error("{0}")]
+    Store(PluginCallError),
+    #[error("could not lock the conversation: {0}")]
+    Lock(PluginCallError),
+    #[error("a stored event of conversation '{id}' is invalid: {source}")]
+    Corrupt { id: String, source: EventError },
+}
+
+/// A conversation's events as last seen.
+#[derive(Clone)]
+pub struct Log {
+    pub epoch: u64,
+    pub events: Arc<Vec<Event>>,
+}
+
+/// What a write does to the log.
+pub enum Write {
+    Append(Vec<Event>),
+    Replace(Vec<Event>),
+}
+
+/// Counters shown by `/status`.
+#[derive(Default)]
+pub struct Counters {
+    pub events_stored: AtomicU64,
+    pub events_published: AtomicU64,
+    pub publish_failures: AtomicU64,
+}
+
+pub struct Conversations {
+    store: TrackerStoreHandle,
+    locks: LockStoreHandle,
+    broker: Option<BrokerHandle>,
+    cache: Mutex<LruCache<String, Log>>,
+    pub lock_lifetime: Duration,
+    pub lock_wait: Duration,
+    pub counters: Counters,
+}
+
+impl Conversations {
+    pub fn new(
+        store: TrackerStoreHandle,
+        locks: LockStoreHandle,
+        broker: Option<BrokerHandle>,
+        cache_size: usize,
+    ) -> Conversations {
+        Conversations {
+            store,
+            locks,
+            broker,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cache_size.max(1)).expect("non-zero"),
+            )),
+            lock_lifetime: lock_lifetime_from_env(),
+            lock_wait: Duration::from_secs(60),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn store(&self) -> &TrackerStoreHandle {
+        &self.store
+    }
+    pub fn locks(&self) -> &LockStoreHandle {
+        &self.locks
+    }
+    pub fn broker(&self) -> Option<&BrokerHandle> {
+        self.broker.as_ref()
+    }
+
+    fn cached(&self, id: &str) -> Option<Log> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn remember(&self, id: &str, log: Log) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(id.to_string(), log);
+    }
+
+    fn forget(&self, id: &str) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).pop(id);
+    }
+
+    /// The conversation's events, `None` if it was never stored. One store round trip, which
+    /// brings only the events not yet cached.
+    pub async fn read(&self, id: &str) -> Result<Option<Log>, ConversationError> {
+        let cached = self.cached(id);
+        let from = cached.as_ref().map(|c| c.events.len() as u64).unwrap_or(0);
+        let Some(slice) = self
+            .store
+            .load(id, from)
+            .await
+            .map_err(ConversationError::Store)?
+        else {
+            self.forget(id);
+            return Ok(None);
+        };
+        let parse =
+            |events: &[abi_stable::std_types::RString]| -> Result<Vec<Event>, ConversationError> {
+                let mut out = Vec::with_capacity(events.len());
+                for text in events {
+                    let value: serde_json::Value =
+                        serde_json::from_str(text).map_err(|e| ConversationError::Corrupt {
+                            id: id.into(),
+                            source: EventError(format!("not JSON: {e}")),
+                        })?;
+                    if let Some(ev) =
+                        Event::from_json(&value).map_err(|source| ConversationError::Corrupt {
+                            id: id.into(),
+                            source,
+                        })?
+                    {
+                        out.push(ev);
+                    }
+                }
+                Ok(out)
+            };
+        let log = match cached {
+            Some(c) if c.epoch == slice.epoch && slice.length >= from => {
+                if slice.events.is_empty() {
+                    c
+                } else {
+                    let mut events = Vec::with_capacity(slice.length as usize);
+                    events.extend(c.events.iter().cloned());
+                    events.extend(parse(&slice.events)?);
+                    Log {
+                        epoch: slice.epoch,
+                        events: Arc::new(events),
+                    }
+                }
+            }
+            Some(_) => {
+                // Rewritten elsewhere (replace/delete): read it whole.
+                let full = self
+                    .store
+                    .load(id, 0)
+                    .await
+                    .map_err(ConversationError::Store)?;
+                match full {
+                    Some(full) => Log {
+                        epoch: full.epoch,
+                        events: Arc::new(parse(&full.events)?),
+                    },
+                    None => {
+                        self.forget(id);
+                        return Ok(None);
+                    }
+                }
+            }
+            None => Log {
+                epoch: slice.epoch,
+                events: Arc::new(parse(&slice.events)?),
+            },
+        };
+        self.remember(id, log.clone());
+        Ok(Some(log))
+    }
+
+    /// Runs `decide` on the current log under the conversation's lock, persists what it
+    /// returns, publishes it, and returns the new log with `decide`'s extra output.
+    pub async fn modify<T>(
+        &self,
+        id: &str,
+        decide: impl FnOnce(Option<&Log>) -> Result<(Option<Write>, T), crate::http::ApiError>,
+    ) -> Result<(Log, T), crate::http::ApiError> {
+        let ticket = self
+            .locks
+            .acquire(id, self.lock_lifetime, self.lock_wait)
+            .await
+            .map_err(ConversationError::Lock)?;
+        let outcome = self.modify_locked(id, decide).await;
+        if let Err(e) = self.locks.release(id, ticket).await {
+            // The lease expires by itself; the write itself succeeded or failed on its own.
+            tracing::warn!(conversation = id, "lock release failed: {e}");
+        }
+        outcome
+    }
+
+    async fn modify_locked<T>(
+        &self,
+        id: &str,
+        decide: impl FnOnce(Option<&Log>) -> Result<(Option<Write>, T), crate::http::ApiError>,
+    ) -> Result<(Log, T), crate::http::ApiError> {
+        let current = self.read(id).await?;
+        let (write, extra) = decide(current.as_ref())?;
+        let old = current.unwrap_or(Log {
+            epoch: 0,
+            events: Arc::new(Vec::new()),
+        });
+        let (log, new_events) = match write {
+            None => return Ok((old, extra)),
+            Some(Write::Append(new)) => {
+                if new.is_empty() {
+                    return Ok((old, extra));
+                }
+                let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
+                let pos = self
+                    .store
+                    .append(id, texts.clone())
+                    .await
+                    .map_err(ConversationError::Store)?;
+                let mut events = Vec::with_capacity(old.events.len() + new.len());
+                events.extend(old.events.iter().cloned());
+                events.extend(new);
+                let log = Log {
+                    epoch: pos.epoch,
+                    events: Arc::new(events),
+                };
+                if pos.epoch == old.epoch && pos.length == log.events.len() as u64 {
+                    self.remember(id, log.clone());
+                } else {
+                    // Someone wrote without holding the lock: do not trust the cache.
+                    self.forget(id);
+                }
+                (log, texts)
+            }
+            Some(Write::Replace(events)) => {
+                let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
+                let pos = self
+                    .store
+                    .replace(id, texts.clone())
+                    .await
+                    .map_err(ConversationError::Store)?;
+                let log = Log {
+                    epoch: pos.epoch,
+                    events: Arc::new(events),
+                };
+                self.remember(id, log.clone());
+                // Brokers get what a count-offset diff would give Rasa's: only a longer tail.
+                let tail = texts.into_iter().skip(old.events.len()).collect();
+                (log, tail)
+            }
+        };
+        self.counters
+            .events_stored
+            .fetch_add(new_events.len() as u64, Ordering::Relaxed);
+        self.publish(id, new_events).await;
+        Ok((log, extra))
+    }
+
+    async fn publish(&self, id: &str, events: Vec<String>) {
+        let Some(broker) = &self.broker else { return };
+        if events.is_empty() {
+            return;
+        }
+        let n = events.len() as u64;
+        match broker.publish(id, events).await {
+            Ok(()) => {
+                self.counters
+                    .events_published
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The events are stored; the broker refused them. Counted and logged, never silent.
+                self.counters
+                    .publish_failures
+                    .fetch_add(n, Ordering::Relaxed);
+                tracing::error!(
+                    conversation = id,
+                    events = n,
+                    "events stored but not published: {e}"
+                );
+            }
+        }
+    }
+
+    pub async fn keys(&self) -> Result<Vec<String>, ConversationError> {
+        self.store.keys().await.map_err(ConversationError::Store)
+    }
+
+    /// Flushes the broker and closes every component (shutdown).
+    pub async fn close(&self, flush_deadline: Duration) {
+        if let Some(b) = &self.broker {
+            if let Err(e) = b.flush(flush_deadline).await {
+                tracing::error!("event broker flush at shutdown: {e}");
+            }
+            let _ = b.close().await;
+        }
+        let _ = self.store.close().await;
+        let _ = self.locks.close().await;
+    }
+}
+
+/// `TICKET_LOCK_LIFETIME` (seconds), as in Rasa; 60 by default.
+fn lock_lifetime_from_env() -> Duration {
+    std::env::var("TICKET_LOCK_LIFETIME")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(60))
+}

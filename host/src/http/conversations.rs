@@ -1,0 +1,268 @@
+//! `/conversations/…`: trackers, events and stories.
+//!
+//! Conversation ids may contain `/` (3.6 uses a path converter), so one wildcard route takes
+//! the rest of the path and the known suffixes are split off here.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+use super::query::{json_body, Query};
+use super::{ApiError, SharedState};
+use crate::conversations::Write;
+use crate::engine::story::story_yaml;
+use crate::engine::tracker::{session_start_events, starts_with_session_start, truncate_until};
+use crate::engine::{tracker_json, Event};
+
+const SUFFIXES: [&str; 8] = [
+    "/tracker/events",
+    "/tracker",
+    "/story",
+    "/messages",
+    "/predict",
+    "/execute",
+    "/trigger_intent",
+    "/respond",
+];
+
+/// Splits `<id><suffix>` into the id and the suffix.
+fn split(rest: &str) -> Option<(&str, &'static str)> {
+    SUFFIXES.iter().find_map(|s| {
+        rest.strip_suffix(s)
+            .filter(|id| !id.is_empty())
+            .map(|id| (id, *s))
+    })
+}
+
+fn route_not_found(method: &str, rest: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("Requested URL {method} /conversations/{rest} not found"),
+    )
+}
+
+struct Request<'a> {
+    state: &'a SharedState,
+    id: &'a str,
+    query: Query,
+}
+
+impl<'a> Request<'a> {
+    fn new(
+        state: &'a SharedState,
+        id: &'a str,
+        headers: &HeaderMap,
+        raw: Option<String>,
+    ) -> Result<Request<'a>, ApiError> {
+        let query = Query::parse(raw.as_deref());
+        state.auth.check(headers, query.get("token"), Some(id))?;
+        if id.chars().count() > state.limits.max_conversation_id_len {
+            return Err(ApiError::bad_parameter(
+                format!(
+                    "The conversation ID is longer than {} characters.",
+                    state.limits.max_conversation_id_len
+                ),
+                "conversation_id",
+                "path",
+            ));
+        }
+        Ok(Request { state, id, query })
+    }
+
+    /// Stamps events as 3.6 does when a model is loaded.
+    fn stamp(&self, events: &mut [Event]) {
+        if let Some(agent) = self.state.agent() {
+            for e in events {
+                e.stamp(&agent.model_id, &agent.assistant_id);
+            }
+        }
+    }
+
+    fn tracker(&self, events: &[Event]) -> Result<Response, ApiError> {
+        let verbosity = self.query.verbosity()?;
+        Ok(Json(tracker_json(
+            self.id,
+            &self.state.domain(),
+            events,
+            verbosity,
+        ))
+        .into_response())
+    }
+}
+
+/// `GET /conversations` (0.x): the stored ids.
+pub async fn list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    state.auth.check(&headers, query.get("token"), None)?;
+    Ok(Json(state.conversations.keys().await?).into_response())
+}
+
+pub async fn get_dispatch(
+    State(state): State<SharedState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    match split(&rest) {
+        Some((id, "/tracker")) => get_tracker(Request::new(&state, id, &headers, q)?).await,
+        Some((id, "/story")) => get_story(Request::new(&state, id, &headers, q)?).await,
+        _ => Err(route_not_found("GET", &rest)),
+    }
+}
+
+pub async fn post_dispatch(
+    State(state): State<SharedState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match split(&rest) {
+        Some((id, "/tracker/events")) => {
+            append_events(Request::new(&state, id, &headers, q)?, body).await
+        }
+        _ => Err(route_not_found("POST", &rest)),
+    }
+}
+
+pub async fn put_dispatch(
+    State(state): State<SharedState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match split(&rest) {
+        Some((id, "/tracker/events")) => {
+            replace_events(Request::new(&state, id, &headers, q)?, body).await
+        }
+        _ => Err(route_not_found("PUT", &rest)),
+    }
+}
+
+/// 3.6: an unknown or empty conversation shows a session start that is not stored.
+async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
+    let until = req.query.until()?;
+    req.query.verbosity()?;
+    let log = req.state.conversations.read(req.id).await?;
+    let events: Arc<Vec<Event>> = match log {
+        Some(l) if !l.events.is_empty() => l.events,
+        _ => {
+            let mut fresh = session_start_events(Vec::new(), None);
+            req.stamp(&mut fresh);
+            Arc::new(fresh)
+        }
+    };
+    req.tracker(truncate_until(&events, until))
+}
+
+async fn get_story(req: Request<'_>) -> Result<Response, ApiError> {
+    let until = req.query.until()?;
+    let all_sessions = req.query.flag("all_sessions", false);
+    let Some(log) = req.state.conversations.read(req.id).await? else {
+        return Err(ApiError::conversation_not_found());
+    };
+    let text = story_yaml(req.id, &log.events, all_sessions, until);
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Parses a body holding one event or a list of events; the whole list or nothing.
+fn parse_events(
+    req: &Request<'_>,
+    body: &Bytes,
+    allow_single: bool,
+) -> Result<Vec<Event>, ApiError> {
+    let value = json_body(body)?;
+    let items: Vec<Value> = match value {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) if allow_single => vec![obj],
+        other => {
+            let wanted = if allow_single {
+                "an event object or a list of events"
+            } else {
+                "a list of events"
+            };
+            return Err(ApiError::bad_parameter(
+                format!("The request body must be {wanted}, got {other}."),
+                "",
+                "body",
+            ));
+        }
+    };
+    if items.len() > req.state.limits.max_events_per_request {
+        return Err(ApiError::bad_parameter(
+            format!(
+                "Too many events in one request ({} > {}).",
+                items.len(),
+                req.state.limits.max_events_per_request
+            ),
+            "",
+            "body",
+        ));
+    }
+    Ok(Event::list_from_json(&items)?)
+}
+
+async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiError> {
+    req.query.verbosity()?;
+    let mut events = parse_events(&req, &body, true)?;
+    if events.is_empty() {
+        return Err(ApiError::bad_parameter(
+            "Couldn't extract a proper event from the request body.",
+            "",
+            "body",
+        ));
+    }
+    let (log, ()) = req
+        .state
+        .conversations
+        .modify(req.id, |current| {
+            let is_empty = current.is_none_or(|l| l.events.is_empty());
+            let mut new = Vec::with_capacity(events.len() + 3);
+            if is_empty && !starts_with_session_start(&events) {
+                new.extend(session_start_events(Vec::new(), None));
+            }
+            new.append(&mut events);
+            req.stamp(&mut new);
+            Ok((Some(Write::Append(new)), ()))
+        })
+        .await?;
+    req.tracker(&log.events)
+}
+
+async fn replace_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiError> {
+    req.query.verbosity()?;
+    let events = parse_events(&req, &body, false)?;
+    let (log, ()) = req
+        .state
+        .conversations
+        .modify(req.id, |_| Ok((Some(Write::Replace(events)), ())))
+        .await?;
+    req.tracker(&log.events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn ids_may_contain_slashes() {
+        assert_eq!(
+            split("a/b+-_\\=/tracker/events"),
+            Some(("a/b+-_\\=", "/tracker/events"))
+        );
+        assert_eq!(split("x/tracker"), Some(("x", "/tracker")));
+        assert_eq!(split("/tracker"), None);
+        assert_eq!(split("x/unknown"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Rasa's error body, and the one place where internal errors become HTTP statuses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::conversations::ConversationError;
+use crate::engine::EventError;
+use crate::plugins::PluginCallError;
+
+/// The Rasa version whose wire format Colloquy speaks (decisions §1).
+pub const RASA_VERSION: &str = "3.6.21";
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Value,
+    pub help: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            reason,
+            message: message.into(),
+            details: json!({}),
+            help: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    /// A bad query parameter or body field, with Rasa's `details`.
+    pub fn bad_parameter(message: impl Into<String>, parameter: &str, location: &str) -> ApiError {
+        let mut e = ApiError::bad_request(message);
+        e.details = json!({"parameter": parameter, "in": location});
+        e
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Not found", message)
+    }
+    pub fn conversation_not_found() -> ApiError {
+        ApiError::not_found("Conversation ID not found.")
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
+    }
+    pub fn internal(reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, reason, message)
+    }
+    pub fn body(&self) -> Value {
+        json!({
+            "version": RASA_VERSION,
+            "status": "failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "help": self.help,
+            "code": self.status.as_u16(),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(
+                status = self.status.as_u16(),
+                reason = self.reason,
+                "{}",
+                self.message
+            );
+        }
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(e: EventError) -> ApiError {
+        ApiError::bad_parameter(
+            format!("Failed to validate the events format. For more information about the format visit the docs. Error: {e}"),
+            "",
+            "body",
+        )
+    }
+}
+
+impl From<PluginCallError> for ApiError {
+    fn from(e: PluginCallError) -> ApiError {
+        use colloquy_plugin_api::ErrorKind;
+        match e.kind {
+            k if k.is_transient() => ApiError::unavailable(e.to_string()),
+            ErrorKind::INVALID_INPUT => ApiError::bad_request(e.to_string()),
+            ErrorKind::NOT_FOUND => ApiError::not_found(e.to_string()),
+            _ => ApiError::internal("PluginError", e.to_string()),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> ApiError {
+        match e {
+            ConversationError::Store(p) | ConversationError::Lock(p) => {
+                let mut api: ApiError = p.into();
+                if api.status == StatusCode::INTERNAL_SERVER_ERROR {
+                    api.reason = "ConversationError";
+                }
+                api
+            }
+            ConversationError::Corrupt { .. } => {
+                ApiError::internal("ConversationError", e.to_string())
+            }
+        }
+    }
+}

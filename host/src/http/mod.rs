@@ -1,0 +1,103 @@
+//! The HTTP API (axum): routes, the shared state, request parsing helpers.
+
+pub mod auth;
+pub mod conversations;
+pub mod error;
+pub mod meta;
+pub mod query;
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::agent::Agent;
+use crate::conversations::Conversations;
+use crate::domain::Domain;
+
+/// Limits on what a request may contain.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_events_per_request: usize,
+    pub max_conversation_id_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_events_per_request: 10_000,
+            max_conversation_id_len: 1024,
+        }
+    }
+}
+
+pub struct AppState {
+    pub conversations: Conversations,
+    pub auth: auth::Auth,
+    pub agent: RwLock<Option<Arc<Agent>>>,
+    pub empty_domain: Arc<Domain>,
+    pub limits: Limits,
+    pub enable_api: bool,
+}
+
+impl AppState {
+    pub fn agent(&self) -> Option<Arc<Agent>> {
+        self.agent.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The domain in force: the model's, or the empty one.
+    pub fn domain(&self) -> Arc<Domain> {
+        self.agent()
+            .map(|a| a.domain.clone())
+            .unwrap_or_else(|| self.empty_domain.clone())
+    }
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Builds the router. Without `enable_api` only `/`, `/version` and channels are served.
+pub fn router(state: SharedState) -> Router {
+    let mut app = Router::new()
+        .route("/", get(meta::root))
+        .route("/version", get(meta::version));
+    if state.enable_api {
+        app = app
+            .route("/status", get(meta::status))
+            .route("/domain", get(meta::domain))
+            .route("/conversations", get(conversations::list))
+            .route(
+                "/conversations/{*rest}",
+                get(conversations::get_dispatch)
+                    .post(conversations::post_dispatch)
+                    .put(conversations::put_dispatch),
+            );
+    }
+    let limit = state.limits.max_body_bytes;
+    app.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> impl IntoResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("Requested URL {} {} not found", method, uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> impl IntoResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("Method {} not allowed for URL {}", method, uri.path()),
+    )
+}

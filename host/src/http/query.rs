@@ -1,0 +1,71 @@
+//! Query parameters and bodies, parsed by hand so that every failure is Rasa's error JSON.
+
+use axum::body::Bytes;
+use serde_json::Value;
+
+use super::ApiError;
+use crate::engine::EventVerbosity;
+
+/// Decoded query pairs (the last value of a repeated key wins).
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        Query(
+            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Rasa's boolean rule: true only for `true`, case-insensitive.
+    pub fn flag(&self, key: &str, default: bool) -> bool {
+        self.get(key)
+            .map(|v| v.eq_ignore_ascii_case("true"))
+            .unwrap_or(default)
+    }
+    pub fn verbosity(&self) -> Result<EventVerbosity, ApiError> {
+        match self.get("include_events") {
+            None => Ok(EventVerbosity::AfterRestart),
+            Some(v) => EventVerbosity::parse(v).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "Invalid parameter value for 'include_events'. Should be one of NONE, APPLIED, AFTER_RESTART, ALL",
+                    "include_events",
+                    "query",
+                )
+            }),
+        }
+    }
+    pub fn until(&self) -> Result<Option<f64>, ApiError> {
+        match self.get("until") {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(t) if t.is_finite() => Ok(Some(t)),
+                _ => Err(ApiError::bad_parameter(
+                    format!("Invalid parameter value for 'until': '{v}' is not a number"),
+                    "until",
+                    "query",
+                )),
+            },
+        }
+    }
+}
+
+/// The body as JSON; an empty or invalid body is a 400 with Rasa's error JSON.
+pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_parameter(
+            "No request body provided.",
+            "",
+            "body",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_parameter(format!("Request body is not valid JSON: {e}"), "", "body")
+    })
+}

@@ -1,0 +1,218 @@
+//! Start-up, serving and shutdown of `colloquy run`, and the other commands.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use thiserror::Error;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::cli::{PluginTestArgs, RunArgs};
+use crate::config::{ComponentConfig, Endpoints, EndpointsError};
+use crate::conversations::Conversations;
+use crate::domain::Domain;
+use crate::http::auth::{Auth, AuthConfigError};
+use crate::http::{router, AppState, Limits};
+use crate::plugins::{Kind, Registry, RegistryError};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Endpoints(#[from] EndpointsError),
+    #[error("endpoints file {0} does not exist")]
+    EndpointsMissing(String),
+    #[error(transparent)]
+    Plugin(#[from] RegistryError),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot open log file {path}: {source}")]
+    LogFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads the endpoints file. The default name may be absent (no endpoints), an explicit
+/// path must exist.
+pub fn load_endpoints(args: &RunArgs) -> Result<Endpoints, StartError> {
+    if args.endpoints.exists() {
+        Ok(Endpoints::load(&args.endpoints)?)
+    } else if args.endpoints.as_os_str() == "endpoints.yml" {
+        Ok(Endpoints::default())
+    } else {
+        Err(StartError::EndpointsMissing(
+            args.endpoints.display().to_string(),
+        ))
+    }
+}
+
+/// Builds everything `run` serves. Split from `run` so that tests and benchmarks can reuse it.
+pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState>, StartError> {
+    if args.ssl_certificate.is_some() || args.ssl_keyfile.is_some() {
+        return Err(StartError::Unsupported(
+            "--ssl-certificate/--ssl-keyfile are not supported yet; terminate TLS in a reverse proxy in front of Colloquy".into(),
+        ));
+    }
+    let mut registry = Registry::new(&args.plugins.plugin_dirs);
+    let store = registry.tracker_store(endpoints.tracker_store.as_ref())?;
+    let locks = registry.lock_store(endpoints.lock_store.as_ref())?;
+    let broker = match &endpoints.event_broker {
+        Some(cfg) => Some(registry.event_broker(cfg)?),
+        None => None,
+    };
+    tracing::info!(tracker_store = %store.type_name, lock_store = %locks.type_name, event_broker = ?broker.as_ref().map(|b| b.type_name.clone()), "components ready");
+    let auth = Auth::new(
+        args.auth_token.clone(),
+        args.jwt_secret.clone(),
+        &args.jwt_method,
+    )?;
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        ..Limits::default()
+    };
+    Ok(Arc::new(AppState {
+        conversations: Conversations::new(store, locks, broker, args.cache_conversations),
+        auth,
+        agent: RwLock::new(None),
+        empty_domain: Arc::new(Domain::empty()),
+        limits,
+        enable_api: args.enable_api,
+    }))
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers(tower_http::cors::Any);
+    if origins.iter().any(|o| o == "*") {
+        Some(layer.allow_origin(tower_http::cors::Any))
+    } else {
+        let list: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        Some(layer.allow_origin(AllowOrigin::list(list)))
+    }
+}
+
+/// `colloquy run`.
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    let endpoints = load_endpoints(&args)?;
+    let state = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
+    let mut app = router(state.clone());
+    if let Some(cors) = cors_layer(&args.cors) {
+        app = app.layer(cors);
+    }
+    let addr = format!("{}:{}", args.interface, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local: SocketAddr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    tracing::info!(
+        "Colloquy {} serving on http://{local} (API {})",
+        env!("CARGO_PKG_VERSION"),
+        if args.enable_api {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    // Tests and scripts wait for this line on stdout.
+    println!("listening on {local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!("shutting down: flushing the event broker");
+    state.conversations.close(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `colloquy plugins`.
+pub fn list_plugins(dirs: &[std::path::PathBuf]) -> String {
+    let mut registry = Registry::new(dirs);
+    let (entries, rejected) = registry.list();
+    let mut out = crate::plugins::registry::describe(&entries, &rejected);
+    out.push_str("searched: ");
+    out.push_str(
+        &registry
+            .search_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push('\n');
+    out
+}
+
+/// `colloquy plugin-test`: the contract suite; `Ok(true)` when everything passed.
+pub async fn plugin_test(args: PluginTestArgs) -> Result<bool, String> {
+    let kind = Kind::from_cli(&args.kind).ok_or_else(|| {
+        format!(
+            "--kind must be tracker-store or lock-store, not {}",
+            args.kind
+        )
+    })?;
+    let config: serde_json::Value =
+        serde_json::from_str(&args.config).map_err(|e| format!("--config is not JSON: {e}"))?;
+    let serde_json::Value::Object(config) = config else {
+        return Err("--config must be a JSON object".into());
+    };
+    let cfg = ComponentConfig {
+        kind: Some(args.plugin.clone()),
+        config,
+    };
+    let mut registry = Registry::new(&args.plugins.plugin_dirs);
+    let report = match kind {
+        Kind::TrackerStore => {
+            let store = tokio::task::block_in_place(|| registry.tracker_store(Some(&cfg)))
+                .map_err(|e| e.to_string())?;
+            colloquy_plugin_api::sdk::testkit::tracker_store_suite(store.raw(), &args.prefix).await
+        }
+        Kind::LockStore => {
+            let locks = tokio::task::block_in_place(|| registry.lock_store(Some(&cfg)))
+                .map_err(|e| e.to_string())?;
+            colloquy_plugin_api::sdk::testkit::lock_store_suite(locks.raw(), &args.prefix).await
+        }
+        other => {
+            return Err(format!(
+                "no contract suite for {} yet; use tracker-store or lock-store",
+                other.cli_name()
+            ))
+        }
+    };
+    print!("{}", report.render());
+    Ok(report.passed())
+}
