@@ -195,11 +195,165 @@ async fn config_errors_name_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_client_is_built_from_files() {
+async fn tls_client_is_built_without_files() {
     // Only the client side: it must build (and not connect) with use_ssl and no files.
     let cfg = RedisConfig::parse(Kind::TrackerStore, r#"{"use_ssl": true, "port": 1}"#).unwrap();
     let store = RedisTrackerStore::new(&cfg).expect("TLS client builds");
     let err = store.load("x".into(), 0).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_up_does_not_prevent_construction() {
+    let port = common::free_port();
+    let json = format!(r#"{{"port": {port}, "socket_timeout": 1}}"#);
+    let store =
+        RedisTrackerStore::new(&RedisConfig::parse(Kind::TrackerStore, &json).unwrap()).unwrap();
+    let lock = RedisLockStore::new(&RedisConfig::parse(Kind::LockStore, &json).unwrap()).unwrap();
+    let err = store.load("x".into(), 0).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CONNECTION, "{err}");
+    let err = lock.acquire("x".into(), 1_000, 1_000).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CONNECTION, "{err}");
+    let _server = RedisServer::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match store.append("x".into(), vec![event(1)]).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "did not connect once Redis was up: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let t = lock.acquire("x".into(), 1_000, 1_000).await.unwrap();
+    lock.release("x".into(), t).await.unwrap();
+}
+
+/// Runs `openssl` with `args` in `dir`; false when openssl is missing or fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_ca_and_client_certificate() {
+    let port = common::free_port();
+    let dir = RedisServer::temp_dir(port);
+    let ca = "-subj /CN=test-ca -keyout ca.key -out ca.crt";
+    let mut ok = openssl(
+        &dir,
+        &[
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ][..],
+            &ca.split(' ').collect::<Vec<_>>(),
+        ]
+        .concat(),
+    ) && std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .is_ok();
+    for name in ["server", "client"] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        ok =
+            ok && openssl(
+                &dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                ],
+            ) && openssl(
+                &dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                    "-out",
+                    &crt,
+                ],
+            );
+    }
+    if !ok {
+        eprintln!("SKIPPED tls_with_ca_and_client_certificate: the `openssl` command is missing or failed");
+        return;
+    }
+    let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let args: Vec<String> = vec![
+        "--port".into(),
+        "0".into(),
+        "--tls-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        f("server.crt"),
+        "--tls-key-file".into(),
+        f("server.key"),
+        "--tls-ca-cert-file".into(),
+        f("ca.crt"),
+        "--tls-auth-clients".into(),
+        "yes".into(),
+    ];
+    let _server = RedisServer::start_with(port, dir.clone(), args);
+    let json = format!(
+        r#"{{"url": "localhost", "port": {port}, "use_ssl": "true", "ssl_ca_certs": "{}",
+            "ssl_certfile": "{}", "ssl_keyfile": "{}", "socket_timeout": 3}}"#,
+        f("ca.crt"),
+        f("client.crt"),
+        f("client.key")
+    );
+    let store =
+        RedisTrackerStore::new(&RedisConfig::parse(Kind::TrackerStore, &json).unwrap()).unwrap();
+    let report = testkit::tracker_store_suite(&sdk::tracker_store_box(store, None), "tls-").await;
+    assert!(
+        report.passed(),
+        "tracker store over TLS:\n{}",
+        report.render()
+    );
+    let locks = RedisLockStore::new(&RedisConfig::parse(Kind::LockStore, &json).unwrap()).unwrap();
+    let report = testkit::lock_store_suite(&sdk::lock_store_box(locks, None), "tls-").await;
+    assert!(report.passed(), "lock store over TLS:\n{}", report.render());
+
+    // Without the client certificate the server refuses the handshake: a connection error.
+    let json = format!(
+        r#"{{"url": "localhost", "port": {port}, "use_ssl": true, "ssl_ca_certs": "{}", "socket_timeout": 2}}"#,
+        f("ca.crt")
+    );
+    let bare =
+        RedisTrackerStore::new(&RedisConfig::parse(Kind::TrackerStore, &json).unwrap()).unwrap();
+    let err = bare.load("x".into(), 0).await.unwrap_err();
     assert!(
         matches!(err.kind, ErrorKind::CONNECTION | ErrorKind::TIMEOUT),
         "{err}"

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
-    dir: PathBuf,
+    pub dir: PathBuf,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()
@@ -23,31 +24,41 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, Self::temp_dir(port), Vec::new())
+    }
+
+    pub fn temp_dir(port: u16) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("colloquy-redis-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    /// `port` is where readiness is checked (the TLS port when `extra_args` set one).
+    pub fn start_with(port: u16, dir: PathBuf, extra_args: Vec<String>) -> Self {
         let mut server = RedisServer {
             port,
             dir,
             child: None,
+            extra_args,
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
+        let port_args = if self.extra_args.is_empty() {
+            vec!["--port".to_string(), self.port.to_string()]
+        } else {
+            self.extra_args.clone()
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&port_args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
