@@ -55,6 +55,9 @@ struct Inner {
     redis: Redis,
     prefix: String,
     default_lifetime: Duration,
+    /// The runtime the store was built in, for withdrawing abandoned tickets from `Drop`
+    /// when no runtime is entered there.
+    rt: Option<tokio::runtime::Handle>,
     acquire: Script,
     check: Script,
     release: Script,
@@ -68,6 +71,7 @@ impl RedisLockStore {
                 redis: Redis::new(config)?,
                 prefix: config.key_prefix.clone(),
                 default_lifetime: config.lifetime,
+                rt: tokio::runtime::Handle::try_current().ok(),
                 acquire: lock_script!("lua/lock_acquire.lua"),
                 check: lock_script!("lua/lock_check.lua"),
                 release: lock_script!("lua/lock_release.lua"),
@@ -236,7 +240,10 @@ impl Drop for Abandon {
         if let Some(ticket) = self.ticket.take() {
             let inner = self.inner.clone();
             let id = std::mem::take(&mut self.id);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let rt = tokio::runtime::Handle::try_current()
+                .ok()
+                .or_else(|| self.inner.rt.clone());
+            if let Some(rt) = rt {
                 rt.spawn(async move {
                     if let Err(e) = inner.release(&id, &ticket).await {
                         tracing::warn!(
