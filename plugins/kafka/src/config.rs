@@ -22,6 +22,8 @@ pub const DEFAULT_QUEUE_SIZE: u64 = 100_000;
 const MAX_QUEUE_SIZE: u64 = i32::MAX as u64;
 /// How long `close()` waits for outstanding deliveries.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 10_000;
+/// How long a connected producer may deliver nothing before it is replaced.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 15_000;
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +59,10 @@ pub struct KafkaConfig {
     /// How long `close()` waits for outstanding deliveries (Colloquy addition).
     #[serde(default, deserialize_with = "lenient_opt_u64")]
     pub close_timeout_ms: Option<u64>,
+    /// How long the producer may make no progress while connected before it is replaced
+    /// (Colloquy addition; see producer.rs).
+    #[serde(default, deserialize_with = "lenient_opt_u64")]
+    pub stall_timeout_ms: Option<u64>,
     /// Raw librdkafka properties, applied last (they override everything above).
     #[serde(default, deserialize_with = "raw_properties")]
     pub librdkafka: BTreeMap<String, String>,
@@ -185,6 +191,10 @@ impl KafkaConfig {
         self.close_timeout_ms.unwrap_or(DEFAULT_CLOSE_TIMEOUT_MS)
     }
 
+    pub fn stall_timeout_ms(&self) -> u64 {
+        self.stall_timeout_ms.unwrap_or(DEFAULT_STALL_TIMEOUT_MS)
+    }
+
     fn validate(&self) -> Result<(), PluginError> {
         let key_error = |key: &str, text: String| {
             PluginError::config(format!("config key `{key}`: {text}"))
@@ -195,6 +205,12 @@ impl KafkaConfig {
             return Err(key_error(
                 "queue_size",
                 format!("must be between 1 and {MAX_QUEUE_SIZE}, got {size}"),
+            ));
+        }
+        if self.stall_timeout_ms() < 1000 {
+            return Err(key_error(
+                "stall_timeout_ms",
+                "must be at least 1000".to_string(),
             ));
         }
         let protocol = self.protocol();

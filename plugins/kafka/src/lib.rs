@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use colloquy_plugin_api::sdk::{EventBrokerPlugin, PluginContext};
 use colloquy_plugin_api::{export_plugin, PluginError};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{Producer, PurgeConfig};
 use serde_json::{json, Value};
 
 use crate::config::KafkaConfig;
-use crate::producer::{BrokerContext, Counters, KafkaProducer};
+use crate::producer::Pipeline;
 
 export_plugin! {
     name: "kafka",
@@ -37,14 +36,11 @@ pub fn new_kafka_broker(
 }
 
 pub struct KafkaBroker {
-    producer: KafkaProducer,
-    counters: Arc<Counters>,
+    pipeline: Arc<Pipeline>,
     topic: String,
     partition_by_sender: bool,
     queue_size: u64,
     close_timeout_ms: u64,
-    /// The `RASA_ENVIRONMENT` header, read once at start-up.
-    environment: String,
     closed: AtomicBool,
 }
 
@@ -54,15 +50,14 @@ impl KafkaBroker {
     }
 
     pub fn new(config: KafkaConfig) -> Result<Self, PluginError> {
-        let counters = Arc::new(Counters::default());
-        let context = BrokerContext {
-            counters: counters.clone(),
-            topic: config.topic.clone(),
-        };
-        let producer: KafkaProducer = config
-            .client_config()
-            .create_with_context(context)
-            .map_err(|e| creation_error(&config, e))?;
+        // The `RASA_ENVIRONMENT` header is read once, at start-up.
+        let pipeline = Pipeline::new(
+            config.client_config(),
+            config.topic.clone(),
+            &message::environment(),
+        )
+        .map_err(|e| creation_error(&config, e))?;
+        producer::start_watchdog(&pipeline, Duration::from_millis(config.stall_timeout_ms()));
         tracing::info!(
             servers = %config.url,
             topic = %config.topic,
@@ -71,13 +66,11 @@ impl KafkaBroker {
             "kafka event broker created"
         );
         Ok(KafkaBroker {
-            producer,
-            counters,
+            pipeline,
             topic: config.topic.clone(),
             partition_by_sender: config.partition_by_sender,
             queue_size: config.queue_size(),
             close_timeout_ms: config.close_timeout_ms(),
-            environment: message::environment(),
             closed: AtomicBool::new(false),
         })
     }
@@ -90,7 +83,8 @@ impl KafkaBroker {
         error: PluginError,
     ) -> Result<(), PluginError> {
         let total = self
-            .counters
+            .pipeline
+            .counters()
             .dropped
             .fetch_add(count as u64, Ordering::AcqRel)
             + count as u64;
@@ -98,7 +92,7 @@ impl KafkaBroker {
             conversation_id,
             dropped = count,
             dropped_total = total,
-            pending = self.counters.pending(),
+            pending = self.pipeline.counters().pending(),
             "{}",
             error.message
         );
@@ -109,7 +103,7 @@ impl KafkaBroker {
     async fn wait_delivered(&self, timeout_ms: u64) -> Result<(), PluginError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            let pending = self.counters.pending();
+            let pending = self.pipeline.counters().pending();
             if pending == 0 {
                 return Ok(());
             }
@@ -125,7 +119,8 @@ impl KafkaBroker {
     }
 
     fn fatal_error(&self) -> Option<String> {
-        self.counters
+        self.pipeline
+            .counters()
             .fatal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -156,7 +151,7 @@ impl EventBrokerPlugin for KafkaBroker {
             return self.refuse(&conversation_id, payloads.len(), e);
         }
         // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
-        let pending = self.counters.pending();
+        let pending = self.pipeline.counters().pending();
         if pending + payloads.len() as u64 > self.queue_size {
             let e = PluginError::unavailable(format!(
                 "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
@@ -166,13 +161,7 @@ impl EventBrokerPlugin for KafkaBroker {
             return self.refuse(&conversation_id, payloads.len(), e);
         }
         let key = self.partition_by_sender.then_some(conversation_id.as_str());
-        match producer::enqueue(
-            &self.producer,
-            &self.topic,
-            key,
-            &self.environment,
-            &payloads,
-        ) {
+        match self.pipeline.enqueue(key, &payloads) {
             Ok(()) => Ok(()),
             Err((refused, error)) => self.refuse(
                 &conversation_id,
@@ -187,7 +176,7 @@ impl EventBrokerPlugin for KafkaBroker {
     }
 
     async fn health(&self) -> Result<Value, PluginError> {
-        let c = &self.counters;
+        let c = &self.pipeline.counters();
         let connected = c.connected.load(Ordering::Acquire);
         let fatal = self.fatal_error();
         Ok(json!({
@@ -199,6 +188,7 @@ impl EventBrokerPlugin for KafkaBroker {
             "dropped": c.dropped.load(Ordering::Acquire),
             "topic": self.topic,
             "queue_size": self.queue_size,
+            "producer_restarts": c.restarts.load(Ordering::Acquire),
             "fatal_error": fatal,
         }))
     }
@@ -208,16 +198,16 @@ impl EventBrokerPlugin for KafkaBroker {
         self.closed.store(true, Ordering::Release);
         let outcome = self.wait_delivered(self.close_timeout_ms).await;
         if let Err(e) = &outcome {
-            let pending = self.counters.pending();
+            let pending = self.pipeline.counters().pending();
             tracing::error!(
                 pending,
                 "kafka: closing with undelivered events, they are lost: {}",
                 e.message
             );
-            // Purging turns them into failed delivery reports, so the counters stay exact.
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
         }
+        // Purging turns what is left into failed delivery reports, so the counters stay
+        // exact; it also stops the watchdog.
+        self.pipeline.close();
         outcome
     }
 }

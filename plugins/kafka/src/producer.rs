@@ -1,19 +1,30 @@
-//! The librdkafka producer, its callbacks and the counters behind `health()`.
+//! The librdkafka producer, its callbacks, the counters behind `health()`, and the watchdog
+//! that replaces a producer the broker no longer accepts.
 //!
 //! librdkafka's own queue is the buffer: `send` only enqueues (never blocks, never touches
-//! tokio), a background thread of `ThreadedProducer` serves delivery reports continuously,
+//! tokio), the polling thread of `ThreadedProducer` serves delivery reports continuously,
 //! and `message.timeout.ms = 0` keeps queued events retrying until the broker is back.
+//!
+//! Why a watchdog: an idempotent producer identifies itself with a producer id. A broker
+//! that lost its state (tansu with memory storage, a wiped cluster) answers
+//! UNKNOWN_PRODUCER_ID forever; librdkafka only bumps the epoch locally and retries, so the
+//! queue would never drain. When the connection is up, events are pending and nothing was
+//! delivered for `stall_timeout_ms`, the watchdog builds a fresh producer (a new producer
+//! id), moves the queued events over in their original order, and drops the old one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use colloquy_plugin_api::PluginError;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use rdkafka::{ClientConfig, Message};
 
 /// What happened to the events handed to the producer. `pending` is derived:
 /// `accepted - delivered - failed`.
@@ -23,6 +34,8 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Producers replaced by the watchdog.
+    pub restarts: AtomicU64,
     /// At least one broker connection is up (from statistics and delivery reports).
     pub connected: AtomicBool,
     /// librdkafka's fatal error, after which the producer cannot deliver anything.
@@ -38,10 +51,18 @@ impl Counters {
     }
 }
 
+/// Events taken back from a producer being replaced, keyed by their enqueue sequence.
+#[derive(Default)]
+struct Salvage {
+    active: AtomicBool,
+    items: Mutex<Vec<(usize, Vec<u8>, Option<Vec<u8>>)>>,
+}
+
 /// librdkafka callbacks; they run on the producer's polling thread.
 pub struct BrokerContext {
-    pub counters: Arc<Counters>,
-    pub topic: String,
+    counters: Arc<Counters>,
+    salvage: Arc<Salvage>,
+    topic: String,
 }
 
 impl ClientContext for BrokerContext {
@@ -103,36 +124,61 @@ impl ClientContext for BrokerContext {
                     .unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
             }
             Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.counters.connected.store(false, Ordering::Release);
-                tracing::warn!(
-                    pending = self.counters.pending(),
-                    "kafka: all brokers down, events are buffered: {reason}"
-                );
+                if self.counters.connected.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(
+                        pending = self.counters.pending(),
+                        "kafka: all brokers down, events are buffered: {reason}"
+                    );
+                }
             }
             // Transport errors are retried by librdkafka; they are expected while the broker
             // is down and would flood the log at error level.
-            _ => tracing::warn!("kafka: {error}: {reason}"),
+            _ => tracing::debug!("kafka: {error}: {reason}"),
         }
     }
 }
 
 impl ProducerContext for BrokerContext {
-    type DeliveryOpaque = ();
+    /// The event's enqueue sequence number: restores the order when events are moved to a
+    /// new producer.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         match result {
             Ok(_) => {
                 self.counters.delivered.fetch_add(1, Ordering::AcqRel);
                 self.counters.connected.store(true, Ordering::Release);
             }
             Err((error, message)) => {
-                self.counters.failed.fetch_add(1, Ordering::AcqRel);
-                let key = message.key().map(String::from_utf8_lossy);
-                tracing::error!(
-                    topic = %self.topic,
-                    key = ?key,
-                    "kafka: event could not be delivered and is lost: {error}"
+                let purged = matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
                 );
+                if purged && self.salvage.active.load(Ordering::Acquire) {
+                    let item = (
+                        seq,
+                        message.payload().unwrap_or_default().to_vec(),
+                        message.key().map(<[u8]>::to_vec),
+                    );
+                    self.salvage
+                        .items
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(item);
+                    return;
+                }
+                let failed = self.counters.failed.fetch_add(1, Ordering::AcqRel) + 1;
+                // Every loss is counted; the log is thinned out so that a purge of a large
+                // queue at shutdown does not flood it.
+                if failed <= 10 || failed % 1000 == 0 {
+                    let key = message.key().map(String::from_utf8_lossy);
+                    tracing::error!(
+                        topic = %self.topic,
+                        key = ?key,
+                        failed_total = failed,
+                        "kafka: event could not be delivered and is lost: {error}"
+                    );
+                }
             }
         }
     }
@@ -140,36 +186,181 @@ impl ProducerContext for BrokerContext {
 
 pub type KafkaProducer = ThreadedProducer<BrokerContext>;
 
-/// Enqueues one conversation's messages in order. Returns the number enqueued; on a full
-/// queue the rest are not enqueued and the error says how many were refused.
-pub fn enqueue(
-    producer: &KafkaProducer,
-    topic: &str,
-    key: Option<&str>,
-    environment: &str,
-    payloads: &[String],
-) -> Result<(), (usize, KafkaError)> {
-    let counters = &producer.context().counters;
-    let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-        key: crate::message::ENVIRONMENT_HEADER,
-        value: Some(environment),
-    });
-    for (i, payload) in payloads.iter().enumerate() {
-        let mut record = BaseRecord::to(topic)
-            .payload(payload.as_str())
-            .headers(headers.clone());
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        // Count before sending: the delivery report may arrive on the polling thread
-        // before `send` returns here.
-        counters.accepted.fetch_add(1, Ordering::AcqRel);
-        if let Err((error, _record)) = producer.send(record) {
-            counters.accepted.fetch_sub(1, Ordering::AcqRel);
-            return Err((payloads.len() - i, error));
-        }
+/// The current producer plus what it takes to replace it.
+pub struct Pipeline {
+    current: RwLock<Arc<KafkaProducer>>,
+    config: ClientConfig,
+    counters: Arc<Counters>,
+    salvage: Arc<Salvage>,
+    topic: String,
+    headers: OwnedHeaders,
+    seq: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: ClientConfig,
+        topic: String,
+        environment: &str,
+    ) -> Result<Arc<Pipeline>, KafkaError> {
+        let counters = Arc::new(Counters::default());
+        let salvage = Arc::new(Salvage::default());
+        let producer = create(&config, &counters, &salvage, &topic)?;
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: crate::message::ENVIRONMENT_HEADER,
+            value: Some(environment),
+        });
+        Ok(Arc::new(Pipeline {
+            current: RwLock::new(Arc::new(producer)),
+            config,
+            counters,
+            salvage,
+            topic,
+            headers,
+            seq: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }))
     }
-    Ok(())
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Enqueues one conversation's messages in order. On a full queue the rest are not
+    /// enqueued; the error carries how many were refused.
+    pub fn enqueue(
+        &self,
+        key: Option<&str>,
+        payloads: &[String],
+    ) -> Result<(), (usize, KafkaError)> {
+        // The read guard is held across the sends so that a replacement (write guard) never
+        // interleaves with a batch: order and ownership stay unambiguous.
+        let producer = self.current.read().unwrap_or_else(|p| p.into_inner());
+        for (i, payload) in payloads.iter().enumerate() {
+            let seq = self.seq.fetch_add(1, Ordering::AcqRel);
+            let mut record = BaseRecord::with_opaque_to(&self.topic, seq)
+                .payload(payload.as_str())
+                .headers(self.headers.clone());
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            // Count before sending: the delivery report may arrive on the polling thread
+            // before `send` returns here.
+            self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+            if let Err((error, _record)) = producer.send(record) {
+                self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+                return Err((payloads.len() - i, error));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the watchdog and drops whatever is still queued (their delivery reports count
+    /// them as failed).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let producer = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        producer.purge(PurgeConfig::default().queue().inflight());
+    }
+
+    /// Replaces the producer, moving its queued events to the new one in order.
+    fn replace(&self) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let fresh = match create(&self.config, &self.counters, &self.salvage, &self.topic) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("kafka: could not create a replacement producer: {e}");
+                return;
+            }
+        };
+        self.salvage.active.store(true, Ordering::Release);
+        current.purge(PurgeConfig::default().queue().inflight());
+        // The purge's delivery reports are served by the old producer's polling thread;
+        // flushing waits until all of them were handed to `delivery`.
+        if let Err(e) = current.flush(Duration::from_secs(10)) {
+            tracing::warn!("kafka: old producer did not drain completely: {e}");
+        }
+        self.salvage.active.store(false, Ordering::Release);
+        let mut items =
+            std::mem::take(&mut *self.salvage.items.lock().unwrap_or_else(|p| p.into_inner()));
+        items.sort_by_key(|(seq, _, _)| *seq);
+        let moved = items.len();
+        for (seq, payload, key) in items {
+            let mut record = BaseRecord::with_opaque_to(&self.topic, seq)
+                .payload(&payload)
+                .headers(self.headers.clone());
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            if let Err((error, _)) = fresh.send(record) {
+                self.counters.failed.fetch_add(1, Ordering::AcqRel);
+                tracing::error!("kafka: event lost while replacing the producer: {error}");
+            }
+        }
+        let old = std::mem::replace(&mut *current, Arc::new(fresh));
+        drop(current);
+        self.counters.restarts.fetch_add(1, Ordering::AcqRel);
+        tracing::warn!(
+            moved,
+            "kafka: no delivery progress while connected; replaced the producer (new producer id)"
+        );
+        drop(old);
+    }
+}
+
+fn create(
+    config: &ClientConfig,
+    counters: &Arc<Counters>,
+    salvage: &Arc<Salvage>,
+    topic: &str,
+) -> Result<KafkaProducer, KafkaError> {
+    let context = BrokerContext {
+        counters: counters.clone(),
+        salvage: salvage.clone(),
+        topic: topic.to_string(),
+    };
+    config.create_with_context(context)
+}
+
+/// Starts the watchdog thread; it ends when the pipeline is dropped or closed. A plain
+/// thread: it must not depend on any tokio runtime, and it blocks while replacing.
+pub fn start_watchdog(pipeline: &Arc<Pipeline>, stall: Duration) {
+    let weak: Weak<Pipeline> = Arc::downgrade(pipeline);
+    let spawned = std::thread::Builder::new()
+        .name("kafka-watchdog".into())
+        .spawn(move || {
+            let tick = Duration::from_millis(250).min(stall);
+            let mut last_delivered = 0;
+            let mut progress_at = Instant::now();
+            loop {
+                std::thread::sleep(tick);
+                let Some(pipeline) = weak.upgrade() else {
+                    return;
+                };
+                if pipeline.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let c = &pipeline.counters;
+                let delivered =
+                    c.delivered.load(Ordering::Acquire) + c.failed.load(Ordering::Acquire);
+                let waiting = c.pending() > 0 && c.connected.load(Ordering::Acquire);
+                if delivered != last_delivered || !waiting {
+                    last_delivered = delivered;
+                    progress_at = Instant::now();
+                } else if progress_at.elapsed() >= stall {
+                    pipeline.replace();
+                    progress_at = Instant::now();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("kafka: could not start the watchdog thread: {e}");
+    }
 }
 
 /// The error kind for a refused enqueue.

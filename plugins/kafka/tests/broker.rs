@@ -25,9 +25,11 @@ fn conversation(sender: &str) -> Vec<Vec<Value>> {
             json!({"event": "session_started", "timestamp": 1700000000.1}),
             json!({"event": "action", "timestamp": 1700000000.2, "name": "action_listen", "policy": null, "confidence": null}),
         ],
-        vec![json!({"event": "user", "timestamp": 1700000001.0, "text": format!("hi from {sender}"),
+        vec![
+            json!({"event": "user", "timestamp": 1700000001.0, "text": format!("hi from {sender}"),
             "parse_data": {"intent": {"name": "greet", "confidence": 0.98}, "entities": [], "text": "hi"},
-            "input_channel": "rest", "message_id": "9f1c", "metadata": {"model_id": "m1"}})],
+            "input_channel": "rest", "message_id": "9f1c", "metadata": {"model_id": "m1"}}),
+        ],
         vec![
             json!({"event": "slot", "timestamp": 1700000001.3, "name": "city", "value": "Oslo"}),
             json!({"event": "bot", "timestamp": 1700000001.4, "text": "Hello!",
@@ -58,8 +60,15 @@ async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
     for turn in 0..3 {
         for sender in senders {
             let events = conversation(sender)[turn].clone();
-            let batch: RVec<RString> = events.iter().map(|e| RString::from(e.to_string())).collect();
-            boxed.publish(RString::from(sender), batch).await.into_result().unwrap();
+            let batch: RVec<RString> = events
+                .iter()
+                .map(|e| RString::from(e.to_string()))
+                .collect();
+            boxed
+                .publish(RString::from(sender), batch)
+                .await
+                .into_result()
+                .unwrap();
             for e in events {
                 let mut body = serde_json::Map::new();
                 body.insert("sender_id".into(), json!(sender));
@@ -77,18 +86,47 @@ async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
     assert_eq!(health["topic"], json!(topic), "{health}");
     assert_eq!(health["ok"], json!(true), "{health}");
 
-    let records = consume_async(&tansu.bootstrap(), topic, 3, expected.len(), Duration::from_secs(30)).await;
-    assert_eq!(records.len(), expected.len(), "every event exactly once: {records:#?}");
+    let records = consume_async(
+        &tansu.bootstrap(),
+        topic,
+        3,
+        expected.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        records.len(),
+        expected.len(),
+        "every event exactly once: {records:#?}"
+    );
     for sender in senders {
-        let got: Vec<&common::Record> = records.iter().filter(|r| r.key.as_deref() == Some(sender)).collect();
-        let want: Vec<&String> = expected.iter().filter(|(s, _)| s == sender).map(|(_, p)| p).collect();
+        let got: Vec<&common::Record> = records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(sender))
+            .collect();
+        let want: Vec<&String> = expected
+            .iter()
+            .filter(|(s, _)| s == sender)
+            .map(|(_, p)| p)
+            .collect();
         // Same key → same partition → the conversation's order.
-        assert!(got.iter().all(|r| r.partition == got[0].partition), "{sender}: one partition");
+        assert!(
+            got.iter().all(|r| r.partition == got[0].partition),
+            "{sender}: one partition"
+        );
         let payloads: Vec<&String> = got.iter().map(|r| &r.payload).collect();
         assert_eq!(payloads, want, "{sender}: events in order, byte for byte");
         for r in got {
-            assert!(r.payload.starts_with(&format!(r#"{{"sender_id":"{sender}","#)), "{}", r.payload);
-            assert_eq!(r.headers, vec![("RASA_ENVIRONMENT".to_string(), expected_environment())]);
+            assert!(
+                r.payload
+                    .starts_with(&format!(r#"{{"sender_id":"{sender}","#)),
+                "{}",
+                r.payload
+            );
+            assert_eq!(
+                r.headers,
+                vec![("RASA_ENVIRONMENT".to_string(), expected_environment())]
+            );
         }
     }
     boxed.close().await.into_result().unwrap();
@@ -99,15 +137,23 @@ async fn without_partition_by_sender_messages_have_no_key() {
     let tansu = Tansu::start();
     create_topic(&tansu.bootstrap(), "events", 1).await;
     let broker =
-        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "topic": "events"}).to_string()).unwrap();
+        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "topic": "events"}).to_string())
+            .unwrap();
     for i in 0..5 {
-        broker.publish("s1".into(), vec![json!({"event": "slot", "name": "n", "value": i}).to_string()]).await.unwrap();
+        broker
+            .publish(
+                "s1".into(),
+                vec![json!({"event": "slot", "name": "n", "value": i}).to_string()],
+            )
+            .await
+            .unwrap();
     }
     broker.flush(30_000).await.unwrap();
     let records = consume_async(&tansu.bootstrap(), "events", 1, 5, Duration::from_secs(30)).await;
     let payloads: Vec<String> = records.iter().map(|r| r.payload.clone()).collect();
-    let want: Vec<String> =
-        (0..5).map(|i| format!(r#"{{"sender_id":"s1","event":"slot","name":"n","value":{i}}}"#)).collect();
+    let want: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"sender_id":"s1","event":"slot","name":"n","value":{i}}}"#))
+        .collect();
     assert_eq!(payloads, want);
     assert!(records.iter().all(|r| r.key.is_none()));
     broker.close().await.unwrap();
@@ -115,14 +161,21 @@ async fn without_partition_by_sender_messages_have_no_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut tansu = Tansu::start();
     let topic = "rasa_core_events";
     create_topic(&tansu.bootstrap(), topic, 1).await;
     let broker = std::sync::Arc::new(
-        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "partition_by_sender": "true", "queue_size": 5000}).to_string())
+        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "partition_by_sender": "true", "queue_size": 5000, "stall_timeout_ms": 5000}).to_string())
             .unwrap(),
     );
-    let event = |i: usize| json!({"event": "slot", "timestamp": 1700000000.0 + i as f64, "name": "n", "value": i}).to_string();
+    let event = |i: usize| {
+        json!({"event": "slot", "timestamp": 1700000000.0 + i as f64, "name": "n", "value": i})
+            .to_string()
+    };
 
     // Phase A: broker up.
     let before = 20;
@@ -130,7 +183,14 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         broker.publish("conv".into(), vec![event(i)]).await.unwrap();
     }
     broker.flush(30_000).await.unwrap();
-    let phase_a = consume_async(&tansu.bootstrap(), topic, 1, before, Duration::from_secs(30)).await;
+    let phase_a = consume_async(
+        &tansu.bootstrap(),
+        topic,
+        1,
+        before,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // Phase B: the broker goes away for ~10 s while the conversation goes on, then comes
     // back empty (memory storage) and the topic is re-created.
@@ -142,7 +202,10 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         tokio::spawn(async move {
             for i in before..total {
                 // Two events per publish for some turns, as a real turn produces.
-                broker.publish("conv".into(), vec![event(i)]).await.expect("publish while the buffer has room");
+                broker
+                    .publish("conv".into(), vec![event(i)])
+                    .await
+                    .expect("publish while the buffer has room");
                 tokio::time::sleep(Duration::from_millis(40)).await;
             }
         })
@@ -164,8 +227,19 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         restarted_at.elapsed()
     );
 
-    let phase_b = consume_async(&tansu.bootstrap(), topic, 1, total - before, Duration::from_secs(30)).await;
-    let got: Vec<String> = phase_a.iter().chain(phase_b.iter()).map(|r| r.payload.clone()).collect();
+    let phase_b = consume_async(
+        &tansu.bootstrap(),
+        topic,
+        1,
+        total - before,
+        Duration::from_secs(30),
+    )
+    .await;
+    let got: Vec<String> = phase_a
+        .iter()
+        .chain(phase_b.iter())
+        .map(|r| r.payload.clone())
+        .collect();
     let want: Vec<String> = (0..total)
         .map(|i| {
             let mut body = serde_json::Map::new();
@@ -188,13 +262,28 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_buffer_refuses_counts_and_reports_unavailable() {
     // Nothing listens on this port: everything stays queued.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = KafkaBroker::from_json(&json!({"url": format!("127.0.0.1:{port}"), "queue_size": 5}).to_string())
-        .expect("the constructor must not need the broker");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = KafkaBroker::from_json(
+        &json!({"url": format!("127.0.0.1:{port}"), "queue_size": 5}).to_string(),
+    )
+    .expect("the constructor must not need the broker");
     let ev = json!({"event": "action", "name": "action_listen"}).to_string();
-    broker.publish("a".into(), vec![ev.clone(); 3]).await.unwrap();
-    broker.publish("a".into(), vec![ev.clone(); 2]).await.unwrap();
-    let err = broker.publish("a".into(), vec![ev.clone(); 2]).await.unwrap_err();
+    broker
+        .publish("a".into(), vec![ev.clone(); 3])
+        .await
+        .unwrap();
+    broker
+        .publish("a".into(), vec![ev.clone(); 2])
+        .await
+        .unwrap();
+    let err = broker
+        .publish("a".into(), vec![ev.clone(); 2])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UNAVAILABLE, "{err}");
     assert!(err.message.contains("dropped"), "{err}");
     let health = broker.health().await.unwrap();
@@ -206,7 +295,10 @@ async fn full_buffer_refuses_counts_and_reports_unavailable() {
     assert_eq!(err.kind, ErrorKind::TIMEOUT, "{err}");
 
     // Malformed events are the caller's error and refuse the whole batch.
-    let err = broker.publish("a".into(), vec![ev.clone(), "[1]".into()]).await.unwrap_err();
+    let err = broker
+        .publish("a".into(), vec![ev.clone(), "[1]".into()])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::INVALID_INPUT, "{err}");
     assert_eq!(broker.health().await.unwrap()["pending"], json!(5));
 }

