@@ -55,7 +55,8 @@ pub struct Conversations {
     locks: LockStoreHandle,
     broker: Option<BrokerHandle>,
     cache: Mutex<LruCache<String, Log>>,
-    pub lock_lifetime: Duration,
+    /// `None`: the lock store's own default (its `lifetime` config, else 60 s).
+    pub lock_lifetime: Option<Duration>,
     pub lock_wait: Duration,
     pub counters: Counters,
 }
@@ -193,7 +194,7 @@ impl Conversations {
     ) -> Result<(Log, T), crate::http::ApiError> {
         let ticket = self
             .locks
-            .acquire(id, self.lock_lifetime, self.lock_wait)
+            .acquire(id, self.lock_lifetime.unwrap_or(Duration::ZERO), self.lock_wait)
             .await
             .map_err(ConversationError::Lock)?;
         let outcome = self.modify_locked(id, decide).await;
@@ -309,12 +310,11 @@ impl Conversations {
     }
 }
 
-/// `TICKET_LOCK_LIFETIME` (seconds), as in Rasa; 60 by default.
-fn lock_lifetime_from_env() -> Duration {
+/// `TICKET_LOCK_LIFETIME` (seconds), as in Rasa; when unset the lock store decides.
+fn lock_lifetime_from_env() -> Option<Duration> {
     std::env::var("TICKET_LOCK_LIFETIME")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|v| *v > 0.0 && v.is_finite())
         .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(60))
 }

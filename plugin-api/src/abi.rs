@@ -93,7 +93,8 @@ pub trait TrackerStore: Send + Sync {
 #[sabi_trait]
 pub trait LockStore: Send + Sync {
     /// Waits (at most `wait_ms`) until the caller holds the conversation's lock, in FIFO
-    /// order. The lock expires after `lifetime_ms` if never released. Returns a ticket.
+    /// order. The lock expires after `lifetime_ms` if never released (0: the store's configured
+    /// default). Returns a ticket.
     fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64) -> PFuture<RString>;
 
     /// Releases a lock obtained with `acquire`.

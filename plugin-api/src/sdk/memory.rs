@@ -149,7 +149,9 @@ impl LockStorePlugin for InMemoryLockStore {
             match tokio::time::timeout(wait, entry.mutex.clone().lock_owned()).await {
                 Ok(guard) => {
                     let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
-                    let expires = Instant::now() + Duration::from_millis(lifetime_ms.max(1));
+                    // 0 asks for the store's default lease, 60 s as in Rasa.
+                    let lifetime_ms = if lifetime_ms == 0 { 60_000 } else { lifetime_ms };
+                    let expires = Instant::now() + Duration::from_millis(lifetime_ms);
                     *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(Held { ticket: ticket.clone(), expires, _guard: guard });
                     return Ok(ticket);

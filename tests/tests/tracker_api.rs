@@ -1,0 +1,287 @@
+//! The tracker HTTP API against the real binary: Rasa's §7 cases that apply without a model,
+//! adapted to Colloquy's decisions (rasa-http-api.md §7, decisions.md).
+
+use colloquy_blackbox_tests::{assert_rasa_error, Server};
+use serde_json::{json, Value};
+
+fn user(text: &str, intent: &str) -> Value {
+    json!({"event": "user", "timestamp": 1.0, "text": text, "parse_data": {"intent": {"name": intent, "confidence": 1.0}, "entities": []}})
+}
+
+fn six_events() -> Value {
+    json!([
+        {"event": "user", "timestamp": 1.0, "text": "/greet", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}},
+        {"event": "bot", "timestamp": 2.0, "text": "hi", "data": {"test": true}},
+        {"event": "slot", "timestamp": 3.0, "name": "cuisine", "value": 34},
+        {"event": "slot", "timestamp": 4.0, "name": "cuisine", "value": "34"},
+        {"event": "slot", "timestamp": 5.0, "name": "location", "value": null},
+        {"event": "slot", "timestamp": 6.0, "name": "location", "value": [34, "34", null]}
+    ])
+}
+
+fn event_names(tracker: &Value) -> Vec<String> {
+    tracker["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn root_and_version_are_open() {
+    let s = Server::builder().token("rasa").start();
+    let r = s.client.get(format!("http://127.0.0.1:{}/", s.port)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().to_lowercase().starts_with("hello"));
+    let v: Value = s.client.get(format!("http://127.0.0.1:{}/version", s.port)).send().unwrap().json().unwrap();
+    assert_eq!(v["version"], "3.6.21");
+    assert!(v["minimum_compatible_version"].is_string());
+}
+
+#[test]
+fn unknown_conversation_shows_an_unsaved_session_start() {
+    let s = Server::builder().start();
+    let (st, t) = s.get("/conversations/madeupid/tracker");
+    assert_eq!(st, 200);
+    assert_eq!(event_names(&t), ["action", "session_started", "action"]);
+    assert_eq!(t["events"][0]["name"], "action_session_start");
+    assert_eq!(t["events"][0]["confidence"], 1.0);
+    assert_eq!(t["events"][2]["confidence"], Value::Null);
+    assert_eq!(t["latest_message"], json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}));
+    assert_eq!(t["slots"], json!({"session_started_metadata": null}));
+    assert_eq!(t["paused"], false);
+    // Reading never writes (decisions §2).
+    let (_, keys) = s.get("/conversations");
+    assert_eq!(keys, json!([]));
+}
+
+#[test]
+fn appended_events_round_trip_with_their_types() {
+    let s = Server::builder().start();
+    for (i, e) in six_events().as_array().unwrap().iter().enumerate() {
+        let id = format!("conv{i}");
+        let (st, _) = s.post(&format!("/conversations/{id}/tracker/events"), e);
+        assert_eq!(st, 200);
+        let (_, t) = s.get(&format!("/conversations/{id}/tracker"));
+        let events = t["events"].as_array().unwrap();
+        // Case 10 in 3.6 form: the session start, then the event.
+        assert_eq!(events.len(), 4, "{t}");
+        let stored = &events[3];
+        for key in ["event", "timestamp", "text", "data", "name", "value"] {
+            if let Some(v) = e.get(key) {
+                assert_eq!(&stored[key], v, "{key} of {e}");
+            }
+        }
+    }
+    let (_, keys) = s.get("/conversations");
+    assert_eq!(keys.as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn put_replaces_and_get_returns_exactly_the_events() {
+    let s = Server::builder().start();
+    let events = six_events();
+    let (st, t) = s.put("/conversations/pushtracker/tracker/events", &events);
+    assert_eq!(st, 200);
+    assert_eq!(t["events"].as_array().unwrap().len(), 6);
+    assert_eq!(t["sender_id"], "pushtracker");
+    let (_, t) = s.get("/conversations/pushtracker/tracker");
+    let got = t["events"].as_array().unwrap();
+    for (g, e) in got.iter().zip(events.as_array().unwrap()) {
+        for (k, v) in e.as_object().unwrap() {
+            if k != "parse_data" {
+                assert_eq!(&g[k], v, "{k}");
+            }
+        }
+    }
+    // A shorter PUT really replaces.
+    let (_, t) = s.put("/conversations/pushtracker/tracker/events", &json!([{"event": "pause", "timestamp": 9.0}]));
+    assert_eq!(event_names(&t), ["pause"]);
+    assert_eq!(t["paused"], true);
+}
+
+#[test]
+fn a_list_starting_with_a_session_start_is_stored_as_posted() {
+    let s = Server::builder().start();
+    let body = json!([
+        {"event": "action", "timestamp": 1.0, "name": "action_session_start", "policy": null, "confidence": 1.0, "action_text": null, "hide_rule_turn": false, "metadata": {"model_id": "m"}},
+        {"event": "session_started", "timestamp": 2.0},
+        {"event": "action", "timestamp": 3.0, "name": "action_listen", "policy": null, "confidence": null, "action_text": null, "hide_rule_turn": false}
+    ]);
+    let (st, t) = s.post("/conversations/fresh/tracker/events", &body);
+    assert_eq!(st, 200);
+    assert_eq!(t["events"], body);
+}
+
+#[test]
+fn ids_with_slashes_and_symbols_work() {
+    let s = Server::builder().start();
+    let id = "a/b+-_\\=c";
+    let enc = "a%2Fb%2B-_%5C%3Dc";
+    let (st, _) = s.post(&format!("/conversations/{enc}/tracker/events"), &six_events());
+    assert_eq!(st, 200);
+    let (_, t) = s.get(&format!("/conversations/{enc}/tracker"));
+    assert_eq!(t["sender_id"], id);
+    assert_eq!(t["events"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn include_events_and_until() {
+    let s = Server::builder().start();
+    let events = json!([
+        {"event": "action", "timestamp": 1.0, "name": "action_session_start", "confidence": 1.0},
+        {"event": "session_started", "timestamp": 2.0},
+        {"event": "action", "timestamp": 3.0, "name": "action_listen"},
+        user("hi", "greet").as_object().map(|o| { let mut o = o.clone(); o.insert("timestamp".into(), json!(4.0)); Value::Object(o) }).unwrap(),
+        {"event": "action", "timestamp": 5.0, "name": "utter_greet"},
+        {"event": "bot", "timestamp": 6.0, "text": "hey"},
+        {"event": "action", "timestamp": 7.0, "name": "action_listen"},
+        {"event": "user", "timestamp": 8.0, "text": "/restart", "parse_data": {"intent": {"name": "restart", "confidence": 1.0}, "entities": []}},
+        {"event": "action", "timestamp": 9.0, "name": "action_restart"},
+        {"event": "restart", "timestamp": 10.0},
+        {"event": "action", "timestamp": 11.0, "name": "action_session_start", "confidence": 1.0},
+        {"event": "session_started", "timestamp": 12.0},
+        {"event": "action", "timestamp": 13.0, "name": "action_listen"},
+        {"event": "user", "timestamp": 14.0, "text": "hi again", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}}
+    ]);
+    s.put("/conversations/c32/tracker/events", &events);
+    let (_, all) = s.get("/conversations/c32/tracker?include_events=ALL");
+    assert_eq!(all["events"].as_array().unwrap().len(), 14);
+    let (_, after) = s.get("/conversations/c32/tracker?include_events=after_restart");
+    assert_eq!(after["events"].as_array().unwrap().len(), 4);
+    let (_, default) = s.get("/conversations/c32/tracker");
+    assert_eq!(default["events"], after["events"]);
+    let (_, applied) = s.get("/conversations/c32/tracker?include_events=APPLIED");
+    let ts: Vec<f64> = applied["events"].as_array().unwrap().iter().map(|e| e["timestamp"].as_f64().unwrap()).collect();
+    assert_eq!(ts, [13.0, 14.0]);
+    let (_, none) = s.get("/conversations/c32/tracker?include_events=NONE");
+    assert_eq!(none["events"], Value::Null);
+    assert_eq!(none["latest_message"]["text"], "hi again");
+    assert_eq!(none["latest_event_time"], 14.0);
+    let (_, until) = s.get("/conversations/c32/tracker?include_events=ALL&until=4.5");
+    assert_eq!(until["events"].as_array().unwrap().len(), 4);
+    assert_eq!(until["latest_action_name"], "action_listen");
+    let (st, e) = s.get("/conversations/c32/tracker?include_events=BOGUS");
+    assert_rasa_error(st, &e, 400);
+    assert_eq!(e["details"], json!({"parameter": "include_events", "in": "query"}));
+    let (st, e) = s.get("/conversations/c32/tracker?until=soon");
+    assert_rasa_error(st, &e, 400);
+    // Stories: both sessions, numbered, and the latest alone.
+    let (_, story) = s.get_text("/conversations/c32/story?all_sessions=true");
+    assert!(story.contains("- story: c32, story 1") && story.contains("- story: c32, story 2"), "{story}");
+    assert!(story.contains("  - action: action_restart"));
+    let (_, story) = s.get_text("/conversations/c32/story");
+    assert!(story.contains("- story: c32\n") && story.contains("hi again") && !story.contains("utter_greet"), "{story}");
+    let (st, e) = s.get("/conversations/nobody/story");
+    assert_rasa_error(st, &e, 404);
+    assert_eq!(e["message"], "Conversation ID not found.");
+}
+
+#[test]
+fn rewind_undo_restart_and_legacy_events() {
+    let s = Server::builder().start();
+    let base = json!([
+        {"event": "action", "name": "action_listen"},
+        user("hi", "greet"),
+        {"event": "action", "name": "utter_hi"},
+        {"event": "action", "name": "action_listen"},
+        user("bye", "goodbye"),
+        {"event": "action", "name": "utter_bye"},
+        {"event": "action", "name": "action_listen"}
+    ]);
+    s.put("/conversations/r/tracker/events", &base);
+    let (_, t) = s.post("/conversations/r/tracker/events", &json!({"event": "rewind"}));
+    assert_eq!(t["latest_action_name"], "utter_hi");
+    s.put("/conversations/u/tracker/events", &base);
+    let (_, t) = s.post("/conversations/u/tracker/events", &json!({"event": "undo"}));
+    assert_eq!(t["latest_action_name"], "utter_bye");
+    let (_, t) = s.post("/conversations/u/tracker/events", &json!({"event": "restart"}));
+    assert_eq!(t["followup_action"], "action_session_start");
+    assert_eq!(t["latest_message"]["text"], Value::Null);
+    assert_eq!(event_names(&t), Vec::<String>::new(), "AFTER_RESTART lists nothing after the restart");
+    let (_, t) = s.post("/conversations/f/tracker/events", &json!([{"event": "form", "name": "booking"}, {"event": "form_validation", "validate": false}]));
+    let events = t["events"].as_array().unwrap();
+    assert_eq!(events[3]["event"], "active_loop");
+    assert_eq!(events[4], json!({"event": "loop_interrupted", "timestamp": events[4]["timestamp"], "is_interrupted": true}));
+    assert_eq!(t["active_loop"]["name"], "booking");
+    assert_eq!(t["active_loop"]["is_interrupted"], true);
+    let (_, t) = s.post("/conversations/m/tracker/events", &json!({"event": "slot", "name": "x", "value": 1, "metadata": {"source": "crm", "n": [1]}}));
+    assert_eq!(t["events"][3]["metadata"], json!({"source": "crm", "n": [1]}));
+}
+
+#[test]
+fn bad_input_is_a_4xx_and_changes_nothing() {
+    let s = Server::builder().start();
+    s.put("/conversations/keep/tracker/events", &six_events());
+    let (_, before) = s.get("/conversations/keep/tracker?include_events=ALL");
+    for body in [
+        "", "null", "0", "\"AAA\"", "[]", "{}", "{\"foo\":\"bar\"}", "{\"event\":\"user\"}", "{\"event\":\"action\"}", "{\"event\":\"reminder\"}",
+        "{\"event\":\"nope\"}", "[{\"event\":\"pause\"},{\"event\":\"slot\"}]", "[1,2]", "{not json",
+    ] {
+        let (st, e) = s.post_raw("/conversations/keep/tracker/events", body);
+        assert_rasa_error(st, &e, 400);
+        if body != "[]" {
+            // `PUT []` is valid: it empties the conversation.
+            let r = s.client.put(s.url("/conversations/keep/tracker/events")).body(body.to_string()).send().unwrap();
+            let (st, e) = (r.status().as_u16(), r.json::<Value>().unwrap());
+            assert_rasa_error(st, &e, 400);
+        }
+    }
+    let (_, after) = s.get("/conversations/keep/tracker?include_events=ALL");
+    assert_eq!(before, after);
+    let big = format!("[{}]", vec!["{\"event\":\"pause\"}"; 1].join(","));
+    assert_eq!(s.post_raw("/conversations/keep/tracker/events", &big).0, 200);
+    let (st, e) = s.get("/conversations/keep/nothing");
+    assert_rasa_error(st, &e, 404);
+    let r = s.client.delete(s.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[test]
+fn oversized_bodies_are_refused_with_413() {
+    let s = Server::builder().arg("--max-body-bytes").arg("1000").start();
+    let body = json!({"event": "bot", "text": "x".repeat(5000)});
+    let r = s.client.post(s.url("/conversations/big/tracker/events")).json(&body).send().unwrap();
+    assert_eq!(r.status(), 413);
+    let (_, keys) = s.get("/conversations");
+    assert_eq!(keys, json!([]));
+}
+
+#[test]
+fn domain_needs_an_accept_header() {
+    let s = Server::builder().start();
+    let (st, e) = s.get("/domain");
+    assert_rasa_error(st, &e, 406);
+    let r = s.client.get(s.url("/domain")).header("accept", "application/json").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let d: Value = r.json().unwrap();
+    assert!(d["slots"].get("session_started_metadata").is_some());
+    let r = s.client.get(s.url("/domain")).header("accept", "application/x-yaml").send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("session_started_metadata"));
+}
+
+#[test]
+fn without_enable_api_only_the_root_is_served() {
+    let s = colloquy_blackbox_tests::Server::builder();
+    // Drop the default --enable-api by building the command by hand.
+    drop(s);
+    let dir = tempfile::tempdir().unwrap();
+    let port = colloquy_blackbox_tests::free_port();
+    let mut child = std::process::Command::new(colloquy_blackbox_tests::colloquy_bin())
+        .current_dir(dir.path())
+        .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let mut ok = false;
+    for _ in 0..500 {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/")).send() {
+            ok = r.status() == 200;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let tracker = client.get(format!("http://127.0.0.1:{port}/conversations/x/tracker")).send().unwrap().status();
+    let _ = child.kill();
+    assert!(ok);
+    assert_eq!(tracker, 404);
+}
