@@ -55,7 +55,13 @@ impl Counters {
 #[derive(Default)]
 struct Salvage {
     active: AtomicBool,
-    items: Mutex<Vec<(usize, Vec<u8>, Option<Vec<u8>>)>>,
+    items: Mutex<Vec<Salvaged>>,
+}
+
+struct Salvaged {
+    seq: usize,
+    payload: Vec<u8>,
+    key: Option<Vec<u8>>,
 }
 
 /// librdkafka callbacks; they run on the producer's polling thread.
@@ -69,6 +75,12 @@ impl ClientContext for BrokerContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         // rdkafka logs through the `log` crate, which the plugin SDK does not forward;
         // route librdkafka's lines into `tracing` so that they reach the host.
+        // "FAIL" is a broker connection failure: expected while the broker is down and
+        // retried forever, so a warning (the buffering itself is logged by `error`).
+        if fac == "FAIL" && (level as i32) <= (RDKafkaLogLevel::Error as i32) {
+            tracing::warn!(target: "librdkafka", "{fac} {message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -155,11 +167,11 @@ impl ProducerContext for BrokerContext {
                     Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
                 );
                 if purged && self.salvage.active.load(Ordering::Acquire) {
-                    let item = (
+                    let item = Salvaged {
                         seq,
-                        message.payload().unwrap_or_default().to_vec(),
-                        message.key().map(<[u8]>::to_vec),
-                    );
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                        key: message.key().map(<[u8]>::to_vec),
+                    };
                     self.salvage
                         .items
                         .lock()
@@ -288,9 +300,9 @@ impl Pipeline {
         self.salvage.active.store(false, Ordering::Release);
         let mut items =
             std::mem::take(&mut *self.salvage.items.lock().unwrap_or_else(|p| p.into_inner()));
-        items.sort_by_key(|(seq, _, _)| *seq);
+        items.sort_by_key(|item| item.seq);
         let moved = items.len();
-        for (seq, payload, key) in items {
+        for Salvaged { seq, payload, key } in items {
             let mut record = BaseRecord::with_opaque_to(&self.topic, seq)
                 .payload(&payload)
                 .headers(self.headers.clone());
