@@ -194,7 +194,11 @@ impl Conversations {
     ) -> Result<(Log, T), crate::http::ApiError> {
         let ticket = self
             .locks
-            .acquire(id, self.lock_lifetime.unwrap_or(Duration::ZERO), self.lock_wait)
+            .acquire(
+                id,
+                self.lock_lifetime.unwrap_or(Duration::ZERO),
+                self.lock_wait,
+            )
             .await
             .map_err(ConversationError::Lock)?;
         let outcome = self.modify_locked(id, decide).await;

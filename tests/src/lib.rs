@@ -12,7 +12,9 @@ use serde_json::Value;
 
 /// The shared Rasa reference data, read in place.
 pub fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(rel)
 }
 
 fn workspace_root() -> PathBuf {
@@ -26,13 +28,23 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 pub fn cargo_artifact(pkg: &str, kind: &str) -> PathBuf {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(workspace_root()).args(["build", "-p", pkg, "--message-format=json-render-diagnostics"]);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "-p",
+        pkg,
+        "--message-format=json-render-diagnostics",
+    ]);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
     // Variables cargo sets for this test binary would make the nested build look different.
     for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_CFG_") || k == "CARGO_MANIFEST_DIR" || k == "CARGO_CRATE_NAME" || k == "OUT_DIR" {
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_CFG_")
+            || k == "CARGO_MANIFEST_DIR"
+            || k == "CARGO_CRATE_NAME"
+            || k == "OUT_DIR"
+        {
             cmd.env_remove(k);
         }
     }
@@ -40,14 +52,25 @@ pub fn cargo_artifact(pkg: &str, kind: &str) -> PathBuf {
     assert!(out.status.success(), "cargo build -p {pkg} failed");
     let mut found = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || msg["target"]["kind"].as_array().is_none_or(|k| !k.iter().any(|x| x == kind)) {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact"
+            || msg["target"]["kind"]
+                .as_array()
+                .is_none_or(|k| !k.iter().any(|x| x == kind))
+        {
             continue;
         }
         if kind == "bin" {
             found = msg["executable"].as_str().map(PathBuf::from);
         } else {
-            found = msg["filenames"].as_array().and_then(|f| f.iter().filter_map(Value::as_str).find(|f| f.ends_with(".so")).map(PathBuf::from));
+            found = msg["filenames"].as_array().and_then(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .find(|f| f.ends_with(".so"))
+                    .map(PathBuf::from)
+            });
         }
     }
     found.unwrap_or_else(|| panic!("no {kind} artifact for {pkg}"))
@@ -56,11 +79,16 @@ pub fn cargo_artifact(pkg: &str, kind: &str) -> PathBuf {
 /// The `colloquy` executable (built once per test process).
 pub fn colloquy_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| cargo_artifact("colloquy", "bin")).clone()
+    BIN.get_or_init(|| cargo_artifact("colloquy", "bin"))
+        .clone()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `colloquy run`, killed on drop.
@@ -84,6 +112,11 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.into());
+        self
+    }
+    /// Drops the default `--enable-api` (to pass another spelling, or none).
+    pub fn without_api_flag(mut self) -> Self {
+        self.args.retain(|a| a != "--enable-api");
         self
     }
     pub fn endpoints(mut self, yaml: &str) -> Self {
@@ -118,7 +151,10 @@ impl ServerBuilder {
         }
         let port = free_port();
         let mut cmd = Command::new(colloquy_bin());
-        cmd.current_dir(dir.path()).arg("run").args(["-i", "127.0.0.1", "-p", &port.to_string()]).args(&self.args);
+        cmd.current_dir(dir.path())
+            .arg("run")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(&self.args);
         if let Some(yaml) = &self.endpoints {
             let path = dir.path().join("endpoints.yml");
             std::fs::write(&path, yaml).unwrap();
@@ -129,8 +165,15 @@ impl ServerBuilder {
         }
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("colloquy starts");
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("colloquy starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -147,21 +190,39 @@ impl ServerBuilder {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                return Err(format!("colloquy exited with {status} before listening:\n{err}"));
+                return Err(format!(
+                    "colloquy exited with {status} before listening:\n{err}"
+                ));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 return Err("colloquy did not start listening within 60 s".into());
             }
         }
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Ok(Server { port, child, dir, client, token: self.token, stderr_path })
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Ok(Server {
+            port,
+            child,
+            dir,
+            client,
+            token: self.token,
+            stderr_path,
+        })
     }
 }
 
 impl Server {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { args: vec!["--enable-api".into()], endpoints: None, env: vec![], token: None, files: vec![] }
+        ServerBuilder {
+            args: vec!["--enable-api".into()],
+            endpoints: None,
+            env: vec![],
+            token: None,
+            files: vec![],
+        }
     }
 
     /// The URL of `path`, with the auth token appended when the server has one.
@@ -188,7 +249,14 @@ impl Server {
         decode(self.client.post(self.url(path)).json(body).send().unwrap())
     }
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        decode(self.client.post(self.url(path)).header("content-type", "application/json").body(body.to_string()).send().unwrap())
+        decode(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .unwrap(),
+        )
     }
     pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
         decode(self.client.put(self.url(path)).json(body).send().unwrap())
@@ -198,13 +266,18 @@ impl Server {
     }
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "colloquy did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "colloquy did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -226,14 +299,24 @@ fn decode(r: reqwest::blocking::Response) -> (u16, Value) {
 
 /// Runs `colloquy <args>` to completion: (exit code, stdout, stderr).
 pub fn colloquy(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(colloquy_bin()).current_dir(dir).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(colloquy_bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Asserts Rasa's error body with `status`.
 pub fn assert_rasa_error(status: u16, body: &Value, expected: u16) {
     assert_eq!(status, expected, "body: {body}");
-    for key in ["version", "status", "message", "reason", "details", "help", "code"] {
+    for key in [
+        "version", "status", "message", "reason", "details", "help", "code",
+    ] {
         assert!(body.get(key).is_some(), "error body lacks `{key}`: {body}");
     }
     assert_eq!(body["status"], "failure");

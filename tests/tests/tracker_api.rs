@@ -20,16 +20,31 @@ fn six_events() -> Value {
 }
 
 fn event_names(tracker: &Value) -> Vec<String> {
-    tracker["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect()
+    tracker["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn root_and_version_are_open() {
     let s = Server::builder().token("rasa").start();
-    let r = s.client.get(format!("http://127.0.0.1:{}/", s.port)).send().unwrap();
+    let r = s
+        .client
+        .get(format!("http://127.0.0.1:{}/", s.port))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().to_lowercase().starts_with("hello"));
-    let v: Value = s.client.get(format!("http://127.0.0.1:{}/version", s.port)).send().unwrap().json().unwrap();
+    let v: Value = s
+        .client
+        .get(format!("http://127.0.0.1:{}/version", s.port))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["version"], "3.6.21");
     assert!(v["minimum_compatible_version"].is_string());
 }
@@ -43,7 +58,10 @@ fn unknown_conversation_shows_an_unsaved_session_start() {
     assert_eq!(t["events"][0]["name"], "action_session_start");
     assert_eq!(t["events"][0]["confidence"], 1.0);
     assert_eq!(t["events"][2]["confidence"], Value::Null);
-    assert_eq!(t["latest_message"], json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}}));
+    assert_eq!(
+        t["latest_message"],
+        json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
+    );
     assert_eq!(t["slots"], json!({"session_started_metadata": null}));
     assert_eq!(t["paused"], false);
     // Reading never writes (decisions §2).
@@ -91,7 +109,10 @@ fn put_replaces_and_get_returns_exactly_the_events() {
         }
     }
     // A shorter PUT really replaces.
-    let (_, t) = s.put("/conversations/pushtracker/tracker/events", &json!([{"event": "pause", "timestamp": 9.0}]));
+    let (_, t) = s.put(
+        "/conversations/pushtracker/tracker/events",
+        &json!([{"event": "pause", "timestamp": 9.0}]),
+    );
     assert_eq!(event_names(&t), ["pause"]);
     assert_eq!(t["paused"], true);
 }
@@ -114,7 +135,10 @@ fn ids_with_slashes_and_symbols_work() {
     let s = Server::builder().start();
     let id = "a/b+-_\\=c";
     let enc = "a%2Fb%2B-_%5C%3Dc";
-    let (st, _) = s.post(&format!("/conversations/{enc}/tracker/events"), &six_events());
+    let (st, _) = s.post(
+        &format!("/conversations/{enc}/tracker/events"),
+        &six_events(),
+    );
     assert_eq!(st, 200);
     let (_, t) = s.get(&format!("/conversations/{enc}/tracker"));
     assert_eq!(t["sender_id"], id);
@@ -148,7 +172,12 @@ fn include_events_and_until() {
     let (_, default) = s.get("/conversations/c32/tracker");
     assert_eq!(default["events"], after["events"]);
     let (_, applied) = s.get("/conversations/c32/tracker?include_events=APPLIED");
-    let ts: Vec<f64> = applied["events"].as_array().unwrap().iter().map(|e| e["timestamp"].as_f64().unwrap()).collect();
+    let ts: Vec<f64> = applied["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["timestamp"].as_f64().unwrap())
+        .collect();
     assert_eq!(ts, [13.0, 14.0]);
     let (_, none) = s.get("/conversations/c32/tracker?include_events=NONE");
     assert_eq!(none["events"], Value::Null);
@@ -159,15 +188,26 @@ fn include_events_and_until() {
     assert_eq!(until["latest_action_name"], "action_listen");
     let (st, e) = s.get("/conversations/c32/tracker?include_events=BOGUS");
     assert_rasa_error(st, &e, 400);
-    assert_eq!(e["details"], json!({"parameter": "include_events", "in": "query"}));
+    assert_eq!(
+        e["details"],
+        json!({"parameter": "include_events", "in": "query"})
+    );
     let (st, e) = s.get("/conversations/c32/tracker?until=soon");
     assert_rasa_error(st, &e, 400);
     // Stories: both sessions, numbered, and the latest alone.
     let (_, story) = s.get_text("/conversations/c32/story?all_sessions=true");
-    assert!(story.contains("- story: c32, story 1") && story.contains("- story: c32, story 2"), "{story}");
+    assert!(
+        story.contains("- story: c32, story 1") && story.contains("- story: c32, story 2"),
+        "{story}"
+    );
     assert!(story.contains("  - action: action_restart"));
     let (_, story) = s.get_text("/conversations/c32/story");
-    assert!(story.contains("- story: c32\n") && story.contains("hi again") && !story.contains("utter_greet"), "{story}");
+    assert!(
+        story.contains("- story: c32\n")
+            && story.contains("hi again")
+            && !story.contains("utter_greet"),
+        "{story}"
+    );
     let (st, e) = s.get("/conversations/nobody/story");
     assert_rasa_error(st, &e, 404);
     assert_eq!(e["message"], "Conversation ID not found.");
@@ -186,23 +226,42 @@ fn rewind_undo_restart_and_legacy_events() {
         {"event": "action", "name": "action_listen"}
     ]);
     s.put("/conversations/r/tracker/events", &base);
-    let (_, t) = s.post("/conversations/r/tracker/events", &json!({"event": "rewind"}));
+    let (_, t) = s.post(
+        "/conversations/r/tracker/events",
+        &json!({"event": "rewind"}),
+    );
     assert_eq!(t["latest_action_name"], "utter_hi");
     s.put("/conversations/u/tracker/events", &base);
     let (_, t) = s.post("/conversations/u/tracker/events", &json!({"event": "undo"}));
     assert_eq!(t["latest_action_name"], "utter_bye");
-    let (_, t) = s.post("/conversations/u/tracker/events", &json!({"event": "restart"}));
+    let (_, t) = s.post(
+        "/conversations/u/tracker/events",
+        &json!({"event": "restart"}),
+    );
     assert_eq!(t["followup_action"], "action_session_start");
     assert_eq!(t["latest_message"]["text"], Value::Null);
-    assert_eq!(event_names(&t), Vec::<String>::new(), "AFTER_RESTART lists nothing after the restart");
+    assert_eq!(
+        event_names(&t),
+        Vec::<String>::new(),
+        "AFTER_RESTART lists nothing after the restart"
+    );
     let (_, t) = s.post("/conversations/f/tracker/events", &json!([{"event": "form", "name": "booking"}, {"event": "form_validation", "validate": false}]));
     let events = t["events"].as_array().unwrap();
     assert_eq!(events[3]["event"], "active_loop");
-    assert_eq!(events[4], json!({"event": "loop_interrupted", "timestamp": events[4]["timestamp"], "is_interrupted": true}));
+    assert_eq!(
+        events[4],
+        json!({"event": "loop_interrupted", "timestamp": events[4]["timestamp"], "is_interrupted": true})
+    );
     assert_eq!(t["active_loop"]["name"], "booking");
     assert_eq!(t["active_loop"]["is_interrupted"], true);
-    let (_, t) = s.post("/conversations/m/tracker/events", &json!({"event": "slot", "name": "x", "value": 1, "metadata": {"source": "crm", "n": [1]}}));
-    assert_eq!(t["events"][3]["metadata"], json!({"source": "crm", "n": [1]}));
+    let (_, t) = s.post(
+        "/conversations/m/tracker/events",
+        &json!({"event": "slot", "name": "x", "value": 1, "metadata": {"source": "crm", "n": [1]}}),
+    );
+    assert_eq!(
+        t["events"][3]["metadata"],
+        json!({"source": "crm", "n": [1]})
+    );
 }
 
 #[test]
@@ -211,14 +270,31 @@ fn bad_input_is_a_4xx_and_changes_nothing() {
     s.put("/conversations/keep/tracker/events", &six_events());
     let (_, before) = s.get("/conversations/keep/tracker?include_events=ALL");
     for body in [
-        "", "null", "0", "\"AAA\"", "[]", "{}", "{\"foo\":\"bar\"}", "{\"event\":\"user\"}", "{\"event\":\"action\"}", "{\"event\":\"reminder\"}",
-        "{\"event\":\"nope\"}", "[{\"event\":\"pause\"},{\"event\":\"slot\"}]", "[1,2]", "{not json",
+        "",
+        "null",
+        "0",
+        "\"AAA\"",
+        "[]",
+        "{}",
+        "{\"foo\":\"bar\"}",
+        "{\"event\":\"user\"}",
+        "{\"event\":\"action\"}",
+        "{\"event\":\"reminder\"}",
+        "{\"event\":\"nope\"}",
+        "[{\"event\":\"pause\"},{\"event\":\"slot\"}]",
+        "[1,2]",
+        "{not json",
     ] {
         let (st, e) = s.post_raw("/conversations/keep/tracker/events", body);
         assert_rasa_error(st, &e, 400);
         if body != "[]" {
             // `PUT []` is valid: it empties the conversation.
-            let r = s.client.put(s.url("/conversations/keep/tracker/events")).body(body.to_string()).send().unwrap();
+            let r = s
+                .client
+                .put(s.url("/conversations/keep/tracker/events"))
+                .body(body.to_string())
+                .send()
+                .unwrap();
             let (st, e) = (r.status().as_u16(), r.json::<Value>().unwrap());
             assert_rasa_error(st, &e, 400);
         }
@@ -226,7 +302,10 @@ fn bad_input_is_a_4xx_and_changes_nothing() {
     let (_, after) = s.get("/conversations/keep/tracker?include_events=ALL");
     assert_eq!(before, after);
     let big = format!("[{}]", vec!["{\"event\":\"pause\"}"; 1].join(","));
-    assert_eq!(s.post_raw("/conversations/keep/tracker/events", &big).0, 200);
+    assert_eq!(
+        s.post_raw("/conversations/keep/tracker/events", &big).0,
+        200
+    );
     let (st, e) = s.get("/conversations/keep/nothing");
     assert_rasa_error(st, &e, 404);
     let r = s.client.delete(s.url("/version")).send().unwrap();
@@ -235,9 +314,17 @@ fn bad_input_is_a_4xx_and_changes_nothing() {
 
 #[test]
 fn oversized_bodies_are_refused_with_413() {
-    let s = Server::builder().arg("--max-body-bytes").arg("1000").start();
+    let s = Server::builder()
+        .arg("--max-body-bytes")
+        .arg("1000")
+        .start();
     let body = json!({"event": "bot", "text": "x".repeat(5000)});
-    let r = s.client.post(s.url("/conversations/big/tracker/events")).json(&body).send().unwrap();
+    let r = s
+        .client
+        .post(s.url("/conversations/big/tracker/events"))
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 413);
     let (_, keys) = s.get("/conversations");
     assert_eq!(keys, json!([]));
@@ -248,11 +335,21 @@ fn domain_needs_an_accept_header() {
     let s = Server::builder().start();
     let (st, e) = s.get("/domain");
     assert_rasa_error(st, &e, 406);
-    let r = s.client.get(s.url("/domain")).header("accept", "application/json").send().unwrap();
+    let r = s
+        .client
+        .get(s.url("/domain"))
+        .header("accept", "application/json")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let d: Value = r.json().unwrap();
     assert!(d["slots"].get("session_started_metadata").is_some());
-    let r = s.client.get(s.url("/domain")).header("accept", "application/x-yaml").send().unwrap();
+    let r = s
+        .client
+        .get(s.url("/domain"))
+        .header("accept", "application/x-yaml")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().contains("session_started_metadata"));
 }
@@ -280,7 +377,11 @@ fn without_enable_api_only_the_root_is_served() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let tracker = client.get(format!("http://127.0.0.1:{port}/conversations/x/tracker")).send().unwrap().status();
+    let tracker = client
+        .get(format!("http://127.0.0.1:{port}/conversations/x/tracker"))
+        .send()
+        .unwrap()
+        .status();
     let _ = child.kill();
     assert!(ok);
     assert_eq!(tracker, 404);

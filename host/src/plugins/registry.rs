@@ -93,7 +93,7 @@ pub enum RegistryError {
         name: String,
         available: String,
     },
-    #[error("{section}: type \"{name}\" is provided by several plugin files: {files}; remove all but one")]
+    #[error("{section}: type \"{name}\" is provided by several plugin files in one directory: {files}; remove all but one")]
     Duplicate {
         section: &'static str,
         name: String,
@@ -279,9 +279,15 @@ impl Registry {
             .iter()
             .filter(|e| e.name.eq_ignore_ascii_case(type_name) && kind.provided_by(&e.module))
             .collect();
-        match matches.len() {
-            1 => Ok(matches[0].clone()),
-            0 => {
+        // Like PATH: the first directory in the search order wins; two files with the same
+        // name in that one directory are ambiguous.
+        let dir_of = |e: &PluginEntry| {
+            e.file
+                .as_ref()
+                .and_then(|f| f.parent().map(Path::to_path_buf))
+        };
+        match matches.first() {
+            None => {
                 let mut available = self.available(kind);
                 if !self.rejected.is_empty() {
                     let why: Vec<String> = self.rejected.iter().map(|r| r.to_string()).collect();
@@ -300,16 +306,34 @@ impl Registry {
                     searched,
                 })
             }
-            _ => Err(RegistryError::Duplicate {
-                section,
-                name: type_name.into(),
-                files: matches
+            Some(first) => {
+                let same_dir: Vec<&&PluginEntry> = matches
                     .iter()
-                    .filter_map(|e| e.file.as_ref())
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+                    .filter(|e| dir_of(e) == dir_of(first))
+                    .collect();
+                if same_dir.len() > 1 {
+                    return Err(RegistryError::Duplicate {
+                        section,
+                        name: type_name.into(),
+                        files: same_dir
+                            .iter()
+                            .filter_map(|e| e.file.as_ref())
+                            .map(|f| f.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                for shadowed in &matches[1..] {
+                    if let (Some(f), Some(w)) = (&shadowed.file, &first.file) {
+                        tracing::warn!(
+                            "{section}: plugin \"{type_name}\" in {} is shadowed by {}",
+                            f.display(),
+                            w.display()
+                        );
+                    }
+                }
+                Ok((*first).clone())
+            }
         }
     }
 
