@@ -2,7 +2,7 @@
 //! message, buffering in librdkafka's bounded queue while the broker is unreachable.
 //!
 //! Modules: [`config`] (the YAML section), [`message`] (the wire format), [`producer`]
-//! (librdkafka callbacks and counters). See README.md for the behaviour in detail.
+//! (librdkafka callbacks, counters and the stall watchdog). See README.md for the behaviour.
 
 pub mod config;
 pub mod message;
