@@ -11,8 +11,7 @@
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings,
-    sabi_trait,
+    package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
     std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec},
     StableAbi,
@@ -95,7 +94,8 @@ pub trait LockStore: Send + Sync {
     /// Waits (at most `wait_ms`) until the caller holds the conversation's lock, in FIFO
     /// order. The lock expires after `lifetime_ms` if never released (0: the store's configured
     /// default). Returns a ticket.
-    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64) -> PFuture<RString>;
+    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64)
+        -> PFuture<RString>;
 
     /// Releases a lock obtained with `acquire`.
     fn release(&self, conversation_id: RString, ticket: RString) -> PFuture<()>;
@@ -176,12 +176,17 @@ pub struct PluginMod {
     pub name: extern "C" fn() -> RStr<'static>,
     /// The plugin's own version, for `colloquy plugins` and logs.
     pub plugin_version: extern "C" fn() -> RStr<'static>,
-    pub new_tracker_store: Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<TrackerStoreBox, PluginError>>,
-    pub new_lock_store: Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<LockStoreBox, PluginError>>,
-    pub new_event_broker: Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<EventBrokerBox, PluginError>>,
-    pub new_nlu_connector: Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<NluConnectorBox, PluginError>>,
+    pub new_tracker_store:
+        Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<TrackerStoreBox, PluginError>>,
+    pub new_lock_store:
+        Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<LockStoreBox, PluginError>>,
+    pub new_event_broker:
+        Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<EventBrokerBox, PluginError>>,
+    pub new_nlu_connector:
+        Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<NluConnectorBox, PluginError>>,
     #[sabi(last_prefix_field)]
-    pub new_model_source: Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<ModelSourceBox, PluginError>>,
+    pub new_model_source:
+        Option<extern "C" fn(RStr<'_>, HostApiBox) -> RResult<ModelSourceBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

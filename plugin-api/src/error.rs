@@ -67,7 +67,11 @@ pub struct PluginError {
 
 impl PluginError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PluginError { kind, message: RString::from(message.into()), details_json: RString::from("{}") }
+        PluginError {
+            kind,
+            message: RString::from(message.into()),
+            details_json: RString::from("{}"),
+        }
     }
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details_json = RString::from(details.to_string());
@@ -95,7 +99,10 @@ impl PluginError {
         Self::new(ErrorKind::UNAVAILABLE, message)
     }
     pub fn unsupported(op: &str) -> Self {
-        Self::new(ErrorKind::UNSUPPORTED, format!("operation `{op}` is not supported by this plugin"))
+        Self::new(
+            ErrorKind::UNSUPPORTED,
+            format!("operation `{op}` is not supported by this plugin"),
+        )
     }
 
     /// Builds the error for a caught panic payload.

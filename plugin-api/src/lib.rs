@@ -98,6 +98,10 @@ pub enum LogLevel {
 
 impl EventLog {
     pub fn from_vec(epoch: u64, length: u64, events: Vec<String>) -> Self {
-        EventLog { epoch, length, events: events.into_iter().map(Into::into).collect() }
+        EventLog {
+            epoch,
+            length,
+            events: events.into_iter().map(Into::into).collect(),
+        }
     }
 }

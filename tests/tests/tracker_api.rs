@@ -301,7 +301,7 @@ fn bad_input_is_a_4xx_and_changes_nothing() {
     }
     let (_, after) = s.get("/conversations/keep/tracker?include_events=ALL");
     assert_eq!(before, after);
-    let big = format!("[{}]", vec!["{\"event\":\"pause\"}"; 1].join(","));
+    let big = format!("[{}]", ["{\"event\":\"pause\"}"; 1].join(","));
     assert_eq!(
         s.post_raw("/conversations/keep/tracker/events", &big).0,
         200
@@ -383,6 +383,7 @@ fn without_enable_api_only_the_root_is_served() {
         .unwrap()
         .status();
     let _ = child.kill();
+    let _ = child.wait();
     assert!(ok);
     assert_eq!(tracker, 404);
 }

@@ -336,7 +336,7 @@ impl Event {
         let timestamp = match obj.get("timestamp") {
             None | Some(Value::Null) => now(),
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(t) if t == 0.0 => now(),
+                Some(0.0) => now(),
                 Some(t) if t.is_finite() => t,
                 _ => return err("'timestamp' must be a finite number"),
             },

@@ -215,13 +215,13 @@ impl TrackerState {
                     }
                 }
             }
-            EventKind::Entities { entities } => {
-                if self.latest_action_name() == Some(ACTION_LISTEN) {
-                    if let Some((_, list)) = self.latest_message.as_mut() {
-                        for ent in entities {
-                            if !list.contains(ent) {
-                                list.push(ent.clone());
-                            }
+            EventKind::Entities { entities }
+                if self.latest_action_name() == Some(ACTION_LISTEN) =>
+            {
+                if let Some((_, list)) = self.latest_message.as_mut() {
+                    for ent in entities {
+                        if !list.contains(ent) {
+                            list.push(ent.clone());
                         }
                     }
                 }

@@ -16,7 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub reason: &'static str,
     pub message: String,
-    pub details: Value,
+    /// Boxed to keep `Result<_, ApiError>` small on the happy path.
+    pub details: Box<Value>,
     pub help: Option<&'static str>,
 }
 
@@ -26,7 +27,7 @@ impl ApiError {
             status,
             reason,
             message: message.into(),
-            details: json!({}),
+            details: Box::new(json!({})),
             help: None,
         }
     }
@@ -36,7 +37,7 @@ impl ApiError {
     /// A bad query parameter or body field, with Rasa's `details`.
     pub fn bad_parameter(message: impl Into<String>, parameter: &str, location: &str) -> ApiError {
         let mut e = ApiError::bad_request(message);
-        e.details = json!({"parameter": parameter, "in": location});
+        e.details = Box::new(json!({"parameter": parameter, "in": location}));
         e
     }
     pub fn not_found(message: impl Into<String>) -> ApiError {

@@ -20,14 +20,17 @@ fn strings(v: RVec<RString>) -> Vec<String> {
 }
 
 fn json_of(text: RString) -> Result<serde_json::Value, PluginError> {
-    serde_json::from_str(text.as_str()).map_err(|e| PluginError::invalid_input(format!("request is not valid JSON: {e}")))
+    serde_json::from_str(text.as_str())
+        .map_err(|e| PluginError::invalid_input(format!("request is not valid JSON: {e}")))
 }
 
 macro_rules! common_methods {
     () => {
         fn health(&self) -> PFuture<RString> {
             let this = self.inner.clone();
-            guard(self.rt.clone(), move || async move { Ok(RString::from(this.health().await?.to_string())) })
+            guard(self.rt.clone(), move || async move {
+                Ok(RString::from(this.health().await?.to_string()))
+            })
         }
         fn close(&self) -> PFuture<()> {
             let this = self.inner.clone();
@@ -36,7 +39,9 @@ macro_rules! common_methods {
         fn call(&self, op: RString, payload: RString) -> PFuture<RString> {
             let this = self.inner.clone();
             guard(self.rt.clone(), move || async move {
-                this.call(op.into(), payload.into()).await.map(RString::from)
+                this.call(op.into(), payload.into())
+                    .await
+                    .map(RString::from)
             })
         }
     };
@@ -50,15 +55,21 @@ struct Adapter<T> {
 impl<T: TrackerStorePlugin> TrackerStore for Adapter<T> {
     fn load(&self, conversation_id: RString, from: u64) -> PFuture<ROption<EventLog>> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { Ok(this.load(conversation_id.into(), from).await?.into()) })
+        guard(self.rt.clone(), move || async move {
+            Ok(this.load(conversation_id.into(), from).await?.into())
+        })
     }
     fn append(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.append(conversation_id.into(), strings(events)).await })
+        guard(self.rt.clone(), move || async move {
+            this.append(conversation_id.into(), strings(events)).await
+        })
     }
     fn replace(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.replace(conversation_id.into(), strings(events)).await })
+        guard(self.rt.clone(), move || async move {
+            this.replace(conversation_id.into(), strings(events)).await
+        })
     }
     fn keys(&self) -> PFuture<RVec<RString>> {
         let this = self.inner.clone();
@@ -68,21 +79,32 @@ impl<T: TrackerStorePlugin> TrackerStore for Adapter<T> {
     }
     fn delete(&self, conversation_id: RString) -> PFuture<bool> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.delete(conversation_id.into()).await })
+        guard(self.rt.clone(), move || async move {
+            this.delete(conversation_id.into()).await
+        })
     }
     common_methods!();
 }
 
 impl<T: LockStorePlugin> LockStore for Adapter<T> {
-    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64) -> PFuture<RString> {
+    fn acquire(
+        &self,
+        conversation_id: RString,
+        lifetime_ms: u64,
+        wait_ms: u64,
+    ) -> PFuture<RString> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
-            this.acquire(conversation_id.into(), lifetime_ms, wait_ms).await.map(RString::from)
+            this.acquire(conversation_id.into(), lifetime_ms, wait_ms)
+                .await
+                .map(RString::from)
         })
     }
     fn release(&self, conversation_id: RString, ticket: RString) -> PFuture<()> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.release(conversation_id.into(), ticket.into()).await })
+        guard(self.rt.clone(), move || async move {
+            this.release(conversation_id.into(), ticket.into()).await
+        })
     }
     common_methods!();
 }
@@ -90,11 +112,15 @@ impl<T: LockStorePlugin> LockStore for Adapter<T> {
 impl<T: EventBrokerPlugin> EventBroker for Adapter<T> {
     fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<()> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.publish(conversation_id.into(), strings(events)).await })
+        guard(self.rt.clone(), move || async move {
+            this.publish(conversation_id.into(), strings(events)).await
+        })
     }
     fn flush(&self, timeout_ms: u64) -> PFuture<()> {
         let this = self.inner.clone();
-        guard(self.rt.clone(), move || async move { this.flush(timeout_ms).await })
+        guard(self.rt.clone(), move || async move {
+            this.flush(timeout_ms).await
+        })
     }
     common_methods!();
 }
@@ -124,21 +150,51 @@ impl<T: ModelSourcePlugin> ModelSource for Adapter<T> {
 /// Boxes a tracker store as the ABI trait object. `rt`: the runtime its futures need entered
 /// (`None` for components compiled into the host, which share the host's tokio).
 pub fn tracker_store_box<T: TrackerStorePlugin>(store: T, rt: Option<Handle>) -> TrackerStoreBox {
-    TrackerStore_TO::from_value(Adapter { inner: Arc::new(store), rt }, TD_Opaque)
+    TrackerStore_TO::from_value(
+        Adapter {
+            inner: Arc::new(store),
+            rt,
+        },
+        TD_Opaque,
+    )
 }
 
 pub fn lock_store_box<T: LockStorePlugin>(store: T, rt: Option<Handle>) -> LockStoreBox {
-    LockStore_TO::from_value(Adapter { inner: Arc::new(store), rt }, TD_Opaque)
+    LockStore_TO::from_value(
+        Adapter {
+            inner: Arc::new(store),
+            rt,
+        },
+        TD_Opaque,
+    )
 }
 
 pub fn event_broker_box<T: EventBrokerPlugin>(broker: T, rt: Option<Handle>) -> EventBrokerBox {
-    EventBroker_TO::from_value(Adapter { inner: Arc::new(broker), rt }, TD_Opaque)
+    EventBroker_TO::from_value(
+        Adapter {
+            inner: Arc::new(broker),
+            rt,
+        },
+        TD_Opaque,
+    )
 }
 
 pub fn nlu_connector_box<T: NluConnectorPlugin>(nlu: T, rt: Option<Handle>) -> NluConnectorBox {
-    NluConnector_TO::from_value(Adapter { inner: Arc::new(nlu), rt }, TD_Opaque)
+    NluConnector_TO::from_value(
+        Adapter {
+            inner: Arc::new(nlu),
+            rt,
+        },
+        TD_Opaque,
+    )
 }
 
 pub fn model_source_box<T: ModelSourcePlugin>(source: T, rt: Option<Handle>) -> ModelSourceBox {
-    ModelSource_TO::from_value(Adapter { inner: Arc::new(source), rt }, TD_Opaque)
+    ModelSource_TO::from_value(
+        Adapter {
+            inner: Arc::new(source),
+            rt,
+        },
+        TD_Opaque,
+    )
 }

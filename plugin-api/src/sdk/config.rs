@@ -37,12 +37,20 @@ pub fn take_worker_threads(config_json: &str) -> Result<(String, Option<usize>),
     let mut value: Value = if config_json.trim().is_empty() {
         Value::Object(Default::default())
     } else {
-        serde_json::from_str(config_json).map_err(|e| PluginError::config(format!("config is not valid JSON: {e}")))?
+        serde_json::from_str(config_json)
+            .map_err(|e| PluginError::config(format!("config is not valid JSON: {e}")))?
     };
-    let threads = match value.as_object_mut().and_then(|m| m.remove("worker_threads")) {
+    let threads = match value
+        .as_object_mut()
+        .and_then(|m| m.remove("worker_threads"))
+    {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=64).contains(&n)) => n.as_u64().map(|n| n as usize),
-        Some(Value::String(s)) if s.parse::<usize>().is_ok_and(|n| (1..=64).contains(&n)) => s.parse().ok(),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=64).contains(&n)) => {
+            n.as_u64().map(|n| n as usize)
+        }
+        Some(Value::String(s)) if s.parse::<usize>().is_ok_and(|n| (1..=64).contains(&n)) => {
+            s.parse().ok()
+        }
         Some(other) => {
             return Err(PluginError::config(format!(
                 "config key `worker_threads`: expected an integer from 1 to 64, got {other}"

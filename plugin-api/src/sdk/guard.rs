@@ -47,7 +47,10 @@ impl<T> Drop for Entered<T> {
 
 /// Turns a plugin future into the FFI future the host awaits. A panic, whether while
 /// creating the future (`make`) or while polling it, becomes a `PANIC` error for this call.
-pub fn guard<T, Fut>(handle: Option<Handle>, make: impl FnOnce() -> Fut) -> FfiFuture<RResult<T, PluginError>>
+pub fn guard<T, Fut>(
+    handle: Option<Handle>,
+    make: impl FnOnce() -> Fut,
+) -> FfiFuture<RResult<T, PluginError>>
 where
     T: Send + 'static,
     Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
@@ -62,10 +65,16 @@ where
             }
         }
     };
-    let caught = AssertUnwindSafe(fut).catch_unwind().map(|outcome| match outcome {
-        Ok(Ok(value)) => RResult::ROk(value),
-        Ok(Err(err)) => RResult::RErr(err),
-        Err(panic) => RResult::RErr(PluginError::from_panic(panic)),
-    });
-    Entered { handle, inner: Some(Box::pin(caught)) }.into_ffi()
+    let caught = AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(|outcome| match outcome {
+            Ok(Ok(value)) => RResult::ROk(value),
+            Ok(Err(err)) => RResult::RErr(err),
+            Err(panic) => RResult::RErr(PluginError::from_panic(panic)),
+        });
+    Entered {
+        handle,
+        inner: Some(Box::pin(caught)),
+    }
+    .into_ffi()
 }

@@ -58,7 +58,11 @@ impl Drop for HostLine {
         let text = String::from_utf8_lossy(&self.buf);
         let text = text.trim_end();
         if !text.is_empty() {
-            self.host.log(self.level as u8, RStr::from_str(&self.target), RStr::from_str(text));
+            self.host.log(
+                self.level as u8,
+                RStr::from_str(&self.target),
+                RStr::from_str(text),
+            );
         }
     }
 }
@@ -67,7 +71,12 @@ impl<'a> MakeWriter<'a> for HostWriter {
     type Writer = HostLine;
 
     fn make_writer(&'a self) -> HostLine {
-        HostLine { host: self.host.clone(), level: LogLevel::Info, target: "plugin".to_string(), buf: Vec::new() }
+        HostLine {
+            host: self.host.clone(),
+            level: LogLevel::Info,
+            target: "plugin".to_string(),
+            buf: Vec::new(),
+        }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> HostLine {
@@ -78,6 +87,11 @@ impl<'a> MakeWriter<'a> for HostWriter {
             Level::DEBUG => LogLevel::Debug,
             Level::TRACE => LogLevel::Trace,
         };
-        HostLine { host: self.host.clone(), level, target: meta.target().to_string(), buf: Vec::new() }
+        HostLine {
+            host: self.host.clone(),
+            level,
+            target: meta.target().to_string(),
+            buf: Vec::new(),
+        }
     }
 }

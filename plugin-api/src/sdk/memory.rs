@@ -32,7 +32,10 @@ pub struct InMemoryTrackerStore {
 
 impl Default for InMemoryTrackerStore {
     fn default() -> Self {
-        InMemoryTrackerStore { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), next_epoch: AtomicU64::new(1) }
+        InMemoryTrackerStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_epoch: AtomicU64::new(1),
+        }
     }
 }
 
@@ -46,27 +49,48 @@ impl InMemoryTrackerStore {
     fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Log>> {
         // A poisoned shard only means a panic happened while it was held; the data is intact
         // (every mutation below is a single push/replace).
-        self.shards[shard_of(id)].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[shard_of(id)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl TrackerStorePlugin for InMemoryTrackerStore {
-    async fn load(&self, conversation_id: String, from: u64) -> Result<Option<EventLog>, PluginError> {
+    async fn load(
+        &self,
+        conversation_id: String,
+        from: u64,
+    ) -> Result<Option<EventLog>, PluginError> {
         let shard = self.shard(&conversation_id);
         Ok(shard.get(&conversation_id).map(|log| {
             let start = (from as usize).min(log.events.len());
-            EventLog::from_vec(log.epoch, log.events.len() as u64, log.events[start..].to_vec())
+            EventLog::from_vec(
+                log.epoch,
+                log.events.len() as u64,
+                log.events[start..].to_vec(),
+            )
         }))
     }
 
-    async fn append(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+    async fn append(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> Result<LogPosition, PluginError> {
         let mut shard = self.shard(&conversation_id);
         let log = shard.entry(conversation_id).or_default();
         log.events.extend(events);
-        Ok(LogPosition { epoch: log.epoch, length: log.events.len() as u64 })
+        Ok(LogPosition {
+            epoch: log.epoch,
+            length: log.events.len() as u64,
+        })
     }
 
-    async fn replace(&self, conversation_id: String, events: Vec<String>) -> Result<LogPosition, PluginError> {
+    async fn replace(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> Result<LogPosition, PluginError> {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.shard(&conversation_id);
         let length = events.len() as u64;
@@ -77,18 +101,31 @@ impl TrackerStorePlugin for InMemoryTrackerStore {
     async fn keys(&self) -> Result<Vec<String>, PluginError> {
         let mut keys = Vec::new();
         for shard in &self.shards {
-            keys.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned());
+            keys.extend(
+                shard
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned(),
+            );
         }
         keys.sort();
         Ok(keys)
     }
 
     async fn delete(&self, conversation_id: String) -> Result<bool, PluginError> {
-        Ok(self.shard(&conversation_id).remove(&conversation_id).is_some())
+        Ok(self
+            .shard(&conversation_id)
+            .remove(&conversation_id)
+            .is_some())
     }
 
     async fn health(&self) -> Result<serde_json::Value, PluginError> {
-        let conversations: usize = self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum();
+        let conversations: usize = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum();
         Ok(serde_json::json!({"ok": true, "conversations": conversations}))
     }
 }
@@ -125,7 +162,11 @@ impl InMemoryLockStore {
         if let Some(entry) = locks.get(id) {
             // Only the map refers to it, nobody holds it and nobody waits for it.
             if Arc::strong_count(entry) == 1 && Arc::strong_count(&entry.mutex) == 1 {
-                let idle = entry.holder.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+                let idle = entry
+                    .holder
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none();
                 if idle {
                     locks.remove(id);
                 }
@@ -135,11 +176,21 @@ impl InMemoryLockStore {
 }
 
 impl LockStorePlugin for InMemoryLockStore {
-    async fn acquire(&self, conversation_id: String, lifetime_ms: u64, wait_ms: u64) -> Result<String, PluginError> {
+    async fn acquire(
+        &self,
+        conversation_id: String,
+        lifetime_ms: u64,
+        wait_ms: u64,
+    ) -> Result<String, PluginError> {
         let entry = self.entry(&conversation_id);
         let deadline = Instant::now() + Duration::from_millis(wait_ms);
         loop {
-            let holder_expires = entry.holder.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|h| h.expires);
+            let holder_expires = entry
+                .holder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|h| h.expires);
             let now = Instant::now();
             let until = match holder_expires {
                 Some(exp) => exp.min(deadline),
@@ -150,10 +201,17 @@ impl LockStorePlugin for InMemoryLockStore {
                 Ok(guard) => {
                     let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
                     // 0 asks for the store's default lease, 60 s as in Rasa.
-                    let lifetime_ms = if lifetime_ms == 0 { 60_000 } else { lifetime_ms };
+                    let lifetime_ms = if lifetime_ms == 0 {
+                        60_000
+                    } else {
+                        lifetime_ms
+                    };
                     let expires = Instant::now() + Duration::from_millis(lifetime_ms);
-                    *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Held { ticket: ticket.clone(), expires, _guard: guard });
+                    *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Held {
+                        ticket: ticket.clone(),
+                        expires,
+                        _guard: guard,
+                    });
                     return Ok(ticket);
                 }
                 Err(_) => {
@@ -178,7 +236,13 @@ impl LockStorePlugin for InMemoryLockStore {
     }
 
     async fn release(&self, conversation_id: String, ticket: String) -> Result<(), PluginError> {
-        let entry = { self.locks.lock().unwrap_or_else(|p| p.into_inner()).get(&conversation_id).cloned() };
+        let entry = {
+            self.locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&conversation_id)
+                .cloned()
+        };
         if let Some(entry) = entry {
             {
                 let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
@@ -236,6 +300,9 @@ mod tests {
             }
             other => panic!("expected an error, got {other:?}"),
         }
-        assert!(store.keys().await.is_ok(), "the component keeps working after a panic");
+        assert!(
+            store.keys().await.is_ok(),
+            "the component keeps working after a panic"
+        );
     }
 }

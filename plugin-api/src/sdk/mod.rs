@@ -6,8 +6,8 @@ mod config;
 mod guard;
 mod logging;
 pub mod memory;
-pub mod testkit;
 mod runtime;
+pub mod testkit;
 mod traits;
 
 pub use adapters::{
@@ -17,7 +17,9 @@ pub use config::{parse_config, take_worker_threads};
 pub use guard::guard;
 pub use logging::install_host_logger;
 pub use runtime::{runtime, runtime_handle_if_started};
-pub use traits::{EventBrokerPlugin, LockStorePlugin, ModelSourcePlugin, NluConnectorPlugin, TrackerStorePlugin};
+pub use traits::{
+    EventBrokerPlugin, LockStorePlugin, ModelSourcePlugin, NluConnectorPlugin, TrackerStorePlugin,
+};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -48,7 +50,10 @@ fn construct<T, B>(
         install_host_logger(host.clone());
         let (config, threads) = take_worker_threads(config.as_str())?;
         let rt = runtime(threads);
-        let ctx = PluginContext { host, runtime: rt.clone() };
+        let ctx = PluginContext {
+            host,
+            runtime: rt.clone(),
+        };
         let _entered = rt.enter();
         let component = ctor(&config, &ctx)?;
         Ok(boxer(component, Some(rt)))
@@ -73,11 +78,36 @@ macro_rules! constructor_fn {
     };
 }
 
-constructor_fn!(new_tracker_store, TrackerStorePlugin, TrackerStoreBox, tracker_store_box);
-constructor_fn!(new_lock_store, LockStorePlugin, LockStoreBox, lock_store_box);
-constructor_fn!(new_event_broker, EventBrokerPlugin, EventBrokerBox, event_broker_box);
-constructor_fn!(new_nlu_connector, NluConnectorPlugin, NluConnectorBox, nlu_connector_box);
-constructor_fn!(new_model_source, ModelSourcePlugin, ModelSourceBox, model_source_box);
+constructor_fn!(
+    new_tracker_store,
+    TrackerStorePlugin,
+    TrackerStoreBox,
+    tracker_store_box
+);
+constructor_fn!(
+    new_lock_store,
+    LockStorePlugin,
+    LockStoreBox,
+    lock_store_box
+);
+constructor_fn!(
+    new_event_broker,
+    EventBrokerPlugin,
+    EventBrokerBox,
+    event_broker_box
+);
+constructor_fn!(
+    new_nlu_connector,
+    NluConnectorPlugin,
+    NluConnectorBox,
+    nlu_connector_box
+);
+constructor_fn!(
+    new_model_source,
+    ModelSourcePlugin,
+    ModelSourceBox,
+    model_source_box
+);
 
 /// Exports a plugin library: its name (the `type:` users write), its version, and one
 /// constructor per kind it provides. A constructor is any `fn(&str, &PluginContext) ->

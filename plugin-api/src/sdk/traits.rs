@@ -35,7 +35,10 @@ pub trait TrackerStorePlugin: Send + Sync + 'static {
 
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, PluginError>> + Send;
 
-    fn delete(&self, conversation_id: String) -> impl Future<Output = Result<bool, PluginError>> + Send;
+    fn delete(
+        &self,
+        conversation_id: String,
+    ) -> impl Future<Output = Result<bool, PluginError>> + Send;
 
     /// `{"ok": bool, …}`.
     fn health(&self) -> impl Future<Output = Result<Value, PluginError>> + Send {
@@ -46,7 +49,11 @@ pub trait TrackerStorePlugin: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    fn call(&self, op: String, _payload: String) -> impl Future<Output = Result<String, PluginError>> + Send {
+    fn call(
+        &self,
+        op: String,
+        _payload: String,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
         async move { Err(PluginError::unsupported(&op)) }
     }
 }
@@ -60,7 +67,11 @@ pub trait LockStorePlugin: Send + Sync + 'static {
         wait_ms: u64,
     ) -> impl Future<Output = Result<String, PluginError>> + Send;
 
-    fn release(&self, conversation_id: String, ticket: String) -> impl Future<Output = Result<(), PluginError>> + Send;
+    fn release(
+        &self,
+        conversation_id: String,
+        ticket: String,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
 
     fn health(&self) -> impl Future<Output = Result<Value, PluginError>> + Send {
         async { Ok(json!({"ok": true})) }
@@ -70,7 +81,11 @@ pub trait LockStorePlugin: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    fn call(&self, op: String, _payload: String) -> impl Future<Output = Result<String, PluginError>> + Send {
+    fn call(
+        &self,
+        op: String,
+        _payload: String,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
         async move { Err(PluginError::unsupported(&op)) }
     }
 }
@@ -78,7 +93,11 @@ pub trait LockStorePlugin: Send + Sync + 'static {
 /// An event broker. `publish` takes ownership of the events (queued or delivered); the
 /// broker is responsible for retrying and for counting what it could not deliver.
 pub trait EventBrokerPlugin: Send + Sync + 'static {
-    fn publish(&self, conversation_id: String, events: Vec<String>) -> impl Future<Output = Result<(), PluginError>> + Send;
+    fn publish(
+        &self,
+        conversation_id: String,
+        events: Vec<String>,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
 
     fn flush(&self, _timeout_ms: u64) -> impl Future<Output = Result<(), PluginError>> + Send {
         async { Ok(()) }
@@ -92,7 +111,11 @@ pub trait EventBrokerPlugin: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    fn call(&self, op: String, _payload: String) -> impl Future<Output = Result<String, PluginError>> + Send {
+    fn call(
+        &self,
+        op: String,
+        _payload: String,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
         async move { Err(PluginError::unsupported(&op)) }
     }
 }
@@ -109,7 +132,11 @@ pub trait NluConnectorPlugin: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    fn call(&self, op: String, _payload: String) -> impl Future<Output = Result<String, PluginError>> + Send {
+    fn call(
+        &self,
+        op: String,
+        _payload: String,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
         async move { Err(PluginError::unsupported(&op)) }
     }
 }
@@ -126,7 +153,11 @@ pub trait ModelSourcePlugin: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    fn call(&self, op: String, _payload: String) -> impl Future<Output = Result<String, PluginError>> + Send {
+    fn call(
+        &self,
+        op: String,
+        _payload: String,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
         async move { Err(PluginError::unsupported(&op)) }
     }
 }
