@@ -8,7 +8,10 @@ use colloquy_plugin_api::{export_plugin, sdk, PluginError};
 #[serde(deny_unknown_fields)]
 struct NoConfig {}
 
-fn tracker_store(config: &str, _ctx: &sdk::PluginContext) -> Result<InMemoryTrackerStore, PluginError> {
+fn tracker_store(
+    config: &str,
+    _ctx: &sdk::PluginContext,
+) -> Result<InMemoryTrackerStore, PluginError> {
     let _: NoConfig = sdk::parse_config(config)?;
     Ok(InMemoryTrackerStore::default())
 }
