@@ -3,3 +3,6 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of this crate.
 
 pub mod domain;
+pub mod model;
+pub mod policy;
+pub mod training;
