@@ -23,11 +23,16 @@ pub struct PartialState {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub prev_action: Option<String>,
     /// `Some(None)`: no loop may be active (`active_loop: null` in the rule).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "present_null")]
     pub active_loop: Option<Option<String>>,
     /// Slot → required feature; `None`: the slot must be unset.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub slots: BTreeMap<String, Option<String>>,
+}
+
+/// Keeps `"active_loop": null` (must be inactive) apart from a missing key (don't care).
+fn present_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl PartialState {

@@ -109,6 +109,10 @@ pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>) -> Result<(), DataError
             } else {
                 b.start_checkpoints.push(cp);
             }
+        } else if l.strip_prefix(['*', '-']).is_some_and(|r| r.trim_start().starts_with("form:")) {
+            // 0.x interactive-learning lines handled inside the form ("form: " lines are
+            // excluded from training in rasa_core); the slot events around them stay.
+            seen_event = true;
         } else if let Some(u) = l.strip_prefix('*') {
             if !b.end_checkpoints.is_empty() {
                 let name = b.name.clone();
