@@ -380,13 +380,7 @@ mod tests {
 
     fn domain_with(slot: &str) -> Domain {
         let mut d = Domain::empty();
-        d.slots.insert(
-            0,
-            crate::domain::Slot {
-                name: slot.into(),
-                initial_value: Value::Null,
-            },
-        );
+        d.slots.insert(0, crate::domain::Slot::implicit(slot, crate::domain::SlotKind::Any));
         d
     }
 

@@ -1,0 +1,353 @@
+//! Dialogue policies: Rasa's dialogue-state featurisation, the policies Colloquy implements
+//! (Memoization, AugmentedMemoization, Rule, 0.x Mapping/Form/Fallback) and the ensemble
+//! that picks one prediction with Rasa's priority rules.
+
+pub mod mapping;
+pub mod memoization;
+pub mod rules;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::Domain;
+
+pub use mapping::{FallbackPolicy, FormPolicy, MappingPolicy};
+pub use memoization::MemoizationPolicy;
+pub use rules::{RuleContradiction, RulePolicy};
+
+pub const ACTION_LISTEN: &str = "action_listen";
+
+/// One event of a story, a rule, or a live conversation, as the policies see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StoryEvent {
+    /// A user message; `entities` are (entity type, value) pairs.
+    User { intent: Option<String>, entities: Vec<(String, Value)>, text: Option<String> },
+    Action(String),
+    Slot { name: String, value: Value },
+    ActiveLoop(Option<String>),
+    LoopInterrupted(bool),
+    ActionExecutionRejected(String),
+    Restart,
+    SessionStarted,
+    Followup(String),
+}
+
+/// The dialogue state before an action: what Rasa featurises (intent and the entities the
+/// intent uses, previous action, active loop, featurised slots).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub entities: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prev_action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub active_loop: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub slots: BTreeMap<String, String>,
+}
+
+impl State {
+    fn is_empty(&self) -> bool {
+        *self == State::default()
+    }
+}
+
+/// The conversation as far as state featurisation is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct DialogueTracker {
+    pub intent: Option<String>,
+    pub entities: Vec<String>,
+    pub prev_action: Option<String>,
+    pub active_loop: Option<String>,
+    pub loop_rejected: bool,
+    pub slots: BTreeMap<String, Value>,
+    pub followup: Option<String>,
+}
+
+impl DialogueTracker {
+    pub fn apply(&mut self, domain: &Domain, e: &StoryEvent) {
+        match e {
+            StoryEvent::User { intent, entities, .. } => {
+                self.intent = intent.clone();
+                self.entities = domain.used_entities(intent.as_deref(), entities.iter().map(|(e, _)| e.as_str()));
+                self.followup = None;
+            }
+            StoryEvent::Action(a) => {
+                self.prev_action = Some(a.clone());
+                if self.active_loop.as_deref() == Some(a.as_str()) {
+                    self.loop_rejected = false;
+                }
+                self.followup = None;
+            }
+            StoryEvent::Slot { name, value } => {
+                self.slots.insert(name.clone(), value.clone());
+            }
+            StoryEvent::ActiveLoop(l) => {
+                self.active_loop = l.clone();
+                self.loop_rejected = false;
+            }
+            StoryEvent::ActionExecutionRejected(a) => {
+                if self.active_loop.as_deref() == Some(a.as_str()) {
+                    self.loop_rejected = true;
+                }
+            }
+            StoryEvent::LoopInterrupted(_) => {}
+            StoryEvent::Restart | StoryEvent::SessionStarted => *self = DialogueTracker::default(),
+            StoryEvent::Followup(a) => self.followup = Some(a.clone()),
+        }
+    }
+
+    pub fn state(&self, domain: &Domain) -> State {
+        let slots = self
+            .slots
+            .iter()
+            .filter_map(|(n, v)| domain.slot(n).and_then(|s| s.feature(v)).map(|f| (n.clone(), f)))
+            .collect();
+        State {
+            intent: self.intent.clone(),
+            entities: self.entities.clone(),
+            prev_action: self.prev_action.clone(),
+            active_loop: self.active_loop.clone(),
+            slots,
+        }
+    }
+}
+
+/// Events of the current session: everything after the last restart / session start, without
+/// the leading `action_session_start`.
+pub fn session_events(events: &[StoryEvent]) -> &[StoryEvent] {
+    let start = events
+        .iter()
+        .rposition(|e| matches!(e, StoryEvent::Restart | StoryEvent::SessionStarted))
+        .map_or(0, |i| i + 1);
+    let mut ev = &events[start..];
+    while let Some(StoryEvent::Action(a)) = ev.first() {
+        if a == "action_session_start" {
+            ev = &ev[1..];
+        } else {
+            break;
+        }
+    }
+    ev
+}
+
+/// The states before each action of `events` (paired with that action), plus the current state.
+pub fn states_with_actions(domain: &Domain, events: &[StoryEvent]) -> (Vec<(State, String)>, State, DialogueTracker) {
+    let mut t = DialogueTracker::default();
+    let mut out = Vec::new();
+    for e in events {
+        if let StoryEvent::Action(a) = e {
+            let s = t.state(domain);
+            // The empty state before a conversation's first `action_listen` carries nothing.
+            if !s.is_empty() {
+                out.push((s, a.clone()));
+            }
+        }
+        t.apply(domain, e);
+    }
+    let cur = t.state(domain);
+    (out, cur, t)
+}
+
+/// A story or rule after checkpoints and `or` are resolved: the input of policy training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingTracker {
+    pub name: String,
+    pub file: String,
+    pub is_rule: bool,
+    /// Rule `condition:` events (applied before the steps, featurised as constraints).
+    pub condition: Vec<StoryEvent>,
+    /// The events, with an `action_listen` before every user message (and, for rules that
+    /// wait for user input, after the last action).
+    pub events: Vec<StoryEvent>,
+    /// Source line of every event (0 for inserted ones).
+    pub lines: Vec<usize>,
+    pub conversation_start: bool,
+    /// The rule/story begins at a checkpoint or `...`, i.e. not at the conversation start.
+    pub starts_with_snippet: bool,
+}
+
+/// What the ensemble predicts for the next action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub action: String,
+    pub policy: String,
+    pub confidence: f64,
+    /// One score per domain action, in `Domain::action_names` order.
+    pub scores: Vec<(String, f64)>,
+}
+
+/// A policy's answer: an action and its confidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyOutput {
+    pub action: String,
+    pub confidence: f64,
+}
+
+/// One configured policy with its trained data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Policy {
+    Memoization(MemoizationPolicy),
+    Rule(RulePolicy),
+    Mapping(MappingPolicy),
+    Form(FormPolicy),
+    Fallback(FallbackPolicy),
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Memoization(m) if m.augmented => "AugmentedMemoizationPolicy",
+            Policy::Memoization(_) => "MemoizationPolicy",
+            Policy::Rule(_) => "RulePolicy",
+            Policy::Mapping(_) => "MappingPolicy",
+            Policy::Form(_) => "FormPolicy",
+            Policy::Fallback(_) => "FallbackPolicy",
+        }
+    }
+
+    pub fn priority(&self) -> u8 {
+        match self {
+            Policy::Rule(r) => r.priority,
+            Policy::Form(f) => f.priority,
+            Policy::Fallback(f) => f.priority,
+            Policy::Memoization(m) => m.priority,
+            Policy::Mapping(m) => m.priority,
+        }
+    }
+
+    fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
+        match self {
+            Policy::Memoization(m) => m.predict(ctx),
+            Policy::Rule(r) => r.predict(ctx),
+            Policy::Mapping(m) => m.predict(ctx),
+            Policy::Form(f) => f.predict(ctx),
+            Policy::Fallback(f) => f.predict(ctx),
+        }
+    }
+}
+
+/// What a policy gets to look at when predicting.
+pub struct PredictContext<'a> {
+    pub domain: &'a Domain,
+    pub events: &'a [StoryEvent],
+    /// States before each past action, then the current state last.
+    pub states: Vec<State>,
+    pub tracker: DialogueTracker,
+}
+
+impl PredictContext<'_> {
+    pub fn current(&self) -> &State {
+        self.states.last().expect("at least the current state")
+    }
+}
+
+/// The trained policies of a model, in configuration order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PolicyEnsemble {
+    pub policies: Vec<Policy>,
+    /// `FallbackClassifier` threshold from the pipeline: below it, a message's intent becomes
+    /// `nlu_fallback` (see `apply_nlu_fallback`).
+    pub nlu_fallback_threshold: Option<f64>,
+    pub nlu_fallback_ambiguity_threshold: Option<f64>,
+}
+
+impl PolicyEnsemble {
+    /// The configured policy names, in order.
+    pub fn policy_names(&self) -> Vec<&'static str> {
+        self.policies.iter().map(Policy::name).collect()
+    }
+
+    /// Predicts the next action after the applied events of a conversation.
+    pub fn predict(&self, domain: &Domain, applied: &[StoryEvent]) -> Prediction {
+        let events = session_events(applied);
+        let (past, current, tracker) = states_with_actions(domain, events);
+        if let Some(f) = &tracker.followup {
+            return prediction(domain, f, "followup_action", 1.0);
+        }
+        let mut states: Vec<State> = past.into_iter().map(|(s, _)| s).collect();
+        states.push(current);
+        let ctx = PredictContext { domain, events, states, tracker };
+        let mut best: Option<(PolicyOutput, &Policy)> = None;
+        for p in &self.policies {
+            if let Some(out) = p.predict(&ctx) {
+                let better = match &best {
+                    None => true,
+                    Some((b, bp)) => {
+                        out.confidence > b.confidence || (out.confidence == b.confidence && p.priority() > bp.priority())
+                    }
+                };
+                if better {
+                    best = Some((out, p));
+                }
+            }
+        }
+        match best {
+            Some((out, p)) => prediction(domain, &out.action, p.name(), out.confidence),
+            // Nothing applies (no rule policy to fall back on): Rasa's argmax over all-zero
+            // scores is the first action, `action_listen`.
+            None => prediction(
+                domain,
+                ACTION_LISTEN,
+                self.policies.first().map(Policy::name).unwrap_or("MemoizationPolicy"),
+                0.0,
+            ),
+        }
+    }
+
+    /// Rewrites a parse result like Rasa's `FallbackClassifier`: when the top intent's
+    /// confidence is below the threshold (or the top two are closer than the ambiguity
+    /// threshold) the intent becomes `nlu_fallback` with confidence = threshold.
+    pub fn apply_nlu_fallback(&self, parse_data: &mut Value) -> bool {
+        let Some(threshold) = self.nlu_fallback_threshold else { return false };
+        let conf = parse_data.pointer("/intent/confidence").and_then(Value::as_f64).unwrap_or(0.0);
+        let name = parse_data.pointer("/intent/name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() || name == "nlu_fallback" {
+            return false;
+        }
+        let ambiguous = self.nlu_fallback_ambiguity_threshold.is_some_and(|amb| {
+            let ranking = parse_data.get("intent_ranking").and_then(Value::as_array);
+            let second = ranking.and_then(|r| r.get(1)).and_then(|i| i.get("confidence")).and_then(Value::as_f64);
+            second.is_some_and(|s| conf - s < amb)
+        });
+        if conf >= threshold && !ambiguous {
+            return false;
+        }
+        let fb = serde_json::json!({"name": "nlu_fallback", "confidence": threshold});
+        if let Some(o) = parse_data.as_object_mut() {
+            o.insert("intent".into(), fb.clone());
+            if let Some(Value::Array(r)) = o.get_mut("intent_ranking") {
+                r.insert(0, fb);
+            }
+        }
+        true
+    }
+}
+
+fn prediction(domain: &Domain, action: &str, policy: &str, confidence: f64) -> Prediction {
+    let mut scores: Vec<(String, f64)> = domain
+        .action_names()
+        .into_iter()
+        .map(|a| {
+            let s = if a == action { confidence } else { 0.0 };
+            (a, s)
+        })
+        .collect();
+    if !scores.iter().any(|(a, _)| a == action) {
+        scores.push((action.to_string(), confidence));
+    }
+    Prediction { action: action.to_string(), policy: policy.to_string(), confidence, scores }
+}
+
+/// The memoization key of a window of states.
+pub(crate) fn state_key(states: &[State]) -> String {
+    serde_json::to_string(states).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
