@@ -26,6 +26,8 @@ pub enum Command {
     Plugins(PluginDirArgs),
     /// Run the store contract suite against a plugin library.
     PluginTest(PluginTestArgs),
+    /// Create a standalone plugin crate (a working in-memory implementation) to start from.
+    NewPlugin(NewPluginArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -95,6 +97,9 @@ pub struct RunArgs {
     pub nlu: Option<String>,
     #[command(flatten)]
     pub plugins: PluginDirArgs,
+    /// Bound on every plugin call (store, lock, broker), in seconds.
+    #[arg(long = "plugin-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_timeout: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long = "max-body-bytes", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -125,4 +130,19 @@ pub struct PluginTestArgs {
     pub prefix: String,
     #[command(flatten)]
     pub plugins: PluginDirArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NewPluginArgs {
+    /// tracker-store, lock-store, event-broker, nlu-connector or model-source.
+    pub kind: String,
+    /// The plugin's name, written as `type:` in the endpoints YAML ([a-z][a-z0-9_]*).
+    pub name: String,
+    /// The directory in which the crate's folder `<name>` is created (default: here).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The `plugin-api` directory to build against (default: the one this colloquy was
+    /// built from).
+    #[arg(long = "plugin-api-path")]
+    pub plugin_api_path: Option<PathBuf>,
 }

@@ -72,5 +72,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::NewPlugin(args) => match colloquy::scaffold::new_plugin(&args) {
+            Ok(made) => {
+                print!("{}", made.next_steps());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

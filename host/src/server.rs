@@ -61,6 +61,9 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
         ));
     }
     let mut registry = Registry::new(&args.plugins.plugin_dirs);
+    if args.plugin_timeout > 0 {
+        registry.call_timeout = Duration::from_secs(args.plugin_timeout);
+    }
     let store = registry.tracker_store(endpoints.tracker_store.as_ref())?;
     let locks = registry.lock_store(endpoints.lock_store.as_ref())?;
     let broker = match &endpoints.event_broker {
