@@ -65,7 +65,7 @@ impl std::error::Error for ScaffoldError {}
 pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
     let bad = |why: &str| {
         Err(ScaffoldError::Name(format!(
-            "invalid plugin name \"{name}\": {why}"
+            "invalid plugin name \"{name}\": {why}; a name matches [a-z][a-z0-9_]* (it is what `type:` names)"
         )))
     };
     let mut chars = name.chars();
@@ -75,7 +75,7 @@ pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
         Some(_) => {}
     }
     if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return bad("use only a-z, 0-9 and _ (pattern [a-z][a-z0-9_]*)");
+        return bad("use only a-z, 0-9 and _");
     }
     if name.len() > 64 {
         return bad("it is longer than 64 characters");

@@ -86,6 +86,16 @@ fn events_of(tracker: &Value) -> Vec<Value> {
     tracker["events"].as_array().cloned().unwrap_or_default()
 }
 
+/// The value of the last `slot` event named `name` (no domain is loaded, so `slots` is empty).
+fn last_slot(tracker: &Value, name: &str) -> Value {
+    events_of(tracker)
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "slot" && e["name"] == name)
+        .map(|e| e["value"].clone())
+        .unwrap_or(Value::Null)
+}
+
 fn sqlite3(db: &Path, sql: &str) -> Option<String> {
     let out = Command::new("sqlite3").arg(db).arg(sql).output().ok()?;
     assert!(
@@ -164,10 +174,7 @@ fn sqlite_example_stores_conversations_across_restarts() {
     assert!(before.len() >= 4, "{before:?}");
     let (_, status) = s.get("/status");
     assert_eq!(status["tracker_store"]["type"], "sqlite", "{status}");
-    assert_eq!(
-        status["tracker_store"]["health"]["ok"], true,
-        "{status}"
-    );
+    assert_eq!(status["tracker_store"]["health"]["ok"], true, "{status}");
     assert!(s.terminate().success(), "{}", s.stderr());
     drop(s);
 
@@ -176,12 +183,9 @@ fn sqlite_example_stores_conversations_across_restarts() {
     let (st, after) = s.get("/conversations/alice/tracker?include_events=ALL");
     assert_eq!(st, 200, "{after}");
     assert_eq!(events_of(&after), before);
-    assert_eq!(after["slots"]["city"], "Rome", "{after}");
+    assert_eq!(last_slot(&after, "city"), "Rome", "{after}");
     let (_, keys) = s.get("/conversations");
-    assert!(
-        keys.as_array().unwrap().contains(&json!("alice")),
-        "{keys}"
-    );
+    assert!(keys.as_array().unwrap().contains(&json!("alice")), "{keys}");
     let (st, _) = s.post(
         "/conversations/alice/tracker/events",
         &json!({"event": "slot", "name": "city", "value": "Paris"}),
@@ -189,7 +193,7 @@ fn sqlite_example_stores_conversations_across_restarts() {
     assert_eq!(st, 200);
     let (_, t) = s.get("/conversations/alice/tracker?include_events=ALL");
     assert_eq!(events_of(&t).len(), before.len() + 1);
-    assert_eq!(t["slots"]["city"], "Paris");
+    assert_eq!(last_slot(&t, "city"), "Paris");
 
     // Rasa's SQL columns, queryable with SQL.
     let rows = sqlite3(
@@ -223,7 +227,8 @@ fn sqlite_example_stores_conversations_across_restarts() {
     );
     assert_eq!(st, 200, "{body}");
     let (_, t) = s.get("/conversations/alice/tracker?include_events=ALL");
-    assert_eq!(t["slots"]["city"], "Oslo", "{t}");
+    assert_eq!(last_slot(&t, "city"), "Oslo", "{t}");
+    assert!(!t.to_string().contains("Rome"), "{t}");
     if let Some(n) = sqlite3(&db, "SELECT count(*) FROM events WHERE sender_id = 'alice'") {
         assert_eq!(n.trim(), events_of(&t).len().to_string(), "{t}");
     }
@@ -292,7 +297,7 @@ fn a_generated_tracker_store_builds_and_passes_the_contract() {
     );
     assert_eq!(st, 200);
     let (_, t) = s.get("/conversations/bob/tracker");
-    assert_eq!(t["slots"]["x"], 1, "{t}");
+    assert_eq!(last_slot(&t, "x"), 1, "{t}");
     let (_, status) = s.get("/status");
     assert_eq!(status["tracker_store"]["type"], "my_store", "{status}");
 }
@@ -453,7 +458,7 @@ fn a_panicking_or_hanging_plugin_fails_the_call_not_the_server() {
     assert_eq!(st, 200);
     let (st, t) = s.get("/conversations/fine/tracker");
     assert_eq!(st, 200);
-    assert_eq!(t["slots"]["x"], 1, "{t}");
+    assert_eq!(last_slot(&t, "x"), 1, "{t}");
 
     // A call that never returns: bounded by --plugin-timeout (2 s).
     let started = Instant::now();
