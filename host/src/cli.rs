@@ -28,6 +28,8 @@ pub enum Command {
     PluginTest(PluginTestArgs),
     /// Create a standalone plugin crate (a working in-memory implementation) to start from.
     NewPlugin(NewPluginArgs),
+    /// Train a model from a Rasa project (`rasa train`): domain, config and training data.
+    Train(TrainArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -145,4 +147,26 @@ pub struct NewPluginArgs {
     /// built from).
     #[arg(long = "plugin-api-path")]
     pub plugin_api_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    /// The domain file, or a directory of domain files.
+    #[arg(short = 'd', long, default_value = "domain.yml")]
+    pub domain: PathBuf,
+    /// Training data (files or directories; repeatable).
+    #[arg(long, default_values = ["data"], num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// The config file (policies, pipeline); Rasa's defaults when it does not exist.
+    #[arg(short = 'c', long, default_value = "config.yml")]
+    pub config: PathBuf,
+    /// Where the model archive goes.
+    #[arg(long, default_value = "models")]
+    pub out: PathBuf,
+    /// The archive's name instead of a timestamp.
+    #[arg(long = "fixed-model-name")]
+    pub fixed_model_name: Option<String>,
+    /// Train even when the inputs did not change.
+    #[arg(long)]
+    pub force: bool,
 }

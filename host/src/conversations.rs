@@ -36,6 +36,12 @@ pub struct Log {
     pub events: Arc<Vec<Event>>,
 }
 
+impl Log {
+    pub fn empty() -> Log {
+        Log { epoch: 0, events: Arc::new(Vec::new()) }
+    }
+}
+
 /// What a write does to the log.
 pub enum Write {
     Append(Vec<Event>),
@@ -192,83 +198,67 @@ impl Conversations {
         id: &str,
         decide: impl FnOnce(Option<&Log>) -> Result<(Option<Write>, T), crate::http::ApiError>,
     ) -> Result<(Log, T), crate::http::ApiError> {
-        let ticket = self
-            .locks
-            .acquire(
-                id,
-                self.lock_lifetime.unwrap_or(Duration::ZERO),
-                self.lock_wait,
-            )
-            .await
-            .map_err(ConversationError::Lock)?;
-        let outcome = self.modify_locked(id, decide).await;
+        self.locked(id, || async {
+            let current = self.read(id).await?;
+            let (write, extra) = decide(current.as_ref())?;
+            let old = current.unwrap_or_else(Log::empty);
+            let log = match write {
+                None => old,
+                Some(Write::Append(new)) => self.append_locked(id, &old, new).await?,
+                Some(Write::Replace(events)) => self.replace_locked(id, &old, events).await?,
+            };
+            Ok((log, extra))
+        })
+        .await
+    }
+
+    /// Runs `work` while holding the conversation's lock (always released afterwards).
+    pub async fn locked<T, Fut>(&self, id: &str, work: impl FnOnce() -> Fut) -> Result<T, crate::http::ApiError>
+    where
+        Fut: std::future::Future<Output = Result<T, crate::http::ApiError>>,
+    {
+        let lifetime = self.lock_lifetime.unwrap_or(Duration::ZERO);
+        let ticket = self.locks.acquire(id, lifetime, self.lock_wait).await.map_err(ConversationError::Lock)?;
+        let outcome = work().await;
         if let Err(e) = self.locks.release(id, ticket).await {
-            // The lease expires by itself; the write itself succeeded or failed on its own.
+            // The lease expires by itself; the work itself succeeded or failed on its own.
             tracing::warn!(conversation = id, "lock release failed: {e}");
         }
         outcome
     }
 
-    async fn modify_locked<T>(
-        &self,
-        id: &str,
-        decide: impl FnOnce(Option<&Log>) -> Result<(Option<Write>, T), crate::http::ApiError>,
-    ) -> Result<(Log, T), crate::http::ApiError> {
-        let current = self.read(id).await?;
-        let (write, extra) = decide(current.as_ref())?;
-        let old = current.unwrap_or(Log {
-            epoch: 0,
-            events: Arc::new(Vec::new()),
-        });
-        let (log, new_events) = match write {
-            None => return Ok((old, extra)),
-            Some(Write::Append(new)) => {
-                if new.is_empty() {
-                    return Ok((old, extra));
-                }
-                let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
-                let pos = self
-                    .store
-                    .append(id, texts.clone())
-                    .await
-                    .map_err(ConversationError::Store)?;
-                let mut events = Vec::with_capacity(old.events.len() + new.len());
-                events.extend(old.events.iter().cloned());
-                events.extend(new);
-                let log = Log {
-                    epoch: pos.epoch,
-                    events: Arc::new(events),
-                };
-                if pos.epoch == old.epoch && pos.length == log.events.len() as u64 {
-                    self.remember(id, log.clone());
-                } else {
-                    // Someone wrote without holding the lock: do not trust the cache.
-                    self.forget(id);
-                }
-                (log, texts)
-            }
-            Some(Write::Replace(events)) => {
-                let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
-                let pos = self
-                    .store
-                    .replace(id, texts.clone())
-                    .await
-                    .map_err(ConversationError::Store)?;
-                let log = Log {
-                    epoch: pos.epoch,
-                    events: Arc::new(events),
-                };
-                self.remember(id, log.clone());
-                // Brokers get what a count-offset diff would give Rasa's: only a longer tail.
-                let tail = texts.into_iter().skip(old.events.len()).collect();
-                (log, tail)
-            }
-        };
-        self.counters
-            .events_stored
-            .fetch_add(new_events.len() as u64, Ordering::Relaxed);
-        self.publish(id, new_events).await;
-        Ok((log, extra))
+    /// Appends `new` after `old` (the caller holds the lock and read `old`), then publishes.
+    pub async fn append_locked(&self, id: &str, old: &Log, new: Vec<Event>) -> Result<Log, ConversationError> {
+        if new.is_empty() {
+            return Ok(old.clone());
+        }
+        let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
+        let pos = self.store.append(id, texts.clone()).await.map_err(ConversationError::Store)?;
+        let mut events = Vec::with_capacity(old.events.len() + new.len());
+        events.extend(old.events.iter().cloned());
+        events.extend(new);
+        let log = Log { epoch: pos.epoch, events: Arc::new(events) };
+        if pos.epoch == old.epoch && pos.length == log.events.len() as u64 {
+            self.remember(id, log.clone());
+        } else {
+            // Someone wrote without holding the lock: do not trust the cache.
+            self.forget(id);
+        }
+        self.counters.events_stored.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.publish(id, texts).await;
+        Ok(log)
+    }
+
+    async fn replace_locked(&self, id: &str, old: &Log, events: Vec<Event>) -> Result<Log, ConversationError> {
+        let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
+        let pos = self.store.replace(id, texts.clone()).await.map_err(ConversationError::Store)?;
+        let log = Log { epoch: pos.epoch, events: Arc::new(events) };
+        self.remember(id, log.clone());
+        self.counters.events_stored.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        // Brokers get what a count-offset diff gives Rasa's: only a longer tail.
+        let tail: Vec<String> = texts.into_iter().skip(old.events.len()).collect();
+        self.publish(id, tail).await;
+        Ok(log)
     }
 
     async fn publish(&self, id: &str, events: Vec<String>) {

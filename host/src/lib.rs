@@ -4,9 +4,11 @@
 
 pub mod agent;
 pub mod brokers;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod conversations;
+pub mod dialogue;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -72,6 +72,35 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Train(args) => {
+            let _ = init_logging(false, None);
+            let opts = colloquy::training::TrainOptions {
+                domain: args.domain,
+                data: args.data,
+                config: args.config,
+                out: args.out,
+                fixed_model_name: args.fixed_model_name,
+                force: args.force,
+            };
+            let started = std::time::Instant::now();
+            match colloquy::training::train(&opts, &mut |step| println!("{step}")) {
+                Ok(outcome) => {
+                    for w in &outcome.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    if outcome.skipped {
+                        println!("Nothing changed since {}: training skipped (use --force to retrain).", outcome.path.display());
+                    } else {
+                        println!("Training took {:.2} s.", started.elapsed().as_secs_f64());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::NewPlugin(args) => match colloquy::scaffold::new_plugin(&args) {
             Ok(made) => {
                 print!("{}", made.next_steps());

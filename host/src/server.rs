@@ -32,6 +32,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("cannot load the model {0}")]
+    Model(String),
     #[error("cannot open log file {path}: {source}")]
     LogFile {
         path: String,
@@ -76,6 +78,18 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
         args.jwt_secret.clone(),
         &args.jwt_method,
     )?;
+    let agent = match &args.model {
+        Some(path) => {
+            let model = crate::model::Model::load(path).map_err(|e| StartError::Model(format!("{}: {e}", path.display())))?;
+            tracing::info!(model = %model.file_name, model_id = %model.id, "model loaded");
+            Some(Arc::new(crate::agent::Agent::new(model)))
+        }
+        None => None,
+    };
+    let action_server = match &endpoints.action_endpoint {
+        Some(cfg) => Some(crate::dialogue::ActionServer::from_config(cfg).map_err(|e| StartError::Unsupported(e.to_string()))?),
+        None => None,
+    };
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         ..Limits::default()
@@ -83,7 +97,8 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
     Ok(Arc::new(AppState {
         conversations: Conversations::new(store, locks, broker, args.cache_conversations),
         auth,
-        agent: RwLock::new(None),
+        agent: RwLock::new(agent),
+        processor: crate::dialogue::Processor::new(action_server),
         empty_domain: Arc::new(Domain::empty()),
         limits,
         enable_api: args.enable_api,

@@ -47,10 +47,10 @@ fn route_not_found(method: &str, rest: &str) -> ApiError {
     )
 }
 
-struct Request<'a> {
-    state: &'a SharedState,
-    id: &'a str,
-    query: Query,
+pub(super) struct Request<'a> {
+    pub(super) state: &'a SharedState,
+    pub(super) id: &'a str,
+    pub(super) query: Query,
 }
 
 impl<'a> Request<'a> {
@@ -84,7 +84,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn tracker(&self, events: &[Event]) -> Result<Response, ApiError> {
+    pub(super) fn tracker(&self, events: &[Event]) -> Result<Response, ApiError> {
         let verbosity = self.query.verbosity()?;
         Ok(Json(tracker_json(
             self.id,
@@ -116,6 +116,7 @@ pub async fn get_dispatch(
     match split(&rest) {
         Some((id, "/tracker")) => get_tracker(Request::new(&state, id, &headers, q)?).await,
         Some((id, "/story")) => get_story(Request::new(&state, id, &headers, q)?).await,
+        Some((id, "/respond")) => super::dialogue::respond(Request::new(&state, id, &headers, q)?, None).await,
         _ => Err(route_not_found("GET", &rest)),
     }
 }
@@ -131,6 +132,11 @@ pub async fn post_dispatch(
         Some((id, "/tracker/events")) => {
             append_events(Request::new(&state, id, &headers, q)?, body).await
         }
+        Some((id, "/messages")) => super::dialogue::messages(Request::new(&state, id, &headers, q)?, body).await,
+        Some((id, "/predict")) => super::dialogue::predict(Request::new(&state, id, &headers, q)?).await,
+        Some((id, "/execute")) => super::dialogue::execute(Request::new(&state, id, &headers, q)?, body).await,
+        Some((id, "/trigger_intent")) => super::dialogue::trigger_intent(Request::new(&state, id, &headers, q)?, body).await,
+        Some((id, "/respond")) => super::dialogue::respond(Request::new(&state, id, &headers, q)?, Some(body)).await,
         _ => Err(route_not_found("POST", &rest)),
     }
 }
@@ -177,7 +183,7 @@ async fn get_story(req: Request<'_>) -> Result<Response, ApiError> {
 }
 
 /// Parses a body holding one event or a list of events; the whole list or nothing.
-fn parse_events(
+pub(super) fn parse_events(
     req: &Request<'_>,
     body: &Bytes,
     allow_single: bool,

@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod dialogue;
+pub mod model;
 pub mod error;
 pub mod meta;
 pub mod query;
@@ -39,6 +41,7 @@ impl Default for Limits {
 }
 
 pub struct AppState {
+    pub processor: crate::dialogue::Processor,
     pub conversations: Conversations,
     pub auth: auth::Auth,
     pub agent: RwLock<Option<Arc<Agent>>>,
@@ -50,6 +53,11 @@ pub struct AppState {
 impl AppState {
     pub fn agent(&self) -> Option<Arc<Agent>> {
         self.agent.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The loaded model, or 409 Conflict as Rasa 3.6 answers without one.
+    pub fn require_agent(&self) -> Result<Arc<Agent>, ApiError> {
+        self.agent().ok_or_else(|| ApiError::conflict("No agent loaded. To continue processing, a model of a trained agent needs to be loaded."))
     }
 
     /// The domain in force: the model's, or the empty one.
@@ -66,12 +74,18 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     let mut app = Router::new()
         .route("/", get(meta::root))
-        .route("/version", get(meta::version));
+        .route("/version", get(meta::version))
+        .route("/webhooks/rest/", get(crate::channels::rest::health))
+        .route("/webhooks/rest/webhook", axum::routing::post(crate::channels::rest::webhook));
     if state.enable_api {
         app = app
             .route("/status", get(meta::status))
             .route("/domain", get(meta::domain))
             .route("/conversations", get(conversations::list))
+            .route("/model/parse", axum::routing::post(model::parse))
+            .route("/parse", axum::routing::post(model::parse_legacy))
+            .route("/model/predict", axum::routing::post(model::predict))
+            .route("/predict", axum::routing::post(model::predict_legacy))
             .route(
                 "/conversations/{*rest}",
                 get(conversations::get_dispatch)

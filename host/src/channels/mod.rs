@@ -1,0 +1,3 @@
+//! Input channels: where user messages arrive and bot messages go.
+
+pub mod rest;

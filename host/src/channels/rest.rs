@@ -1,0 +1,55 @@
+//! The REST channel (rasa-endpoints §8.2): `POST /webhooks/rest/webhook` with
+//! `{"sender", "message", "metadata"?, "input_channel"?}` answers the bot's messages.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::dialogue::UserMessage;
+use crate::http::query::{json_body, Query};
+use crate::http::{ApiError, SharedState};
+
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn webhook(State(state): State<SharedState>, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let body = json_body(&body)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_parameter("The request body must be a JSON object with 'sender' and 'message'.", "", "body"));
+    };
+    let text = match obj.get("message") {
+        Some(Value::String(s)) => s.trim().to_string(),
+        None | Some(Value::Null) => return Err(ApiError::bad_parameter("The request body needs a 'message'.", "message", "body")),
+        Some(other) => return Err(ApiError::bad_parameter(format!("'message' must be a string, got {other}."), "message", "body")),
+    };
+    let sender = match obj.get("sender") {
+        None | Some(Value::Null) => "default".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if sender.chars().count() > state.limits.max_conversation_id_len {
+        return Err(ApiError::bad_parameter("The sender id is too long.", "sender", "body"));
+    }
+    let metadata = obj.get("metadata").and_then(Value::as_object).cloned();
+    let input_channel = obj.get("input_channel").and_then(Value::as_str).unwrap_or("rest").to_string();
+    let Some(agent) = state.agent() else {
+        return Err(ApiError::conflict("No model is loaded: the bot cannot answer yet."));
+    };
+    let msg = UserMessage { sender_id: sender, text: Some(text), input_channel: Some(input_channel), metadata, ..Default::default() };
+    let out = state.processor.handle_message(&state, agent, msg).await?;
+    if q.flag("stream", false) {
+        // One JSON message per line, as Rasa's REST channel streams them.
+        let mut text = String::new();
+        for m in &out.messages {
+            text.push_str(&m.to_string());
+            text.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/event-stream")], text).into_response());
+    }
+    Ok(Json(out.messages).into_response())
+}

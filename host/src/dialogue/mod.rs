@@ -1,0 +1,340 @@
+//! The dialogue engine: what happens when a user speaks (Rasa 3.6's `MessageProcessor`).
+//!
+//! Per message, under the conversation's lock: session check → parse → `user` event →
+//! `action_extract_slots` → predict and run actions until `action_listen` (at most
+//! `max_predictions`) → append the new events → publish. Only the new events are written.
+
+pub mod action_server;
+pub mod actions;
+pub mod extract;
+pub mod forms;
+pub mod interpreter;
+pub mod output;
+pub mod responses;
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::agent::Agent;
+use crate::conversations::Log;
+use crate::engine::tracker::{ACTION_LISTEN, ACTION_SESSION_START};
+use crate::engine::{Event, EventKind, TrackerState};
+use crate::http::{ApiError, AppState};
+use crate::policy::StoryEvent;
+
+pub use action_server::ActionServer;
+
+/// A message as a channel or the API hands it over.
+#[derive(Debug, Clone, Default)]
+pub struct UserMessage {
+    pub sender_id: String,
+    pub text: Option<String>,
+    /// Given by the client (`/messages` with `parse_data`): used instead of NLU.
+    pub parse_data: Option<Map<String, Value>>,
+    pub input_channel: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub message_id: Option<String>,
+    /// `trigger_intent`: the message is not the user's but an external event.
+    pub external: bool,
+}
+
+/// What a turn produced.
+pub struct TurnOutput {
+    pub log: Log,
+    /// The bot's messages as channel dicts (`recipient_id`, `text`, …).
+    pub messages: Vec<Value>,
+}
+
+/// The conversation being worked on during one turn: stored events plus the new ones.
+pub struct Turn<'a> {
+    pub agent: &'a Agent,
+    pub sender_id: &'a str,
+    pub events: Vec<Event>,
+    pub stored: usize,
+    pub channel: Option<String>,
+}
+
+impl<'a> Turn<'a> {
+    fn new(agent: &'a Agent, sender_id: &'a str, log: &Log, channel: Option<String>) -> Turn<'a> {
+        Turn { agent, sender_id, events: log.events.as_ref().clone(), stored: log.events.len(), channel }
+    }
+
+    /// Adds an event: stamped with the model's ids, as 3.6 does for every new event.
+    pub fn push(&mut self, mut e: Event) {
+        e.stamp(&self.agent.model_id, &self.agent.assistant_id);
+        self.events.push(e);
+    }
+
+    pub fn state(&self) -> TrackerState {
+        TrackerState::compute(&self.agent.domain, &self.events)
+    }
+
+    pub fn new_events(&self) -> Vec<Event> {
+        self.events[self.stored..].to_vec()
+    }
+
+    /// The tracker JSON an action server gets: every event of the latest session.
+    pub fn tracker_json(&self) -> Value {
+        let start = self.events.iter().rposition(|e| e.is_action(ACTION_SESSION_START)).unwrap_or(0);
+        let mut t = crate::engine::tracker_json(self.sender_id, &self.agent.domain, &self.events[start..], crate::engine::EventVerbosity::All);
+        // The state must reflect the whole conversation, the listed events the session.
+        let full = crate::engine::tracker_json(self.sender_id, &self.agent.domain, &self.events, crate::engine::EventVerbosity::None);
+        if let (Some(t), Some(full)) = (t.as_object_mut(), full.as_object()) {
+            for (k, v) in full {
+                if k != "events" {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        t
+    }
+
+    /// The applied events as the policies see them.
+    pub fn story_events(&self) -> Vec<StoryEvent> {
+        let st = self.state();
+        st.applied.iter().filter_map(|&i| story_event(&self.events[i])).collect()
+    }
+}
+
+/// Converts an event to what the policies featurise.
+pub fn story_event(e: &Event) -> Option<StoryEvent> {
+    Some(match &e.kind {
+        EventKind::User { text, parse_data, .. } => StoryEvent::User {
+            intent: e.intent_name().map(str::to_string),
+            entities: parse_data
+                .get("entities")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|x| Some((x.get("entity")?.as_str()?.to_string(), x.get("value").cloned().unwrap_or(Value::Null))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            text: text.clone(),
+        },
+        EventKind::Action { name: Some(n), .. } => StoryEvent::Action(n.clone()),
+        EventKind::Slot { name, value } => StoryEvent::Slot { name: name.clone(), value: value.clone() },
+        EventKind::ActiveLoop { name } => StoryEvent::ActiveLoop(name.clone()),
+        EventKind::LoopInterrupted { is_interrupted } => StoryEvent::LoopInterrupted(*is_interrupted),
+        EventKind::ActionExecutionRejected { name: Some(n), .. } => StoryEvent::ActionExecutionRejected(n.clone()),
+        EventKind::Restart => StoryEvent::Restart,
+        EventKind::SessionStarted => StoryEvent::SessionStarted,
+        EventKind::Followup { name } => StoryEvent::Followup(name.clone()),
+        _ => return None,
+    })
+}
+
+/// Runs turns. One per server; cheap to share.
+pub struct Processor {
+    pub action_server: Option<ActionServer>,
+    /// The circuit breaker: most actions predicted after one message (Rasa: 10).
+    pub max_predictions: usize,
+}
+
+impl Processor {
+    pub fn new(action_server: Option<ActionServer>) -> Processor {
+        Processor { action_server, max_predictions: 10 }
+    }
+
+    /// The session check: a new conversation, or one whose last user message is older than
+    /// `session_expiration_time`, starts a session (`action_session_start`).
+    async fn ensure_session(&self, turn: &mut Turn<'_>, metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+        let expired = {
+            let minutes = turn.agent.domain.session_config.session_expiration_time;
+            let last_user = turn.events.iter().rev().find(|e| matches!(e.kind, EventKind::User { .. }));
+            minutes > 0.0 && last_user.is_some_and(|u| crate::engine::event::now() - u.timestamp > minutes * 60.0)
+        };
+        if turn.events.is_empty() || expired {
+            turn.push(Event::action_with(ACTION_SESSION_START, Some("followup_action"), Some(1.0)));
+            let events = actions::session_start(turn, metadata);
+            for e in events {
+                turn.push(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the text: the `/intent{…}` shortcut, else the model's NLU.
+    fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> Map<String, Value> {
+        let text = msg.text.clone().unwrap_or_default();
+        let domain = &turn.agent.domain;
+        let mut parsed = interpreter::parse(&turn.agent.model, domain, &text);
+        turn.agent.model.policies.apply_nlu_fallback(&mut parsed);
+        parsed.as_object().cloned().unwrap_or_default()
+    }
+
+    /// Logs a user message: session check, parse, `user` event, `action_extract_slots`.
+    async fn log_message(&self, turn: &mut Turn<'_>, msg: &UserMessage) -> Result<(), ApiError> {
+        self.ensure_session(turn, msg.metadata.as_ref()).await?;
+        let parse_data = match &msg.parse_data {
+            Some(p) => p.clone(),
+            None => self.parse(turn, msg),
+        };
+        let mut metadata = msg.metadata.clone().unwrap_or_default();
+        if msg.external {
+            metadata.insert("is_external".into(), json!(true));
+        }
+        let mut user = Event::new(EventKind::User {
+            text: msg.text.clone(),
+            parse_data,
+            input_channel: msg.input_channel.clone(),
+            message_id: Some(msg.message_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())),
+        });
+        user.metadata = metadata;
+        turn.push(user);
+        for e in actions::extract_slots_events(turn) {
+            turn.push(e);
+        }
+        Ok(())
+    }
+
+    /// Predicts and runs actions until `action_listen` (or the circuit breaker).
+    async fn predict_and_run(&self, turn: &mut Turn<'_>) -> Result<(), ApiError> {
+        let mut predicted = 0;
+        let mut after_user = matches!(turn.state().latest_action_name(), Some(ACTION_LISTEN));
+        loop {
+            if predicted >= self.max_predictions {
+                tracing::warn!(conversation = turn.sender_id, "circuit breaker tripped: stopped predicting after {predicted} actions");
+                break;
+            }
+            let story = turn.story_events();
+            let prediction = turn.agent.model.policies.predict(&turn.agent.domain, &story);
+            if after_user {
+                turn.push(Event::new(EventKind::UserFeaturization { use_text_for_featurization: false }));
+                after_user = false;
+            }
+            predicted += 1;
+            let name = prediction.action.clone();
+            match actions::run(self, turn, &name).await {
+                Ok(events) => {
+                    turn.push(Event::action_with(&name, Some(&prediction.policy), Some(prediction.confidence)));
+                    for e in events {
+                        turn.push(e);
+                    }
+                }
+                Err(actions::ActionOutcome::Rejected(reason)) => {
+                    tracing::info!(conversation = turn.sender_id, action = %name, "action rejected: {reason}");
+                    turn.push(Event::new(EventKind::ActionExecutionRejected {
+                        name: Some(name.clone()),
+                        policy: Some(prediction.policy.clone()),
+                        confidence: Some(prediction.confidence),
+                    }));
+                    continue;
+                }
+                Err(actions::ActionOutcome::Failed(reason)) => {
+                    // As Rasa: the failure is logged, the action is logged without its effects,
+                    // and the conversation goes on.
+                    tracing::error!(conversation = turn.sender_id, action = %name, "{reason}");
+                    turn.push(Event::action_with(&name, Some(&prediction.policy), Some(prediction.confidence)));
+                }
+            }
+            if name == ACTION_LISTEN {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A user message through the whole turn (REST channel, `respond`).
+    pub async fn handle_message(&self, state: &AppState, agent: Arc<Agent>, msg: UserMessage) -> Result<TurnOutput, ApiError> {
+        let conv = &state.conversations;
+        conv.locked(&msg.sender_id, || async {
+            let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
+            let mut turn = Turn::new(&agent, &msg.sender_id, &log, msg.input_channel.clone());
+            self.log_message(&mut turn, &msg).await?;
+            let st = turn.state();
+            let restart_asked = turn.events.last().and_then(|_| {
+                st.latest_message.as_ref().map(|(i, _)| turn.events[*i].intent_name() == Some("restart"))
+            }) == Some(true);
+            if !st.paused || restart_asked {
+                self.predict_and_run(&mut turn).await?;
+            }
+            self.finish(state, &log, turn).await
+        })
+        .await
+    }
+
+    /// `/messages`: log the message without predicting.
+    pub async fn log_only(&self, state: &AppState, agent: Arc<Agent>, msg: UserMessage) -> Result<TurnOutput, ApiError> {
+        let conv = &state.conversations;
+        conv.locked(&msg.sender_id, || async {
+            let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
+            let mut turn = Turn::new(&agent, &msg.sender_id, &log, msg.input_channel.clone());
+            self.log_message(&mut turn, &msg).await?;
+            self.finish(state, &log, turn).await
+        })
+        .await
+    }
+
+    /// `/execute`: run one named action as if predicted, without a prediction loop after it.
+    pub async fn execute(
+        &self,
+        state: &AppState,
+        agent: Arc<Agent>,
+        sender_id: &str,
+        action: &str,
+        policy: Option<String>,
+        confidence: Option<f64>,
+    ) -> Result<TurnOutput, ApiError> {
+        if !agent.domain.has_action(action) {
+            return Err(ApiError::bad_parameter(format!("Unknown action '{action}': it is not in the domain."), "name", "body"));
+        }
+        let conv = &state.conversations;
+        conv.locked(sender_id, || async {
+            let log = conv.read(sender_id).await?.ok_or_else(ApiError::conversation_not_found)?;
+            let mut turn = Turn::new(&agent, sender_id, &log, None);
+            match actions::run(self, &mut turn, action).await {
+                Ok(events) => {
+                    turn.push(Event::action_with(action, policy.as_deref(), confidence));
+                    for e in events {
+                        turn.push(e);
+                    }
+                }
+                Err(actions::ActionOutcome::Rejected(r)) | Err(actions::ActionOutcome::Failed(r)) => {
+                    return Err(ApiError::internal("ConversationError", format!("An unexpected error occurred. Error: {r}")));
+                }
+            }
+            self.finish(state, &log, turn).await
+        })
+        .await
+    }
+
+    /// `/trigger_intent`: an external intent, then the prediction loop.
+    pub async fn trigger_intent(&self, state: &AppState, agent: Arc<Agent>, sender_id: &str, intent: &str, entities: Vec<Value>) -> Result<TurnOutput, ApiError> {
+        let conv = &state.conversations;
+        conv.locked(sender_id, || async {
+            let log = conv.read(sender_id).await?.unwrap_or_else(Log::empty);
+            let channel = log.events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::User { input_channel, .. } => input_channel.clone(),
+                _ => None,
+            });
+            let mut turn = Turn::new(&agent, sender_id, &log, channel.clone());
+            let parse_data: Map<String, Value> = serde_json::from_value(json!({
+                "intent": {"name": intent, "confidence": 1.0},
+                "entities": entities,
+            }))
+            .unwrap_or_default();
+            let msg = UserMessage {
+                sender_id: sender_id.into(),
+                text: Some(format!("EXTERNAL: {intent}")),
+                parse_data: Some(parse_data),
+                input_channel: channel,
+                external: true,
+                ..Default::default()
+            };
+            self.log_message(&mut turn, &msg).await?;
+            self.predict_and_run(&mut turn).await?;
+            self.finish(state, &log, turn).await
+        })
+        .await
+    }
+
+    /// Stores the turn's new events and collects its bot messages.
+    async fn finish(&self, state: &AppState, old: &Log, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
+        let new = turn.new_events();
+        let messages: Vec<Value> = new.iter().flat_map(|e| output::channel_messages(turn.sender_id, e)).collect();
+        let log = state.conversations.append_locked(turn.sender_id, old, new).await?;
+        Ok(TurnOutput { log, messages })
+    }
+}
