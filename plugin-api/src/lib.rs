@@ -12,6 +12,11 @@
 //! 3. Call [`export_plugin!`] once with the name users will write as `type:` in their
 //!    endpoints YAML and a constructor per kind.
 //!
+//! `colloquy new-plugin <kind> <name>` generates such a crate, with a working in-memory
+//! implementation of the kind and the contract suite as a unit test. Each kind's trait has an
+//! example: [`sdk::TrackerStorePlugin`] (below), [`sdk::LockStorePlugin`],
+//! [`sdk::EventBrokerPlugin`], [`sdk::NluConnectorPlugin`], [`sdk::ModelSourcePlugin`].
+//!
 //! ```no_run
 //! use std::collections::HashMap;
 //! use std::sync::Mutex;
