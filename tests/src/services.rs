@@ -565,3 +565,81 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A TCP server on 127.0.0.1 that speaks RESP and answers every command with the same error
+/// reply, e.g. `LOADING Redis is loading the dataset in memory` (what a real Redis answers
+/// while it reloads its data after a restart). Stops accepting on drop.
+pub struct FakeRedis {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeRedis {
+    pub fn answering_error(error: &str) -> FakeRedis {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let reply = format!("-{error}\r\n");
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let reply = reply.clone();
+                        let flag = flag.clone();
+                        std::thread::spawn(move || fake_redis_session(stream, &reply, &flag));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeRedis { port, stop }
+    }
+}
+
+impl Drop for FakeRedis {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn fake_redis_session(
+    stream: TcpStream,
+    reply: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<()> {
+    let _ = stream.set_nonblocking(false);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    let mut writer = stream.try_clone().ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(_) => return None,
+        }
+        // A command is an array of bulk strings: skip its arguments, answer once.
+        let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+        for _ in 0..n {
+            line.clear();
+            reader.read_line(&mut line).ok()?;
+            let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+            let mut buf = vec![0u8; len + 2];
+            reader.read_exact(&mut buf).ok()?;
+        }
+        writer.write_all(reply.as_bytes()).ok()?;
+    }
+    None
+}
