@@ -38,7 +38,10 @@ pub struct Log {
 
 impl Log {
     pub fn empty() -> Log {
-        Log { epoch: 0, events: Arc::new(Vec::new()) }
+        Log {
+            epoch: 0,
+            events: Arc::new(Vec::new()),
+        }
     }
 }
 
@@ -213,12 +216,20 @@ impl Conversations {
     }
 
     /// Runs `work` while holding the conversation's lock (always released afterwards).
-    pub async fn locked<T, Fut>(&self, id: &str, work: impl FnOnce() -> Fut) -> Result<T, crate::http::ApiError>
+    pub async fn locked<T, Fut>(
+        &self,
+        id: &str,
+        work: impl FnOnce() -> Fut,
+    ) -> Result<T, crate::http::ApiError>
     where
         Fut: std::future::Future<Output = Result<T, crate::http::ApiError>>,
     {
         let lifetime = self.lock_lifetime.unwrap_or(Duration::ZERO);
-        let ticket = self.locks.acquire(id, lifetime, self.lock_wait).await.map_err(ConversationError::Lock)?;
+        let ticket = self
+            .locks
+            .acquire(id, lifetime, self.lock_wait)
+            .await
+            .map_err(ConversationError::Lock)?;
         let outcome = work().await;
         if let Err(e) = self.locks.release(id, ticket).await {
             // The lease expires by itself; the work itself succeeded or failed on its own.
@@ -228,33 +239,61 @@ impl Conversations {
     }
 
     /// Appends `new` after `old` (the caller holds the lock and read `old`), then publishes.
-    pub async fn append_locked(&self, id: &str, old: &Log, new: Vec<Event>) -> Result<Log, ConversationError> {
+    pub async fn append_locked(
+        &self,
+        id: &str,
+        old: &Log,
+        new: Vec<Event>,
+    ) -> Result<Log, ConversationError> {
         if new.is_empty() {
             return Ok(old.clone());
         }
         let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
-        let pos = self.store.append(id, texts.clone()).await.map_err(ConversationError::Store)?;
+        let pos = self
+            .store
+            .append(id, texts.clone())
+            .await
+            .map_err(ConversationError::Store)?;
         let mut events = Vec::with_capacity(old.events.len() + new.len());
         events.extend(old.events.iter().cloned());
         events.extend(new);
-        let log = Log { epoch: pos.epoch, events: Arc::new(events) };
+        let log = Log {
+            epoch: pos.epoch,
+            events: Arc::new(events),
+        };
         if pos.epoch == old.epoch && pos.length == log.events.len() as u64 {
             self.remember(id, log.clone());
         } else {
             // Someone wrote without holding the lock: do not trust the cache.
             self.forget(id);
         }
-        self.counters.events_stored.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.counters
+            .events_stored
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
         self.publish(id, texts).await;
         Ok(log)
     }
 
-    async fn replace_locked(&self, id: &str, old: &Log, events: Vec<Event>) -> Result<Log, ConversationError> {
+    async fn replace_locked(
+        &self,
+        id: &str,
+        old: &Log,
+        events: Vec<Event>,
+    ) -> Result<Log, ConversationError> {
         let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
-        let pos = self.store.replace(id, texts.clone()).await.map_err(ConversationError::Store)?;
-        let log = Log { epoch: pos.epoch, events: Arc::new(events) };
+        let pos = self
+            .store
+            .replace(id, texts.clone())
+            .await
+            .map_err(ConversationError::Store)?;
+        let log = Log {
+            epoch: pos.epoch,
+            events: Arc::new(events),
+        };
         self.remember(id, log.clone());
-        self.counters.events_stored.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.counters
+            .events_stored
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
         // Brokers get what a count-offset diff gives Rasa's: only a longer tail.
         let tail: Vec<String> = texts.into_iter().skip(old.events.len()).collect();
         self.publish(id, tail).await;

@@ -89,7 +89,10 @@ fn main() -> ExitCode {
                         eprintln!("warning: {w}");
                     }
                     if outcome.skipped {
-                        println!("Nothing changed since {}: training skipped (use --force to retrain).", outcome.path.display());
+                        println!(
+                            "Nothing changed since {}: training skipped (use --force to retrain).",
+                            outcome.path.display()
+                        );
                     } else {
                         println!("Training took {:.2} s.", started.elapsed().as_secs_f64());
                     }

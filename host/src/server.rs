@@ -80,14 +80,18 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
     )?;
     let agent = match &args.model {
         Some(path) => {
-            let model = crate::model::Model::load(path).map_err(|e| StartError::Model(format!("{}: {e}", path.display())))?;
+            let model = crate::model::Model::load(path)
+                .map_err(|e| StartError::Model(format!("{}: {e}", path.display())))?;
             tracing::info!(model = %model.file_name, model_id = %model.id, "model loaded");
             Some(Arc::new(crate::agent::Agent::new(model)))
         }
         None => None,
     };
     let action_server = match &endpoints.action_endpoint {
-        Some(cfg) => Some(crate::dialogue::ActionServer::from_config(cfg).map_err(|e| StartError::Unsupported(e.to_string()))?),
+        Some(cfg) => Some(
+            crate::dialogue::ActionServer::from_config(cfg)
+                .map_err(|e| StartError::Unsupported(e.to_string()))?,
+        ),
         None => None,
     };
     let limits = Limits {

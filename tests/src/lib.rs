@@ -1,6 +1,8 @@
 //! The harness for black-box tests: build the binary and plugins through cargo, start
 //! `colloquy run` on a free port with real endpoint files, talk HTTP to it.
 
+pub mod bots;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -16,16 +16,36 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn webhook(State(state): State<SharedState>, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+pub async fn webhook(
+    State(state): State<SharedState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     let body = json_body(&body)?;
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::bad_parameter("The request body must be a JSON object with 'sender' and 'message'.", "", "body"));
+        return Err(ApiError::bad_parameter(
+            "The request body must be a JSON object with 'sender' and 'message'.",
+            "",
+            "body",
+        ));
     };
     let text = match obj.get("message") {
         Some(Value::String(s)) => s.trim().to_string(),
-        None | Some(Value::Null) => return Err(ApiError::bad_parameter("The request body needs a 'message'.", "message", "body")),
-        Some(other) => return Err(ApiError::bad_parameter(format!("'message' must be a string, got {other}."), "message", "body")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_parameter(
+                "The request body needs a 'message'.",
+                "message",
+                "body",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                format!("'message' must be a string, got {other}."),
+                "message",
+                "body",
+            ))
+        }
     };
     let sender = match obj.get("sender") {
         None | Some(Value::Null) => "default".to_string(),
@@ -33,14 +53,30 @@ pub async fn webhook(State(state): State<SharedState>, RawQuery(q): RawQuery, bo
         Some(other) => other.to_string(),
     };
     if sender.chars().count() > state.limits.max_conversation_id_len {
-        return Err(ApiError::bad_parameter("The sender id is too long.", "sender", "body"));
+        return Err(ApiError::bad_parameter(
+            "The sender id is too long.",
+            "sender",
+            "body",
+        ));
     }
     let metadata = obj.get("metadata").and_then(Value::as_object).cloned();
-    let input_channel = obj.get("input_channel").and_then(Value::as_str).unwrap_or("rest").to_string();
+    let input_channel = obj
+        .get("input_channel")
+        .and_then(Value::as_str)
+        .unwrap_or("rest")
+        .to_string();
     let Some(agent) = state.agent() else {
-        return Err(ApiError::conflict("No model is loaded: the bot cannot answer yet."));
+        return Err(ApiError::conflict(
+            "No model is loaded: the bot cannot answer yet.",
+        ));
     };
-    let msg = UserMessage { sender_id: sender, text: Some(text), input_channel: Some(input_channel), metadata, ..Default::default() };
+    let msg = UserMessage {
+        sender_id: sender,
+        text: Some(text),
+        input_channel: Some(input_channel),
+        metadata,
+        ..Default::default()
+    };
     let out = state.processor.handle_message(&state, agent, msg).await?;
     if q.flag("stream", false) {
         // One JSON message per line, as Rasa's REST channel streams them.

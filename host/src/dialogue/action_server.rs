@@ -47,29 +47,67 @@ impl ActionServer {
     /// `params`, `timeout` (seconds, default 300 as in Rasa).
     pub fn from_config(cfg: &ComponentConfig) -> Result<ActionServer, ActionServerError> {
         let c = &cfg.config;
-        let url = c.get("url").and_then(Value::as_str).ok_or_else(|| ActionServerError::Config("`url` is required".into()))?.to_string();
+        let url = c
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ActionServerError::Config("`url` is required".into()))?
+            .to_string();
         let timeout = match c.get("timeout") {
             None | Some(Value::Null) => 300.0,
-            Some(v) => as_text(v).parse::<f64>().ok().filter(|t| *t > 0.0).ok_or_else(|| ActionServerError::Config("`timeout` must be a positive number of seconds".into()))?,
+            Some(v) => as_text(v)
+                .parse::<f64>()
+                .ok()
+                .filter(|t| *t > 0.0)
+                .ok_or_else(|| {
+                    ActionServerError::Config(
+                        "`timeout` must be a positive number of seconds".into(),
+                    )
+                })?,
         };
-        let headers = c.get("headers").and_then(Value::as_object).map(|h| h.iter().map(|(k, v)| (k.clone(), as_text(v))).collect()).unwrap_or_default();
+        let headers = c
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), as_text(v))).collect())
+            .unwrap_or_default();
         let basic_auth = c.get("basic_auth").and_then(Value::as_object).map(|b| {
-            (b.get("username").map(as_text).unwrap_or_default(), b.get("password").map(as_text))
+            (
+                b.get("username").map(as_text).unwrap_or_default(),
+                b.get("password").map(as_text),
+            )
         });
-        let mut params: Vec<(String, String)> = c.get("params").and_then(Value::as_object).map(|p| p.iter().map(|(k, v)| (k.clone(), as_text(v))).collect()).unwrap_or_default();
+        let mut params: Vec<(String, String)> = c
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), as_text(v))).collect())
+            .unwrap_or_default();
         if let Some(token) = c.get("token").filter(|t| !t.is_null()) {
-            let name = c.get("token_name").and_then(Value::as_str).unwrap_or("token");
+            let name = c
+                .get("token_name")
+                .and_then(Value::as_str)
+                .unwrap_or("token");
             params.push((name.to_string(), as_text(token)));
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(timeout))
             .build()
             .map_err(|e| ActionServerError::Config(e.to_string()))?;
-        Ok(ActionServer { url, client, headers, basic_auth, params })
+        Ok(ActionServer {
+            url,
+            client,
+            headers,
+            basic_auth,
+            params,
+        })
     }
 
     /// Runs `action` with the current tracker and domain.
-    pub async fn run(&self, action: &str, sender_id: &str, tracker: Value, domain: Value) -> Result<ActionResponse, ActionServerError> {
+    pub async fn run(
+        &self,
+        action: &str,
+        sender_id: &str,
+        tracker: Value,
+        domain: Value,
+    ) -> Result<ActionResponse, ActionServerError> {
         let body = json!({
             "next_action": action,
             "sender_id": sender_id,
@@ -87,19 +125,42 @@ impl ActionServer {
         if let Some((user, pass)) = &self.basic_auth {
             req = req.basic_auth(user, pass.clone());
         }
-        let failed = |message: String| ActionServerError::Failed { action: action.to_string(), message };
-        let resp = req.send().await.map_err(|e| failed(format!("cannot reach the action server at {}: {e}", self.url)))?;
+        let failed = |message: String| ActionServerError::Failed {
+            action: action.to_string(),
+            message,
+        };
+        let resp = req.send().await.map_err(|e| {
+            failed(format!(
+                "cannot reach the action server at {}: {e}",
+                self.url
+            ))
+        })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| failed(format!("reading the answer: {e}")))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| failed(format!("reading the answer: {e}")))?;
         if status.as_u16() == 400 {
-            let message = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("error").map(as_text)).unwrap_or(text);
-            return Err(ActionServerError::Rejected { action: action.to_string(), message });
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").map(as_text))
+                .unwrap_or(text);
+            return Err(ActionServerError::Rejected {
+                action: action.to_string(),
+                message,
+            });
         }
         if !status.is_success() {
-            return Err(failed(format!("the action server answered {status}: {}", text.chars().take(300).collect::<String>())));
+            return Err(failed(format!(
+                "the action server answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            )));
         }
-        let value: Value = serde_json::from_str(&text).map_err(|e| failed(format!("the answer is not JSON: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| failed("the answer is not a JSON object".into()))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| failed(format!("the answer is not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| failed("the answer is not a JSON object".into()))?;
         let events = match obj.get("events") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items.clone(),
@@ -109,7 +170,11 @@ impl ActionServer {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|r| r.as_object().cloned().ok_or_else(|| failed("a response is not an object".into())))
+                .map(|r| {
+                    r.as_object()
+                        .cloned()
+                        .ok_or_else(|| failed("a response is not an object".into()))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(failed("`responses` is not a list".into())),
         };

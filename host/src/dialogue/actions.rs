@@ -22,25 +22,43 @@ pub enum ActionOutcome {
 /// A bot message from a domain response, if the domain has it.
 pub fn utter(turn: &Turn<'_>, name: &str, extra: &Map<String, Value>) -> Option<Event> {
     let state = turn.state();
-    render(&turn.agent.domain, name, &state, turn.channel.as_deref(), extra).map(|m| bot_event(&m, Some(name)))
+    render(
+        &turn.agent.domain,
+        name,
+        &state,
+        turn.channel.as_deref(),
+        extra,
+    )
+    .map(|m| bot_event(&m, Some(name)))
 }
 
 /// `action_session_start`'s events (after its own `action` event): `session_started`, the
 /// carried-over slots, the channel's metadata, `action_listen`.
 pub fn session_start(turn: &Turn<'_>, metadata: Option<&Map<String, Value>>) -> Vec<Event> {
     let mut out = vec![Event::new(EventKind::SessionStarted)];
-    if turn.agent.domain.session_config.carry_over_slots_to_new_session {
+    if turn
+        .agent
+        .domain
+        .session_config
+        .carry_over_slots_to_new_session
+    {
         let st = turn.state();
         for &i in &st.applied {
             if let EventKind::Slot { name, value } = &turn.events[i].kind {
                 if name != "session_started_metadata" {
-                    out.push(Event::new(EventKind::Slot { name: name.clone(), value: value.clone() }));
+                    out.push(Event::new(EventKind::Slot {
+                        name: name.clone(),
+                        value: value.clone(),
+                    }));
                 }
             }
         }
     }
     if let Some(m) = metadata.filter(|m| !m.is_empty()) {
-        out.push(Event::new(EventKind::Slot { name: "session_started_metadata".into(), value: Value::Object(m.clone()) }));
+        out.push(Event::new(EventKind::Slot {
+            name: "session_started_metadata".into(),
+            value: Value::Object(m.clone()),
+        }));
     }
     out.push(Event::action(ACTION_LISTEN));
     out
@@ -49,7 +67,11 @@ pub fn session_start(turn: &Turn<'_>, metadata: Option<&Map<String, Value>>) -> 
 /// `action_extract_slots` after a user message.
 pub fn extract_slots_events(turn: &Turn<'_>) -> Vec<Event> {
     let state = turn.state();
-    extract_slots(&ExtractContext { domain: &turn.agent.domain, state: &state, events: &turn.events })
+    extract_slots(&ExtractContext {
+        domain: &turn.agent.domain,
+        state: &state,
+        events: &turn.events,
+    })
 }
 
 fn text_message(text: &str) -> Map<String, Value> {
@@ -59,7 +81,11 @@ fn text_message(text: &str) -> Map<String, Value> {
 }
 
 /// Runs `name` and returns the events it produced (its own `action` event excluded).
-pub async fn run(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<Event>, ActionOutcome> {
+pub async fn run(
+    p: &Processor,
+    turn: &mut Turn<'_>,
+    name: &str,
+) -> Result<Vec<Event>, ActionOutcome> {
     let none = Map::new();
     let domain = turn.agent.domain.clone();
     match name {
@@ -77,7 +103,10 @@ pub async fn run(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<E
         }
         "action_deactivate_loop" => Ok(vec![
             Event::new(EventKind::ActiveLoop { name: None }),
-            Event::new(EventKind::Slot { name: "requested_slot".into(), value: Value::Null }),
+            Event::new(EventKind::Slot {
+                name: "requested_slot".into(),
+                value: Value::Null,
+            }),
         ]),
         "action_back" => {
             let mut out: Vec<Event> = utter(turn, "utter_back", &none).into_iter().collect();
@@ -86,7 +115,12 @@ pub async fn run(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<E
             Ok(out)
         }
         "action_default_ask_rephrase" => Ok(vec![utter(turn, "utter_ask_rephrase", &none)
-            .unwrap_or_else(|| bot_event(&text_message("I'm sorry, I didn't quite understand that. Could you rephrase?"), None))]),
+            .unwrap_or_else(|| {
+                bot_event(
+                    &text_message("I'm sorry, I didn't quite understand that. Could you rephrase?"),
+                    None,
+                )
+            })]),
         "action_default_ask_affirmation" | "action_two_stage_fallback" => {
             // Ask whether the most likely intent was meant, as Rasa's default does.
             let st = turn.state();
@@ -95,7 +129,11 @@ pub async fn run(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<E
                 .as_ref()
                 .and_then(|(i, _)| {
                     let pd = turn.events[*i].user_parse_data()?;
-                    let ranking = pd.get("intent_ranking").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let ranking = pd
+                        .get("intent_ranking")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     ranking
                         .iter()
                         .filter_map(|r| r.get("name").and_then(Value::as_str))
@@ -119,30 +157,53 @@ pub async fn run(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<E
 
 /// A custom action on the action server: its responses become `bot` events, followed by the
 /// events it returned.
-pub async fn custom(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Vec<Event>, ActionOutcome> {
+pub async fn custom(
+    p: &Processor,
+    turn: &mut Turn<'_>,
+    name: &str,
+) -> Result<Vec<Event>, ActionOutcome> {
     let Some(server) = &p.action_server else {
-        return Err(ActionOutcome::Failed(format!("no action_endpoint is configured, so custom action '{name}' cannot run")));
+        return Err(ActionOutcome::Failed(format!(
+            "no action_endpoint is configured, so custom action '{name}' cannot run"
+        )));
     };
     let tracker = turn.tracker_json();
     let domain_json = turn.agent.domain.to_json();
     let answer = match server.run(name, turn.sender_id, tracker, domain_json).await {
         Ok(a) => a,
-        Err(super::action_server::ActionServerError::Rejected { message, .. }) => return Err(ActionOutcome::Rejected(message)),
+        Err(super::action_server::ActionServerError::Rejected { message, .. }) => {
+            return Err(ActionOutcome::Rejected(message))
+        }
         Err(e) => return Err(ActionOutcome::Failed(e.to_string())),
     };
     let mut out = Vec::new();
     for response in &answer.responses {
         // `response` (0.x `template`) names a domain response, the other keys fill it in.
-        let template = response.get("response").or_else(|| response.get("template")).and_then(Value::as_str);
+        let template = response
+            .get("response")
+            .or_else(|| response.get("template"))
+            .and_then(Value::as_str);
         let message = match template {
             Some(t) => {
                 let mut extra = response.clone();
                 extra.remove("response");
                 extra.remove("template");
                 let state = turn.state();
-                let Some(mut rendered) = render(&turn.agent.domain, t, &state, turn.channel.as_deref(), &extra) else { continue };
+                let Some(mut rendered) = render(
+                    &turn.agent.domain,
+                    t,
+                    &state,
+                    turn.channel.as_deref(),
+                    &extra,
+                ) else {
+                    continue;
+                };
                 for (k, v) in response {
-                    if k != "response" && k != "template" && !v.is_null() && !(k == "buttons" && v.as_array().is_some_and(Vec::is_empty)) {
+                    if k != "response"
+                        && k != "template"
+                        && !v.is_null()
+                        && !(k == "buttons" && v.as_array().is_some_and(Vec::is_empty))
+                    {
                         rendered.insert(k.clone(), v.clone());
                     }
                 }
@@ -161,7 +222,11 @@ pub async fn custom(p: &Processor, turn: &mut Turn<'_>, name: &str) -> Result<Ve
                 out.push(ev);
             }
             Ok(None) => {}
-            Err(err) => return Err(ActionOutcome::Failed(format!("custom action '{name}' returned an invalid event: {err}"))),
+            Err(err) => {
+                return Err(ActionOutcome::Failed(format!(
+                    "custom action '{name}' returned an invalid event: {err}"
+                )))
+            }
         }
     }
     Ok(out)

@@ -14,13 +14,20 @@ pub struct ExtractContext<'a> {
 
 impl ExtractContext<'_> {
     fn latest_user(&self) -> Option<&Event> {
-        self.state.latest_message.as_ref().map(|(i, _)| &self.events[*i])
+        self.state
+            .latest_message
+            .as_ref()
+            .map(|(i, _)| &self.events[*i])
     }
     fn intent(&self) -> Option<&str> {
         self.latest_user().and_then(Event::intent_name)
     }
     fn entities(&self) -> &[Value] {
-        self.state.latest_message.as_ref().map(|(_, e)| e.as_slice()).unwrap_or(&[])
+        self.state
+            .latest_message
+            .as_ref()
+            .map(|(_, e)| e.as_slice())
+            .unwrap_or(&[])
     }
     fn active_loop(&self) -> Option<&str> {
         self.state.active_loop.as_ref().map(|l| l.name.as_str())
@@ -35,22 +42,35 @@ impl ExtractContext<'_> {
         }
         m.conditions.iter().any(|c| {
             c.active_loop.as_deref() == self.active_loop()
-                && c.requested_slot.as_deref().is_none_or(|r| Some(r) == self.requested_slot())
+                && c.requested_slot
+                    .as_deref()
+                    .is_none_or(|r| Some(r) == self.requested_slot())
         })
     }
 
     fn intent_is_desired(&self, m: &SlotMapping) -> bool {
         let intent = self.intent().unwrap_or("");
-        (m.intent.is_empty() || m.intent.iter().any(|i| i == intent)) && !m.not_intent.iter().any(|i| i == intent)
+        (m.intent.is_empty() || m.intent.iter().any(|i| i == intent))
+            && !m.not_intent.iter().any(|i| i == intent)
     }
 
     fn entity_values(&self, m: &SlotMapping) -> Vec<Value> {
-        let Some(entity) = m.entity.as_deref() else { return Vec::new() };
+        let Some(entity) = m.entity.as_deref() else {
+            return Vec::new();
+        };
         self.entities()
             .iter()
             .filter(|e| e.get("entity").and_then(Value::as_str) == Some(entity))
-            .filter(|e| m.role.as_deref().is_none_or(|r| e.get("role").and_then(Value::as_str) == Some(r)))
-            .filter(|e| m.group.as_deref().is_none_or(|g| e.get("group").and_then(Value::as_str) == Some(g)))
+            .filter(|e| {
+                m.role
+                    .as_deref()
+                    .is_none_or(|r| e.get("role").and_then(Value::as_str) == Some(r))
+            })
+            .filter(|e| {
+                m.group
+                    .as_deref()
+                    .is_none_or(|g| e.get("group").and_then(Value::as_str) == Some(g))
+            })
             .filter_map(|e| e.get("value").cloned())
             .collect()
     }
@@ -70,7 +90,10 @@ impl ExtractContext<'_> {
             }
             "from_text" => {
                 // Inside a form, free text only goes to the slot being asked for.
-                if self.active_loop().is_some() && m.conditions.is_empty() && self.requested_slot().is_some_and(|r| r != slot) {
+                if self.active_loop().is_some()
+                    && m.conditions.is_empty()
+                    && self.requested_slot().is_some_and(|r| r != slot)
+                {
                     return None;
                 }
                 match &self.latest_user()?.kind {
@@ -96,10 +119,16 @@ impl ExtractContext<'_> {
 pub fn extract_slots(ctx: &ExtractContext<'_>) -> Vec<Event> {
     let mut out = Vec::new();
     for slot in ctx.domain.slots() {
-        let value = slot.mappings.iter().find_map(|m| ctx.value(m, &slot.kind, &slot.name));
+        let value = slot
+            .mappings
+            .iter()
+            .find_map(|m| ctx.value(m, &slot.kind, &slot.name));
         if let Some(v) = value {
             if ctx.state.slot(&slot.name) != Some(&v) {
-                out.push(Event::new(EventKind::Slot { name: slot.name.clone(), value: v }));
+                out.push(Event::new(EventKind::Slot {
+                    name: slot.name.clone(),
+                    value: v,
+                }));
             }
         }
     }

@@ -6,6 +6,15 @@ use serde_json::{json, Map, Value};
 use crate::domain::Domain;
 use crate::model::Model;
 
+/// The intents every Rasa 3.6 domain has, whether it lists them or not.
+pub const DEFAULT_INTENTS: [&str; 5] = [
+    "restart",
+    "back",
+    "out_of_scope",
+    "session_start",
+    "nlu_fallback",
+];
+
 /// Rasa's empty parse result.
 pub fn empty_parse(text: &str) -> Value {
     json!({"text": text, "intent": {"name": null, "confidence": 0.0}, "entities": [], "intent_ranking": []})
@@ -13,8 +22,17 @@ pub fn empty_parse(text: &str) -> Value {
 
 /// Parses `text` with the shortcut or the model's NLU.
 pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
-    let intents: Vec<String> = domain.intent_names().into_iter().map(str::to_string).collect();
-    let entities: Vec<String> = domain.entity_names().into_iter().map(str::to_string).collect();
+    let mut intents: Vec<String> = domain
+        .intent_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    intents.extend(DEFAULT_INTENTS.iter().map(|i| i.to_string()));
+    let entities: Vec<String> = domain
+        .entity_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if let Some(p) = shortcut(text, Some(&intents), Some(&entities)) {
         return p;
     }
@@ -23,7 +41,11 @@ pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
 }
 
 /// The `/intent@confidence{"entity": value}` shortcut (rasa-endpoints §6.3, 3.x rules).
-pub fn shortcut(text: &str, known_intents: Option<&[String]>, known_entities: Option<&[String]>) -> Option<Value> {
+pub fn shortcut(
+    text: &str,
+    known_intents: Option<&[String]>,
+    known_entities: Option<&[String]>,
+) -> Option<Value> {
     let trimmed = text.trim();
     let body = trimmed.strip_prefix('/')?;
     let intent_end = body.find(['{', '@']).unwrap_or(body.len());
@@ -40,7 +62,13 @@ pub fn shortcut(text: &str, known_intents: Option<&[String]>, known_entities: Op
     let mut confidence = 1.0;
     if let Some(after) = rest.strip_prefix('@') {
         let end = after.find('{').unwrap_or(after.len());
-        confidence = after[..end].trim().parse::<f64>().ok().filter(|c| c.is_finite()).unwrap_or(0.0).clamp(0.0, 1.0);
+        confidence = after[..end]
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|c| c.is_finite())
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0);
         rest = &after[end..];
     }
     let mut entities = Vec::new();
@@ -67,8 +95,14 @@ pub fn shortcut(text: &str, known_intents: Option<&[String]>, known_entities: Op
     }
     let mut out = Map::new();
     out.insert("text".into(), json!(text));
-    out.insert("intent".into(), json!({"name": intent, "confidence": confidence}));
+    out.insert(
+        "intent".into(),
+        json!({"name": intent, "confidence": confidence}),
+    );
     out.insert("entities".into(), Value::Array(entities));
-    out.insert("intent_ranking".into(), json!([{"name": intent, "confidence": confidence}]));
+    out.insert(
+        "intent_ranking".into(),
+        json!([{"name": intent, "confidence": confidence}]),
+    );
     Some(Value::Object(out))
 }

@@ -57,7 +57,13 @@ pub struct Turn<'a> {
 
 impl<'a> Turn<'a> {
     fn new(agent: &'a Agent, sender_id: &'a str, log: &Log, channel: Option<String>) -> Turn<'a> {
-        Turn { agent, sender_id, events: log.events.as_ref().clone(), stored: log.events.len(), channel }
+        Turn {
+            agent,
+            sender_id,
+            events: log.events.as_ref().clone(),
+            stored: log.events.len(),
+            channel,
+        }
     }
 
     /// Adds an event: stamped with the model's ids, as 3.6 does for every new event.
@@ -76,10 +82,24 @@ impl<'a> Turn<'a> {
 
     /// The tracker JSON an action server gets: every event of the latest session.
     pub fn tracker_json(&self) -> Value {
-        let start = self.events.iter().rposition(|e| e.is_action(ACTION_SESSION_START)).unwrap_or(0);
-        let mut t = crate::engine::tracker_json(self.sender_id, &self.agent.domain, &self.events[start..], crate::engine::EventVerbosity::All);
+        let start = self
+            .events
+            .iter()
+            .rposition(|e| e.is_action(ACTION_SESSION_START))
+            .unwrap_or(0);
+        let mut t = crate::engine::tracker_json(
+            self.sender_id,
+            &self.agent.domain,
+            &self.events[start..],
+            crate::engine::EventVerbosity::All,
+        );
         // The state must reflect the whole conversation, the listed events the session.
-        let full = crate::engine::tracker_json(self.sender_id, &self.agent.domain, &self.events, crate::engine::EventVerbosity::None);
+        let full = crate::engine::tracker_json(
+            self.sender_id,
+            &self.agent.domain,
+            &self.events,
+            crate::engine::EventVerbosity::None,
+        );
         if let (Some(t), Some(full)) = (t.as_object_mut(), full.as_object()) {
             for (k, v) in full {
                 if k != "events" {
@@ -93,35 +113,88 @@ impl<'a> Turn<'a> {
     /// The applied events as the policies see them.
     pub fn story_events(&self) -> Vec<StoryEvent> {
         let st = self.state();
-        st.applied.iter().filter_map(|&i| story_event(&self.events[i])).collect()
+        st.applied
+            .iter()
+            .filter_map(|&i| story_event(&self.events[i]))
+            .collect()
     }
 }
 
 /// Converts an event to what the policies featurise.
 pub fn story_event(e: &Event) -> Option<StoryEvent> {
     Some(match &e.kind {
-        EventKind::User { text, parse_data, .. } => StoryEvent::User {
+        EventKind::User {
+            text, parse_data, ..
+        } => StoryEvent::User {
             intent: e.intent_name().map(str::to_string),
             entities: parse_data
                 .get("entities")
                 .and_then(Value::as_array)
                 .map(|list| {
                     list.iter()
-                        .filter_map(|x| Some((x.get("entity")?.as_str()?.to_string(), x.get("value").cloned().unwrap_or(Value::Null))))
+                        .filter_map(|x| {
+                            Some((
+                                x.get("entity")?.as_str()?.to_string(),
+                                x.get("value").cloned().unwrap_or(Value::Null),
+                            ))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
             text: text.clone(),
         },
         EventKind::Action { name: Some(n), .. } => StoryEvent::Action(n.clone()),
-        EventKind::Slot { name, value } => StoryEvent::Slot { name: name.clone(), value: value.clone() },
+        EventKind::Slot { name, value } => StoryEvent::Slot {
+            name: name.clone(),
+            value: value.clone(),
+        },
         EventKind::ActiveLoop { name } => StoryEvent::ActiveLoop(name.clone()),
-        EventKind::LoopInterrupted { is_interrupted } => StoryEvent::LoopInterrupted(*is_interrupted),
-        EventKind::ActionExecutionRejected { name: Some(n), .. } => StoryEvent::ActionExecutionRejected(n.clone()),
+        EventKind::LoopInterrupted { is_interrupted } => {
+            StoryEvent::LoopInterrupted(*is_interrupted)
+        }
+        EventKind::ActionExecutionRejected { name: Some(n), .. } => {
+            StoryEvent::ActionExecutionRejected(n.clone())
+        }
         EventKind::Restart => StoryEvent::Restart,
         EventKind::SessionStarted => StoryEvent::SessionStarted,
         EventKind::Followup { name } => StoryEvent::Followup(name.clone()),
         _ => return None,
+    })
+}
+
+/// Follow-up actions, then RulePolicy's built-in rules: the intents `restart`, `back` and `session_start` run
+/// `action_restart`, `action_back` and `action_session_start` right away.
+fn default_rule(turn: &Turn<'_>, after_user: bool) -> Option<crate::policy::Prediction> {
+    let st = turn.state();
+    // A pending follow-up (e.g. `action_session_start` after a restart) comes first.
+    if let Some(f) = &st.followup_action {
+        if turn.agent.domain.has_action(f) {
+            return Some(crate::policy::Prediction {
+                action: f.clone(),
+                policy: "followup_action".into(),
+                confidence: 1.0,
+                scores: Vec::new(),
+            });
+        }
+    }
+    if !after_user {
+        return None;
+    }
+    let intent = st
+        .latest_message
+        .as_ref()
+        .and_then(|(i, _)| turn.events[*i].intent_name())?;
+    let action = match intent {
+        "restart" => "action_restart",
+        "back" => "action_back",
+        "session_start" => ACTION_SESSION_START,
+        _ => return None,
+    };
+    Some(crate::policy::Prediction {
+        action: action.into(),
+        policy: "RulePolicy".into(),
+        confidence: 1.0,
+        scores: Vec::new(),
     })
 }
 
@@ -134,19 +207,36 @@ pub struct Processor {
 
 impl Processor {
     pub fn new(action_server: Option<ActionServer>) -> Processor {
-        Processor { action_server, max_predictions: 10 }
+        Processor {
+            action_server,
+            max_predictions: 10,
+        }
     }
 
     /// The session check: a new conversation, or one whose last user message is older than
     /// `session_expiration_time`, starts a session (`action_session_start`).
-    async fn ensure_session(&self, turn: &mut Turn<'_>, metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+    async fn ensure_session(
+        &self,
+        turn: &mut Turn<'_>,
+        metadata: Option<&Map<String, Value>>,
+    ) -> Result<(), ApiError> {
         let expired = {
             let minutes = turn.agent.domain.session_config.session_expiration_time;
-            let last_user = turn.events.iter().rev().find(|e| matches!(e.kind, EventKind::User { .. }));
-            minutes > 0.0 && last_user.is_some_and(|u| crate::engine::event::now() - u.timestamp > minutes * 60.0)
+            let last_user = turn
+                .events
+                .iter()
+                .rev()
+                .find(|e| matches!(e.kind, EventKind::User { .. }));
+            minutes > 0.0
+                && last_user
+                    .is_some_and(|u| crate::engine::event::now() - u.timestamp > minutes * 60.0)
         };
         if turn.events.is_empty() || expired {
-            turn.push(Event::action_with(ACTION_SESSION_START, Some("followup_action"), Some(1.0)));
+            turn.push(Event::action_with(
+                ACTION_SESSION_START,
+                Some("followup_action"),
+                Some(1.0),
+            ));
             let events = actions::session_start(turn, metadata);
             for e in events {
                 turn.push(e);
@@ -179,7 +269,11 @@ impl Processor {
             text: msg.text.clone(),
             parse_data,
             input_channel: msg.input_channel.clone(),
-            message_id: Some(msg.message_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())),
+            message_id: Some(
+                msg.message_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            ),
         });
         user.metadata = metadata;
         turn.push(user);
@@ -195,20 +289,36 @@ impl Processor {
         let mut after_user = matches!(turn.state().latest_action_name(), Some(ACTION_LISTEN));
         loop {
             if predicted >= self.max_predictions {
-                tracing::warn!(conversation = turn.sender_id, "circuit breaker tripped: stopped predicting after {predicted} actions");
+                tracing::warn!(
+                    conversation = turn.sender_id,
+                    "circuit breaker tripped: stopped predicting after {predicted} actions"
+                );
                 break;
             }
             let story = turn.story_events();
-            let prediction = turn.agent.model.policies.predict(&turn.agent.domain, &story);
+            let prediction = match default_rule(turn, after_user) {
+                Some(p) => p,
+                None => turn
+                    .agent
+                    .model
+                    .policies
+                    .predict(&turn.agent.domain, &story),
+            };
             if after_user {
-                turn.push(Event::new(EventKind::UserFeaturization { use_text_for_featurization: false }));
+                turn.push(Event::new(EventKind::UserFeaturization {
+                    use_text_for_featurization: false,
+                }));
                 after_user = false;
             }
             predicted += 1;
             let name = prediction.action.clone();
             match actions::run(self, turn, &name).await {
                 Ok(events) => {
-                    turn.push(Event::action_with(&name, Some(&prediction.policy), Some(prediction.confidence)));
+                    turn.push(Event::action_with(
+                        &name,
+                        Some(&prediction.policy),
+                        Some(prediction.confidence),
+                    ));
                     for e in events {
                         turn.push(e);
                     }
@@ -226,7 +336,11 @@ impl Processor {
                     // As Rasa: the failure is logged, the action is logged without its effects,
                     // and the conversation goes on.
                     tracing::error!(conversation = turn.sender_id, action = %name, "{reason}");
-                    turn.push(Event::action_with(&name, Some(&prediction.policy), Some(prediction.confidence)));
+                    turn.push(Event::action_with(
+                        &name,
+                        Some(&prediction.policy),
+                        Some(prediction.confidence),
+                    ));
                 }
             }
             if name == ACTION_LISTEN {
@@ -237,7 +351,12 @@ impl Processor {
     }
 
     /// A user message through the whole turn (REST channel, `respond`).
-    pub async fn handle_message(&self, state: &AppState, agent: Arc<Agent>, msg: UserMessage) -> Result<TurnOutput, ApiError> {
+    pub async fn handle_message(
+        &self,
+        state: &AppState,
+        agent: Arc<Agent>,
+        msg: UserMessage,
+    ) -> Result<TurnOutput, ApiError> {
         let conv = &state.conversations;
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
@@ -245,7 +364,9 @@ impl Processor {
             self.log_message(&mut turn, &msg).await?;
             let st = turn.state();
             let restart_asked = turn.events.last().and_then(|_| {
-                st.latest_message.as_ref().map(|(i, _)| turn.events[*i].intent_name() == Some("restart"))
+                st.latest_message
+                    .as_ref()
+                    .map(|(i, _)| turn.events[*i].intent_name() == Some("restart"))
             }) == Some(true);
             if !st.paused || restart_asked {
                 self.predict_and_run(&mut turn).await?;
@@ -256,7 +377,12 @@ impl Processor {
     }
 
     /// `/messages`: log the message without predicting.
-    pub async fn log_only(&self, state: &AppState, agent: Arc<Agent>, msg: UserMessage) -> Result<TurnOutput, ApiError> {
+    pub async fn log_only(
+        &self,
+        state: &AppState,
+        agent: Arc<Agent>,
+        msg: UserMessage,
+    ) -> Result<TurnOutput, ApiError> {
         let conv = &state.conversations;
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
@@ -278,11 +404,18 @@ impl Processor {
         confidence: Option<f64>,
     ) -> Result<TurnOutput, ApiError> {
         if !agent.domain.has_action(action) {
-            return Err(ApiError::bad_parameter(format!("Unknown action '{action}': it is not in the domain."), "name", "body"));
+            return Err(ApiError::bad_parameter(
+                format!("Unknown action '{action}': it is not in the domain."),
+                "name",
+                "body",
+            ));
         }
         let conv = &state.conversations;
         conv.locked(sender_id, || async {
-            let log = conv.read(sender_id).await?.ok_or_else(ApiError::conversation_not_found)?;
+            let log = conv
+                .read(sender_id)
+                .await?
+                .ok_or_else(ApiError::conversation_not_found)?;
             let mut turn = Turn::new(&agent, sender_id, &log, None);
             match actions::run(self, &mut turn, action).await {
                 Ok(events) => {
@@ -291,8 +424,12 @@ impl Processor {
                         turn.push(e);
                     }
                 }
-                Err(actions::ActionOutcome::Rejected(r)) | Err(actions::ActionOutcome::Failed(r)) => {
-                    return Err(ApiError::internal("ConversationError", format!("An unexpected error occurred. Error: {r}")));
+                Err(actions::ActionOutcome::Rejected(r))
+                | Err(actions::ActionOutcome::Failed(r)) => {
+                    return Err(ApiError::internal(
+                        "ConversationError",
+                        format!("An unexpected error occurred. Error: {r}"),
+                    ));
                 }
             }
             self.finish(state, &log, turn).await
@@ -301,7 +438,14 @@ impl Processor {
     }
 
     /// `/trigger_intent`: an external intent, then the prediction loop.
-    pub async fn trigger_intent(&self, state: &AppState, agent: Arc<Agent>, sender_id: &str, intent: &str, entities: Vec<Value>) -> Result<TurnOutput, ApiError> {
+    pub async fn trigger_intent(
+        &self,
+        state: &AppState,
+        agent: Arc<Agent>,
+        sender_id: &str,
+        intent: &str,
+        entities: Vec<Value>,
+    ) -> Result<TurnOutput, ApiError> {
         let conv = &state.conversations;
         conv.locked(sender_id, || async {
             let log = conv.read(sender_id).await?.unwrap_or_else(Log::empty);
@@ -331,10 +475,21 @@ impl Processor {
     }
 
     /// Stores the turn's new events and collects its bot messages.
-    async fn finish(&self, state: &AppState, old: &Log, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
+    async fn finish(
+        &self,
+        state: &AppState,
+        old: &Log,
+        turn: Turn<'_>,
+    ) -> Result<TurnOutput, ApiError> {
         let new = turn.new_events();
-        let messages: Vec<Value> = new.iter().flat_map(|e| output::channel_messages(turn.sender_id, e)).collect();
-        let log = state.conversations.append_locked(turn.sender_id, old, new).await?;
+        let messages: Vec<Value> = new
+            .iter()
+            .flat_map(|e| output::channel_messages(turn.sender_id, e))
+            .collect();
+        let log = state
+            .conversations
+            .append_locked(turn.sender_id, old, new)
+            .await?;
         Ok(TurnOutput { log, messages })
     }
 }

@@ -7,15 +7,30 @@ use crate::engine::{Event, EventKind};
 /// The message dicts one `bot` event becomes on the REST/callback channels and in
 /// `messages` of `/execute` and `/trigger_intent`.
 pub fn channel_messages(recipient_id: &str, bot: &Event) -> Vec<Value> {
-    let EventKind::Bot { text, data } = &bot.kind else { return Vec::new() };
-    let get = |k: &str| data.get(k).filter(|v| !v.is_null() && !is_empty(v)).cloned();
+    let EventKind::Bot { text, data } = &bot.kind else {
+        return Vec::new();
+    };
+    let get = |k: &str| {
+        data.get(k)
+            .filter(|v| !v.is_null() && !is_empty(v))
+            .cloned()
+    };
     let mut out = Vec::new();
     let buttons = get("buttons").or_else(|| get("quick_replies"));
     match (text, buttons) {
-        (Some(t), Some(b)) => out.push(json!({"recipient_id": recipient_id, "text": t, "buttons": b})),
-        (None, Some(b)) => out.push(json!({"recipient_id": recipient_id, "text": "", "buttons": b})),
+        (Some(t), Some(b)) => {
+            out.push(json!({"recipient_id": recipient_id, "text": t, "buttons": b}))
+        }
+        (None, Some(b)) => {
+            out.push(json!({"recipient_id": recipient_id, "text": "", "buttons": b}))
+        }
         (Some(t), None) => {
-            for part in t.trim().split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+            for part in t
+                .trim()
+                .split("\n\n")
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
                 out.push(json!({"recipient_id": recipient_id, "text": part}));
             }
         }
@@ -58,12 +73,25 @@ fn is_empty(v: &Value) -> bool {
 /// A bot event from a rendered message (a response variation or an action server's
 /// response): `text` and the six data keys Rasa always writes.
 pub fn bot_event(message: &Map<String, Value>, utter_action: Option<&str>) -> Event {
-    let text = message.get("text").and_then(Value::as_str).map(str::to_string);
+    let text = message
+        .get("text")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut data = Map::new();
-    for key in ["elements", "quick_replies", "buttons", "attachment", "image", "custom"] {
+    for key in [
+        "elements",
+        "quick_replies",
+        "buttons",
+        "attachment",
+        "image",
+        "custom",
+    ] {
         data.insert(key.into(), message.get(key).cloned().unwrap_or(Value::Null));
     }
-    let mut e = Event::new(EventKind::Bot { text, data: Value::Object(data) });
+    let mut e = Event::new(EventKind::Bot {
+        text,
+        data: Value::Object(data),
+    });
     if let Some(u) = utter_action {
         e.metadata.insert("utter_action".into(), json!(u));
     }
@@ -76,7 +104,10 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let m = serde_json::from_value(json!({"text": "Hi!\n\nHow are you?", "image": "https://x/y.png"})).unwrap();
+        let m = serde_json::from_value(
+            json!({"text": "Hi!\n\nHow are you?", "image": "https://x/y.png"}),
+        )
+        .unwrap();
         let e = bot_event(&m, Some("utter_greet"));
         assert_eq!(
             channel_messages("u", &e),
@@ -86,7 +117,13 @@ mod tests {
                 json!({"recipient_id": "u", "image": "https://x/y.png"})
             ]
         );
-        let m = serde_json::from_value(json!({"text": "Pick", "buttons": [{"title": "a", "payload": "/a"}]})).unwrap();
-        assert_eq!(channel_messages("u", &bot_event(&m, None))[0]["buttons"][0]["payload"], "/a");
+        let m = serde_json::from_value(
+            json!({"text": "Pick", "buttons": [{"title": "a", "payload": "/a"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            channel_messages("u", &bot_event(&m, None))[0]["buttons"][0]["payload"],
+            "/a"
+        );
     }
 }

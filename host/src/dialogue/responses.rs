@@ -9,7 +9,13 @@ use crate::engine::TrackerState;
 
 /// Picks and renders a variation of response `name`; `None` when the domain has no such
 /// response or no variation applies.
-pub fn render(domain: &Domain, name: &str, state: &TrackerState, channel: Option<&str>, extra: &Map<String, Value>) -> Option<Map<String, Value>> {
+pub fn render(
+    domain: &Domain,
+    name: &str,
+    state: &TrackerState,
+    channel: Option<&str>,
+    extra: &Map<String, Value>,
+) -> Option<Map<String, Value>> {
     let variations = domain.response(name)?;
     let applies = |v: &&Value| {
         let cond_ok = match v.get("condition").and_then(Value::as_array) {
@@ -24,10 +30,31 @@ pub fn render(domain: &Domain, name: &str, state: &TrackerState, channel: Option
     let channel_of = |v: &Value| v.get("channel").and_then(Value::as_str).map(str::to_string);
     // Conditional variations that match win over unconditional ones (Rasa 3); among those,
     // channel-specific ones for this channel win over channel-less ones.
-    let conditional: Vec<&Value> = variations.iter().filter(|v| v.get("condition").is_some()).filter(applies).collect();
-    let pool: Vec<&Value> = if conditional.is_empty() { variations.iter().filter(|v| v.get("condition").is_none()).collect() } else { conditional };
-    let for_channel: Vec<&Value> = pool.iter().copied().filter(|v| channel.is_some() && channel_of(v).as_deref() == channel).collect();
-    let pool: Vec<&Value> = if for_channel.is_empty() { pool.into_iter().filter(|v| channel_of(v).is_none()).collect() } else { for_channel };
+    let conditional: Vec<&Value> = variations
+        .iter()
+        .filter(|v| v.get("condition").is_some())
+        .filter(applies)
+        .collect();
+    let pool: Vec<&Value> = if conditional.is_empty() {
+        variations
+            .iter()
+            .filter(|v| v.get("condition").is_none())
+            .collect()
+    } else {
+        conditional
+    };
+    let for_channel: Vec<&Value> = pool
+        .iter()
+        .copied()
+        .filter(|v| channel.is_some() && channel_of(v).as_deref() == channel)
+        .collect();
+    let pool: Vec<&Value> = if for_channel.is_empty() {
+        pool.into_iter()
+            .filter(|v| channel_of(v).is_none())
+            .collect()
+    } else {
+        for_channel
+    };
     let chosen = pool.choose(&mut rand::rng())?;
     let mut out = chosen.as_object().cloned().unwrap_or_default();
     out.remove("condition");
@@ -51,11 +78,19 @@ fn interpolate(value: &mut Value, vars: &Map<String, Value>) {
                 out.push_str(&rest[..open]);
                 let after = &rest[open + 1..];
                 match after.find('}') {
-                    Some(close) if after[..close].chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') && close > 0 => {
+                    Some(close)
+                        if after[..close]
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                            && close > 0 =>
+                    {
                         let key = &after[..close];
                         match vars.get(key) {
                             Some(Value::String(v)) => out.push_str(v),
+                            // Python's str(), which Rasa's templates use.
                             Some(Value::Null) => out.push_str("None"),
+                            Some(Value::Bool(true)) => out.push_str("True"),
+                            Some(Value::Bool(false)) => out.push_str("False"),
                             Some(v) => out.push_str(&v.to_string()),
                             None => {
                                 out.push('{');
@@ -87,7 +122,8 @@ mod tests {
 
     #[test]
     fn interpolation() {
-        let vars: Map<String, Value> = serde_json::from_value(json!({"name": "Ada", "n": 3, "x": null})).unwrap();
+        let vars: Map<String, Value> =
+            serde_json::from_value(json!({"name": "Ada", "n": 3, "x": null})).unwrap();
         let mut v = json!({"text": "Hi {name}, {n} {x} {unknown} {not a var}", "buttons": [{"title": "{name}"}]});
         interpolate(&mut v, &vars);
         assert_eq!(v["text"], "Hi Ada, 3 None {unknown} {not a var}");

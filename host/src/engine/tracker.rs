@@ -380,7 +380,10 @@ mod tests {
 
     fn domain_with(slot: &str) -> Domain {
         let mut d = Domain::empty();
-        d.slots.insert(0, crate::domain::Slot::implicit(slot, crate::domain::SlotKind::Any));
+        d.slots.insert(
+            0,
+            crate::domain::Slot::implicit(slot, crate::domain::SlotKind::Any),
+        );
         d
     }
 

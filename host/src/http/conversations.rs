@@ -116,7 +116,9 @@ pub async fn get_dispatch(
     match split(&rest) {
         Some((id, "/tracker")) => get_tracker(Request::new(&state, id, &headers, q)?).await,
         Some((id, "/story")) => get_story(Request::new(&state, id, &headers, q)?).await,
-        Some((id, "/respond")) => super::dialogue::respond(Request::new(&state, id, &headers, q)?, None).await,
+        Some((id, "/respond")) => {
+            super::dialogue::respond(Request::new(&state, id, &headers, q)?, None).await
+        }
         _ => Err(route_not_found("GET", &rest)),
     }
 }
@@ -132,11 +134,21 @@ pub async fn post_dispatch(
         Some((id, "/tracker/events")) => {
             append_events(Request::new(&state, id, &headers, q)?, body).await
         }
-        Some((id, "/messages")) => super::dialogue::messages(Request::new(&state, id, &headers, q)?, body).await,
-        Some((id, "/predict")) => super::dialogue::predict(Request::new(&state, id, &headers, q)?).await,
-        Some((id, "/execute")) => super::dialogue::execute(Request::new(&state, id, &headers, q)?, body).await,
-        Some((id, "/trigger_intent")) => super::dialogue::trigger_intent(Request::new(&state, id, &headers, q)?, body).await,
-        Some((id, "/respond")) => super::dialogue::respond(Request::new(&state, id, &headers, q)?, Some(body)).await,
+        Some((id, "/messages")) => {
+            super::dialogue::messages(Request::new(&state, id, &headers, q)?, body).await
+        }
+        Some((id, "/predict")) => {
+            super::dialogue::predict(Request::new(&state, id, &headers, q)?).await
+        }
+        Some((id, "/execute")) => {
+            super::dialogue::execute(Request::new(&state, id, &headers, q)?, body).await
+        }
+        Some((id, "/trigger_intent")) => {
+            super::dialogue::trigger_intent(Request::new(&state, id, &headers, q)?, body).await
+        }
+        Some((id, "/respond")) => {
+            super::dialogue::respond(Request::new(&state, id, &headers, q)?, Some(body)).await
+        }
         _ => Err(route_not_found("POST", &rest)),
     }
 }

@@ -15,7 +15,11 @@ use crate::engine::{tracker_json, EventVerbosity};
 fn body_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match json_body(body)? {
         Value::Object(m) => Ok(m),
-        other => Err(ApiError::bad_parameter(format!("The request body must be a JSON object, got {other}."), "", "body")),
+        other => Err(ApiError::bad_parameter(
+            format!("The request body must be a JSON object, got {other}."),
+            "",
+            "body",
+        )),
     }
 }
 
@@ -23,7 +27,11 @@ fn opt_string(m: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiEr
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(ApiError::bad_parameter(format!("'{key}' must be a string, got {other}."), key, "body")),
+        Some(other) => Err(ApiError::bad_parameter(
+            format!("'{key}' must be a string, got {other}."),
+            key,
+            "body",
+        )),
     }
 }
 
@@ -38,7 +46,11 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
         None => opt_string(&m, "text")?,
     };
     let Some(text) = text else {
-        return Err(ApiError::bad_parameter("The message must have a 'text'.", "text", "body"));
+        return Err(ApiError::bad_parameter(
+            "The message must have a 'text'.",
+            "text",
+            "body",
+        ));
     };
     let sender = opt_string(&m, "sender")?.unwrap_or_else(|| "user".into());
     if sender != "user" {
@@ -51,9 +63,20 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
             p.entry("text").or_insert_with(|| json!(text));
             Some(p)
         }
-        Some(other) => return Err(ApiError::bad_parameter(format!("'parse_data' must be an object, got {other}."), "parse_data", "body")),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                format!("'parse_data' must be an object, got {other}."),
+                "parse_data",
+                "body",
+            ))
+        }
     };
-    let msg = UserMessage { sender_id: req.id.into(), text: Some(text), parse_data, ..Default::default() };
+    let msg = UserMessage {
+        sender_id: req.id.into(),
+        text: Some(text),
+        parse_data,
+        ..Default::default()
+    };
     let out = req.state.processor.log_only(req.state, agent, msg).await?;
     req.tracker(&out.log.events)
 }
@@ -68,15 +91,33 @@ pub(super) async fn predict(req: Request<'_>) -> Result<Response, ApiError> {
 }
 
 /// The predict response: sorted scores (conversation route) or in domain order (`/model/predict`).
-pub fn prediction_json(agent: &crate::agent::Agent, sender_id: &str, events: &[crate::engine::Event], sorted: bool) -> Value {
+pub fn prediction_json(
+    agent: &crate::agent::Agent,
+    sender_id: &str,
+    events: &[crate::engine::Event],
+    sorted: bool,
+) -> Value {
     let state = crate::engine::TrackerState::compute(&agent.domain, events);
-    let story: Vec<_> = state.applied.iter().filter_map(|&i| crate::dialogue::story_event(&events[i])).collect();
+    let story: Vec<_> = state
+        .applied
+        .iter()
+        .filter_map(|&i| crate::dialogue::story_event(&events[i]))
+        .collect();
     let p = agent.model.policies.predict(&agent.domain, &story);
     let mut scores = p.scores.clone();
     if sorted {
-        scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then_with(|| a.0.cmp(&b.0)));
+        scores.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.0.cmp(&b.0))
+        });
     }
-    let mut tracker = tracker_json(sender_id, &agent.domain, events, EventVerbosity::AfterRestart);
+    let mut tracker = tracker_json(
+        sender_id,
+        &agent.domain,
+        events,
+        EventVerbosity::AfterRestart,
+    );
     // A pending follow-up is consumed by this prediction.
     if let Some(t) = tracker.as_object_mut() {
         t.insert("followup_action".into(), Value::Null);
@@ -97,14 +138,26 @@ pub(super) async fn execute(req: Request<'_>, body: Bytes) -> Result<Response, A
     let m = body_object(&body)?;
     let name = match (opt_string(&m, "name")?, opt_string(&m, "action")?) {
         (Some(n), _) | (None, Some(n)) => n,
-        (None, None) => return Err(ApiError::bad_parameter("Name of the action not provided in request body.", "name", "body")),
+        (None, None) => {
+            return Err(ApiError::bad_parameter(
+                "Name of the action not provided in request body.",
+                "name",
+                "body",
+            ))
+        }
     };
     let policy = opt_string(&m, "policy")?;
     let confidence = match m.get("confidence") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_parameter("'confidence' must be a number.", "confidence", "body"))?),
+        Some(v) => Some(v.as_f64().ok_or_else(|| {
+            ApiError::bad_parameter("'confidence' must be a number.", "confidence", "body")
+        })?),
     };
-    let out = req.state.processor.execute(req.state, agent, req.id, &name, policy, confidence).await?;
+    let out = req
+        .state
+        .processor
+        .execute(req.state, agent, req.id, &name, policy, confidence)
+        .await?;
     let verbosity = req.query.verbosity()?;
     Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events, verbosity), "messages": out.messages})).into_response())
 }
@@ -115,19 +168,40 @@ pub(super) async fn trigger_intent(req: Request<'_>, body: Bytes) -> Result<Resp
     let agent = req.state.require_agent()?;
     let m = body_object(&body)?;
     let Some(intent) = opt_string(&m, "name")? else {
-        return Err(ApiError::bad_parameter("Name of the intent not provided in request body.", "name", "body"));
+        return Err(ApiError::bad_parameter(
+            "Name of the intent not provided in request body.",
+            "name",
+            "body",
+        ));
     };
     if agent.domain.intent(&intent).is_none() {
-        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "NotFound", format!("The intent '{intent}' does not exist in the domain.")));
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("The intent '{intent}' does not exist in the domain."),
+        ));
     }
     let entities = match m.get("entities") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(list)) => list.clone(),
         // The short-hand `{type: value}` becomes `[{"entity": type, "value": value}]`.
-        Some(Value::Object(o)) => o.iter().map(|(k, v)| json!({"entity": k, "value": v})).collect(),
-        Some(other) => return Err(ApiError::bad_parameter(format!("'entities' must be a list or an object, got {other}."), "entities", "body")),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| json!({"entity": k, "value": v}))
+            .collect(),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                format!("'entities' must be a list or an object, got {other}."),
+                "entities",
+                "body",
+            ))
+        }
     };
-    let out = req.state.processor.trigger_intent(req.state, agent, req.id, &intent, entities).await?;
+    let out = req
+        .state
+        .processor
+        .trigger_intent(req.state, agent, req.id, &intent, entities)
+        .await?;
     Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events, verbosity), "messages": out.messages})).into_response())
 }
 
@@ -142,12 +216,28 @@ pub(super) async fn respond(req: Request<'_>, body: Option<Bytes>) -> Result<Res
                 _ => None,
             }
         }
-        _ => req.query.get("query").or_else(|| req.query.get("q")).map(str::to_string),
+        _ => req
+            .query
+            .get("query")
+            .or_else(|| req.query.get("q"))
+            .map(str::to_string),
     };
     let Some(text) = text else {
-        return Err(ApiError::bad_parameter("Missing the message parameter.", "query", "body"));
+        return Err(ApiError::bad_parameter(
+            "Missing the message parameter.",
+            "query",
+            "body",
+        ));
     };
-    let msg = UserMessage { sender_id: req.id.into(), text: Some(text), ..Default::default() };
-    let out = req.state.processor.handle_message(req.state, agent, msg).await?;
+    let msg = UserMessage {
+        sender_id: req.id.into(),
+        text: Some(text),
+        ..Default::default()
+    };
+    let out = req
+        .state
+        .processor
+        .handle_message(req.state, agent, msg)
+        .await?;
     Ok(Json(out.messages).into_response())
 }

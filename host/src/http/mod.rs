@@ -3,9 +3,9 @@
 pub mod auth;
 pub mod conversations;
 pub mod dialogue;
-pub mod model;
 pub mod error;
 pub mod meta;
+pub mod model;
 pub mod query;
 
 use std::sync::{Arc, RwLock};
@@ -76,7 +76,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/", get(meta::root))
         .route("/version", get(meta::version))
         .route("/webhooks/rest/", get(crate::channels::rest::health))
-        .route("/webhooks/rest/webhook", axum::routing::post(crate::channels::rest::webhook));
+        .route(
+            "/webhooks/rest/webhook",
+            axum::routing::post(crate::channels::rest::webhook),
+        );
     if state.enable_api {
         app = app
             .route("/status", get(meta::status))

@@ -19,11 +19,20 @@ async fn parse_text(state: &SharedState, text: &str) -> Result<Value, ApiError> 
 }
 
 /// `POST /model/parse` `{"text", "message_id"?}`.
-pub async fn parse(State(state): State<SharedState>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+pub async fn parse(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     if let Some(mode) = q.get("emulation_mode") {
-        return Err(ApiError::bad_parameter(format!("emulation_mode '{mode}' is not supported by Colloquy."), "emulation_mode", "query"));
+        return Err(ApiError::bad_parameter(
+            format!("emulation_mode '{mode}' is not supported by Colloquy."),
+            "emulation_mode",
+            "query",
+        ));
     }
     let body = json_body(&body)?;
     let Some(text) = body.get("text").and_then(Value::as_str) else {
@@ -37,12 +46,25 @@ pub async fn parse(State(state): State<SharedState>, headers: HeaderMap, RawQuer
 }
 
 /// `POST /parse` `{"q"}` (rasa_core 0.14).
-pub async fn parse_legacy(State(state): State<SharedState>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+pub async fn parse_legacy(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     let body = json_body(&body)?;
-    let Some(text) = body.get("q").or_else(|| body.get("text")).and_then(Value::as_str) else {
-        return Err(ApiError::bad_parameter("No text message defined in request body ('q': 'your text').", "q", "body"));
+    let Some(text) = body
+        .get("q")
+        .or_else(|| body.get("text"))
+        .and_then(Value::as_str)
+    else {
+        return Err(ApiError::bad_parameter(
+            "No text message defined in request body ('q': 'your text').",
+            "q",
+            "body",
+        ));
     };
     Ok(Json(parse_text(&state, text).await?).into_response())
 }
@@ -50,22 +72,39 @@ pub async fn parse_legacy(State(state): State<SharedState>, headers: HeaderMap, 
 fn events_body(body: &Bytes) -> Result<Vec<Event>, ApiError> {
     match json_body(body)? {
         Value::Array(items) => Ok(Event::list_from_json(&items)?),
-        other => Err(ApiError::bad_parameter(format!("Supplied events are not valid: expected a list of events, got {other}."), "", "body")),
+        other => Err(ApiError::bad_parameter(
+            format!("Supplied events are not valid: expected a list of events, got {other}."),
+            "",
+            "body",
+        )),
     }
 }
 
 /// `POST /model/predict`: a prediction on a temporary tracker (`default`) built from the
 /// posted events; scores in domain order, as 3.6 returns them.
-pub async fn predict(State(state): State<SharedState>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+pub async fn predict(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     let agent = state.require_agent()?;
     let events = events_body(&body)?;
-    Ok(Json(super::dialogue::prediction_json(&agent, "default", &events, false)).into_response())
+    Ok(Json(super::dialogue::prediction_json(
+        &agent, "default", &events, false,
+    ))
+    .into_response())
 }
 
 /// `POST /predict` (0.12+): the same, without `confidence`.
-pub async fn predict_legacy(State(state): State<SharedState>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+pub async fn predict_legacy(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     let agent = state.require_agent()?;

@@ -1,0 +1,416 @@
+//! Conversations end to end: trained models, the REST channel, the dialogue routes and a
+//! real rasa_sdk action server (rasa-http-api §7 cases 5, 11–12, 15, 26–29, 33–40).
+
+use colloquy_blackbox_tests::bots::{
+    formbot_actions_dir, hello_bot, rasa_example, train, ActionServer,
+};
+use colloquy_blackbox_tests::{assert_rasa_error, Server};
+use serde_json::{json, Value};
+
+fn say(s: &Server, sender: &str, text: &str) -> Vec<Value> {
+    let (st, body) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": sender, "message": text}),
+    );
+    assert_eq!(st, 200, "{body}");
+    body.as_array().cloned().unwrap_or_default()
+}
+
+fn texts(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `event:name` for actions and `event` otherwise, for compact sequence checks.
+fn sequence(s: &Server, id: &str) -> Vec<String> {
+    let (_, t) = s.get(&format!("/conversations/{id}/tracker?include_events=ALL"));
+    t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e["event"].as_str().unwrap() {
+            "action" => format!("action:{}", e["name"].as_str().unwrap_or("")),
+            "slot" => format!("slot:{}={}", e["name"].as_str().unwrap(), e["value"]),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn moodbot_happy_and_sad_paths() {
+    let model = train(&rasa_example("moodbot"));
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .start();
+    assert_eq!(texts(&say(&s, "happy", "/greet")), ["Hey! How are you?"]);
+    assert_eq!(
+        texts(&say(&s, "happy", "/mood_great")),
+        ["Great, carry on!"]
+    );
+    assert_eq!(
+        sequence(&s, "happy"),
+        [
+            "action:action_session_start",
+            "session_started",
+            "action:action_listen",
+            "user",
+            "user_featurization",
+            "action:utter_greet",
+            "bot",
+            "action:action_listen",
+            "user",
+            "user_featurization",
+            "action:utter_happy",
+            "bot",
+            "action:action_listen",
+        ]
+    );
+    let (_, t) = s.get("/conversations/happy/tracker?include_events=ALL");
+    let events = t["events"].as_array().unwrap();
+    assert_eq!(events[0]["policy"], "followup_action");
+    assert_eq!(events[5]["confidence"], 1.0);
+    assert!(events[5]["policy"].as_str().unwrap().ends_with("Policy"));
+    let bot = &events[6];
+    assert_eq!(bot["metadata"]["utter_action"], "utter_greet");
+    for key in [
+        "elements",
+        "quick_replies",
+        "buttons",
+        "attachment",
+        "image",
+        "custom",
+    ] {
+        assert!(bot["data"].get(key).is_some(), "bot data lacks {key}");
+    }
+    // Every new event carries the model's ids (3.6).
+    let (_, status) = s.get("/status");
+    assert!(events
+        .iter()
+        .all(|e| e["metadata"]["model_id"] == status["model_id"]));
+    assert_eq!(status["is_ready"], true);
+
+    say(&s, "sad", "/greet");
+    let sad = say(&s, "sad", "/mood_unhappy");
+    assert_eq!(
+        texts(&sad),
+        ["Here is something to cheer you up:", "Did that help you?"]
+    );
+    assert!(sad.iter().any(|m| m["image"].is_string()), "{sad:?}");
+    assert_eq!(texts(&say(&s, "sad", "/deny")), ["Bye"]);
+
+    // Case 15/33: the story of the conversation.
+    let (_, story) = s.get_text("/conversations/sad/story");
+    assert!(
+        story.contains("- intent: mood_unhappy") && story.contains("- action: utter_cheer_up"),
+        "{story}"
+    );
+    // Restart: the conversation starts over with a new session.
+    say(&s, "sad", "/restart");
+    let seq = sequence(&s, "sad");
+    let tail: Vec<&str> = seq.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert!(seq.contains(&"restart".to_string()), "{seq:?}");
+    assert!(
+        seq.iter()
+            .filter(|e| *e == "action:action_session_start")
+            .count()
+            >= 2,
+        "{seq:?}"
+    );
+    assert_eq!(
+        tail.last().copied(),
+        Some("action:action_listen"),
+        "{seq:?}"
+    );
+}
+
+#[test]
+fn dialogue_routes_follow_rasa() {
+    let model = train(&hello_bot());
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .token("tok")
+        .start();
+    // Case 35: unknown conversations.
+    for route in ["predict", "execute", "story"] {
+        let (st, e) = if route == "story" {
+            s.get(&format!("/conversations/nobody/{route}"))
+        } else {
+            s.post(
+                &format!("/conversations/nobody/{route}"),
+                &json!({"name": "utter_greet"}),
+            )
+        };
+        assert_rasa_error(st, &e, 404);
+        assert_eq!(e["message"], "Conversation ID not found.");
+    }
+    // Messages: logged without prediction; parse_data entities fill slots.
+    let (st, t) = s.post("/conversations/m1/messages", &json!({"text": "a latte", "sender": "user", "parse_data": {"intent": {"name": "inform", "confidence": 0.9}, "entities": [{"entity": "drink", "value": "latte", "start": 2, "end": 7}]}}));
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["latest_message"]["text"], "a latte");
+    assert_eq!(t["slots"]["drink"], "latte");
+    let seq = sequence(&s, "m1");
+    assert_eq!(
+        seq[3..],
+        ["user".to_string(), "slot:drink=\"latte\"".to_string()]
+    );
+    let (st, e) = s.post(
+        "/conversations/m1/messages",
+        &json!({"text": "hi", "sender": "bot"}),
+    );
+    assert_rasa_error(st, &e, 400);
+    let (st, e) = s.post_raw("/conversations/m1/messages", "");
+    assert_rasa_error(st, &e, 400);
+    // Case 11/35: predict returns sorted scores and stores nothing.
+    let before = sequence(&s, "m1").len();
+    let (st, p) = s.post("/conversations/m1/predict", &json!({}));
+    assert_eq!(st, 200, "{p}");
+    let scores: Vec<(String, f64)> = p["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["action"].as_str().unwrap().to_string(),
+                x["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = scores.clone();
+    sorted.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+    assert_eq!(scores, sorted);
+    assert!(
+        p["policy"].is_string() && p["confidence"].is_number() && p["tracker"]["sender_id"] == "m1"
+    );
+    assert_eq!(sequence(&s, "m1").len(), before);
+    // Case 36: execute.
+    let (st, r) = s.post("/conversations/m1/execute", &json!({"name": "utter_hours"}));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        r["messages"][0]["text"],
+        "We are open every day from 7am to 7pm."
+    );
+    assert_eq!(r["messages"][0]["recipient_id"], "m1");
+    let (st, e) = s.post("/conversations/m1/execute", &json!({}));
+    assert_rasa_error(st, &e, 400);
+    let (st, e) = s.post("/conversations/m1/execute", &json!({"name": "ka[pa[..."}));
+    assert!(st >= 400 && st < 500, "{st} {e}");
+    // Case 37: trigger_intent, with the entity short-hand.
+    let (st, r) = s.post(
+        "/conversations/t1/trigger_intent",
+        &json!({"name": "order_coffee", "entities": {"drink": "espresso"}}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["tracker"]["slots"]["drink"], "espresso");
+    assert_eq!(
+        r["messages"][0]["text"],
+        "Which size: small, medium or large?"
+    );
+    let user = r["tracker"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(user["text"], "EXTERNAL: order_coffee");
+    assert_eq!(user["metadata"]["is_external"], true);
+    let (st, e) = s.post("/conversations/t1/trigger_intent", &json!({}));
+    assert_rasa_error(st, &e, 400);
+    let (st, e) = s.post(
+        "/conversations/t1/trigger_intent",
+        &json!({"name": "no_such_intent"}),
+    );
+    assert_rasa_error(st, &e, 404);
+    // Case 5 (0.x): respond.
+    let (st, r) = s.post("/conversations/r1/respond", &json!({"query": "/greet"}));
+    assert_eq!(st, 200);
+    assert_eq!(r[0]["recipient_id"], "r1");
+    assert!(r[0]["text"].as_str().unwrap().starts_with("Hello!"));
+    let (st, r) = s.get("/conversations/r1/respond?q=/ask_hours");
+    assert_eq!(st, 200);
+    assert_eq!(r[0]["text"], "We are open every day from 7am to 7pm.");
+    // Parsing: the shortcut, with entities and confidence clamping.
+    let (_, p) = s.post(
+        "/model/parse",
+        &json!({"text": "/inform@1.7{\"drink\": [\"latte\", \"mocha\"], \"colour\": \"red\"}"}),
+    );
+    assert_eq!(p["intent"], json!({"name": "inform", "confidence": 1.0}));
+    let ents = p["entities"].as_array().unwrap();
+    assert_eq!(ents.len(), 2, "{p}");
+    assert_eq!(ents[0]["extractor"], "RegexMessageHandler");
+    let (_, p) = s.post("/parse", &json!({"q": "/greet"}));
+    assert_eq!(p["intent"]["name"], "greet");
+    let (st, e) = s.post("/model/parse", &json!({"message": "no text key"}));
+    assert_rasa_error(st, &e, 400);
+    // Case 12/31: model predict.
+    let (_, t) = s.get("/conversations/r1/tracker?include_events=APPLIED");
+    let (st, p) = s.post("/model/predict", &t["events"]);
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["tracker"]["sender_id"], "default");
+    let (st, e) = s.post_raw("/model/predict", "");
+    assert_rasa_error(st, &e, 400);
+    let (st, e) = s.post(
+        "/model/predict",
+        &json!([{"event": "user", "parse_data": {"entities": {"a": 1}}}]),
+    );
+    assert_rasa_error(st, &e, 400);
+    // The REST channel's health and stream mode.
+    let r = s
+        .client
+        .get(format!("http://127.0.0.1:{}/webhooks/rest/", s.port))
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap(), json!({"status": "ok"}));
+    let r = s
+        .client
+        .post(format!(
+            "http://127.0.0.1:{}/webhooks/rest/webhook?stream=true",
+            s.port
+        ))
+        .json(&json!({"sender": "st", "message": "/greet"}))
+        .send()
+        .unwrap();
+    let body = r.text().unwrap();
+    assert_eq!(body.lines().count(), 1);
+    assert!(
+        serde_json::from_str::<Value>(body.lines().next().unwrap()).unwrap()["text"].is_string()
+    );
+}
+
+#[test]
+fn without_a_model_the_dialogue_routes_answer_409() {
+    let s = Server::builder().start();
+    s.post(
+        "/conversations/x/tracker/events",
+        &json!({"event": "pause"}),
+    );
+    for route in ["messages", "predict", "execute", "trigger_intent"] {
+        let (st, e) = s.post(
+            &format!("/conversations/x/{route}"),
+            &json!({"text": "hi", "name": "greet"}),
+        );
+        assert_rasa_error(st, &e, 409);
+    }
+    let (st, e) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "x", "message": "hi"}),
+    );
+    assert_rasa_error(st, &e, 409);
+    let (st, e) = s.post("/model/parse", &json!({"text": "hi"}));
+    assert_rasa_error(st, &e, 409);
+    let (_, status) = s.get("/status");
+    assert_eq!(status["is_ready"], false);
+}
+
+#[test]
+fn hello_bot_takes_an_order_through_its_form() {
+    let model = train(&hello_bot());
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .start();
+    say(&s, "c", "/order_coffee");
+    say(&s, "c", "/inform{\"drink\": \"latte\"}");
+    let last = say(&s, "c", "/inform{\"size\": \"large\"}");
+    assert_eq!(texts(&last), ["One large latte, coming right up!"]);
+    let (_, t) = s.get("/conversations/c/tracker");
+    assert_eq!(t["active_loop"], json!({}));
+    assert_eq!(t["slots"]["requested_slot"], Value::Null);
+    // A paused conversation ignores messages.
+    s.post(
+        "/conversations/c/tracker/events",
+        &json!({"event": "pause"}),
+    );
+    assert!(say(&s, "c", "/greet").is_empty());
+}
+
+#[test]
+fn formbot_fills_its_form_through_a_real_action_server() {
+    let actions = ActionServer::start(&formbot_actions_dir(), "actions");
+    let model = train(&rasa_example("formbot"));
+    let endpoints = format!("action_endpoint:\n  url: {}\n", actions.url());
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
+    assert_eq!(
+        texts(&say(&s, "f", "/request_restaurant")),
+        ["What cuisine?"]
+    );
+    // The validator refuses an unknown cuisine and the form asks again.
+    assert_eq!(
+        texts(&say(&s, "f", "/inform{\"cuisine\": \"klingon\"}")),
+        [
+            "Cuisine type is not in the database, please try again",
+            "What cuisine?"
+        ]
+    );
+    assert_eq!(
+        texts(&say(&s, "f", "/inform{\"cuisine\": \"Italian\"}")),
+        ["How many people?"]
+    );
+    assert_eq!(
+        texts(&say(&s, "f", "/inform{\"number\": \"4\"}")),
+        ["Do you want to sit outside?"]
+    );
+    assert_eq!(
+        texts(&say(&s, "f", "/affirm")),
+        ["Please provide additional preferences"]
+    );
+    assert_eq!(
+        texts(&say(&s, "f", "/deny")),
+        ["Please give your feedback on your experience so far"]
+    );
+    let done = texts(&say(&s, "f", "/inform{\"feedback\": \"great\"}"));
+    assert_eq!(done[0], "All done!");
+    assert!(
+        done[1].contains("cuisine: italian")
+            && done[1].contains("num_people: 4.0")
+            && done[1].contains("feedback: great"),
+        "{done:?}"
+    );
+    let (_, t) = s.get("/conversations/f/tracker");
+    assert_eq!(t["slots"]["cuisine"], "italian");
+    assert_eq!(t["slots"]["outdoor_seating"], true);
+    assert_eq!(t["slots"]["preferences"], "no additional preferences");
+    assert_eq!(t["active_loop"], json!({}));
+}
+
+#[test]
+fn custom_actions_and_their_failures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
+    let model = train(&dir);
+    let actions = ActionServer::start(&formbot_actions_dir(), "actions");
+    let endpoints = format!("action_endpoint:\n  url: {}\n  timeout: 5\n", actions.url());
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
+    let greet = say(&s, "ada", "/greet");
+    assert_eq!(texts(&greet), ["Hi ada, you said: /greet"]);
+    let (_, t) = s.get("/conversations/ada/tracker");
+    assert_eq!(t["slots"]["cuisine"], "greek");
+    // A 400 from the action server: action_execution_rejected, the turn goes on.
+    let r = say(&s, "ada", "/reject_me");
+    assert!(r.is_empty(), "{r:?}");
+    assert!(sequence(&s, "ada").contains(&"action_execution_rejected".to_string()));
+    // A 500: logged, the action counts as run without effects, the next action follows.
+    assert_eq!(
+        texts(&say(&s, "ada", "/fail_me")),
+        ["Something failed, but I am still here."]
+    );
+    drop(actions);
+    // Unreachable action server: same, and the HTTP request still succeeds.
+    assert_eq!(
+        texts(&say(&s, "bob", "/fail_me")),
+        ["Something failed, but I am still here."]
+    );
+    let r = say(&s, "bob", "/greet");
+    assert!(r.is_empty(), "{r:?}");
+}
