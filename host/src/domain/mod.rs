@@ -31,7 +31,13 @@ pub const DEFAULT_ACTIONS: &[&str] = &[
 ];
 
 /// Intents every domain understands implicitly (`/restart`, `/back`, `/session_start`).
-pub const DEFAULT_INTENTS: &[&str] = &["restart", "back", "out_of_scope", "session_start", "nlu_fallback"];
+pub const DEFAULT_INTENTS: &[&str] = &[
+    "restart",
+    "back",
+    "out_of_scope",
+    "session_start",
+    "nlu_fallback",
+];
 
 /// Session settings (`session_config` in the domain).
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +49,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { session_expiration_time: 60.0, carry_over_slots_to_new_session: true }
+        SessionConfig {
+            session_expiration_time: 60.0,
+            carry_over_slots_to_new_session: true,
+        }
     }
 }
 
@@ -136,7 +145,10 @@ impl Domain {
 
     /// The variations of a response, if the domain has it.
     pub fn response(&self, name: &str) -> Option<&[Value]> {
-        self.responses.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.responses
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn form(&self, name: &str) -> Option<&Form> {
@@ -149,7 +161,10 @@ impl Domain {
 
     /// Slot name → its mappings (the input of `action_extract_slots`).
     pub fn slot_mappings(&self) -> Vec<(&str, &[SlotMapping])> {
-        self.slots.iter().map(|s| (s.name.as_str(), s.mappings.as_slice())).collect()
+        self.slots
+            .iter()
+            .map(|s| (s.name.as_str(), s.mappings.as_slice()))
+            .collect()
     }
 
     /// Every action name, in Rasa's order: default actions, then custom actions, then
@@ -159,10 +174,18 @@ impl Domain {
         let mut out: Vec<String> = DEFAULT_ACTIONS.iter().map(|s| s.to_string()).collect();
         let mut custom: Vec<&str> = self.actions.iter().map(String::as_str).collect();
         custom.sort_unstable();
-        let mut utters: Vec<&str> =
-            self.responses.iter().map(|(n, _)| n.as_str()).filter(|n| n.starts_with("utter_")).collect();
+        let mut utters: Vec<&str> = self
+            .responses
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.starts_with("utter_"))
+            .collect();
         utters.sort_unstable();
-        for name in custom.into_iter().chain(utters).chain(self.forms.iter().map(|f| f.name.as_str())) {
+        for name in custom
+            .into_iter()
+            .chain(utters)
+            .chain(self.forms.iter().map(|f| f.name.as_str()))
+        {
             if !out.iter().any(|a| a == name) {
                 out.push(name.to_string());
             }
@@ -181,7 +204,11 @@ impl Domain {
     }
 
     /// The entity types of a message that the intent lets into the dialogue state.
-    pub fn used_entities<'a>(&self, intent: Option<&str>, entities: impl Iterator<Item = &'a str>) -> Vec<String> {
+    pub fn used_entities<'a>(
+        &self,
+        intent: Option<&str>,
+        entities: impl Iterator<Item = &'a str>,
+    ) -> Vec<String> {
         let filter = intent.and_then(|i| self.intent(i)).map(|i| &i.use_entities);
         let mut out: Vec<String> = entities
             .filter(|e| match filter {
@@ -189,7 +216,12 @@ impl Domain {
                 Some(EntityFilter::Only(list)) => list.iter().any(|x| x == e),
                 Some(EntityFilter::Ignore(list)) => !list.iter().any(|x| x == e),
             })
-            .filter(|e| self.entities.iter().find(|x| x.name == *e).is_none_or(|x| x.influence_conversation))
+            .filter(|e| {
+                self.entities
+                    .iter()
+                    .find(|x| x.name == *e)
+                    .is_none_or(|x| x.influence_conversation)
+            })
             .map(str::to_string)
             .collect();
         out.sort();
@@ -201,12 +233,25 @@ impl Domain {
     /// slots and default actions, empty sections left out, as Rasa 3.6 returns it.
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
-        out.insert("version".into(), json!(if self.version.is_empty() { "3.1" } else { &self.version }));
+        out.insert(
+            "version".into(),
+            json!(if self.version.is_empty() {
+                "3.1"
+            } else {
+                &self.version
+            }),
+        );
         let mut intents: Vec<&Intent> = self.intents.iter().collect();
         intents.sort_by(|a, b| a.name.cmp(&b.name));
         let intents: Vec<Value> = intents
             .into_iter()
-            .map(|i| if i.properties.is_empty() { json!(i.name) } else { json!({ &i.name: i.properties }) })
+            .map(|i| {
+                if i.properties.is_empty() {
+                    json!(i.name)
+                } else {
+                    json!({ &i.name: i.properties })
+                }
+            })
             .collect();
         out.insert("intents".into(), Value::Array(intents));
         if !self.entities.is_empty() {
@@ -214,12 +259,21 @@ impl Domain {
             ents.sort_by(|a, b| a.name.cmp(&b.name));
             let ents: Vec<Value> = ents
                 .into_iter()
-                .map(|e| if e.properties.is_empty() { json!(e.name) } else { json!({ &e.name: e.properties }) })
+                .map(|e| {
+                    if e.properties.is_empty() {
+                        json!(e.name)
+                    } else {
+                        json!({ &e.name: e.properties })
+                    }
+                })
                 .collect();
             out.insert("entities".into(), Value::Array(ents));
         }
-        let responses: Map<String, Value> =
-            self.responses.iter().map(|(n, v)| (n.clone(), Value::Array(v.clone()))).collect();
+        let responses: Map<String, Value> = self
+            .responses
+            .iter()
+            .map(|(n, v)| (n.clone(), Value::Array(v.clone())))
+            .collect();
         out.insert("responses".into(), Value::Object(responses));
         out.insert(
             "session_config".into(),
@@ -231,7 +285,11 @@ impl Domain {
         let slots: Map<String, Value> = self
             .slots
             .iter()
-            .filter_map(|s| s.definition.as_ref().map(|d| (s.name.clone(), Value::Object(d.clone()))))
+            .filter_map(|s| {
+                s.definition
+                    .as_ref()
+                    .map(|d| (s.name.clone(), Value::Object(d.clone())))
+            })
             .collect();
         out.insert("slots".into(), Value::Object(slots));
         let mut actions: Vec<&String> = self.actions.iter().collect();
@@ -248,8 +306,11 @@ impl Domain {
             .collect();
         out.insert("actions".into(), Value::Array(actions));
         if !self.forms.is_empty() {
-            let forms: Map<String, Value> =
-                self.forms.iter().map(|f| (f.name.clone(), Value::Object(f.definition.clone()))).collect();
+            let forms: Map<String, Value> = self
+                .forms
+                .iter()
+                .map(|f| (f.name.clone(), Value::Object(f.definition.clone())))
+                .collect();
             out.insert("forms".into(), Value::Object(forms));
         }
         if !self.e2e_actions.is_empty() {

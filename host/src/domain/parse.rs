@@ -21,7 +21,10 @@ pub struct Source {
 
 impl Source {
     pub fn read(path: &Path) -> std::io::Result<Source> {
-        Ok(Source { name: path.display().to_string(), text: std::fs::read_to_string(path)? })
+        Ok(Source {
+            name: path.display().to_string(),
+            text: std::fs::read_to_string(path)?,
+        })
     }
 }
 
@@ -55,7 +58,10 @@ pub(crate) fn find_line(text: &str, needle: &str) -> Option<usize> {
         let t = l.trim_start().trim_start_matches("- ").trim_start();
         let t = t.trim_start_matches(['"', '\'']);
         t.starts_with(needle)
-            && t[needle.len()..].trim_start_matches(['"', '\'']).trim_start().starts_with([':', '#'])
+            && t[needle.len()..]
+                .trim_start_matches(['"', '\''])
+                .trim_start()
+                .starts_with([':', '#'])
             || t.trim_end().trim_end_matches(['"', '\'']) == needle
     };
     text.lines()
@@ -80,16 +86,28 @@ pub(crate) fn yaml_to_json(text: &str, file: &str) -> Result<Value, DomainError>
 fn err_at(sources: &[Source], needle: &str, message: String) -> DomainError {
     for s in sources {
         if let Some(line) = find_line(&s.text, needle) {
-            return DomainError { file: s.name.clone(), line: Some(line), message };
+            return DomainError {
+                file: s.name.clone(),
+                line: Some(line),
+                message,
+            };
         }
     }
-    DomainError { file: sources.first().map(|s| s.name.clone()).unwrap_or_default(), line: None, message }
+    DomainError {
+        file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
+        line: None,
+        message,
+    }
 }
 
 impl Domain {
     /// Loads a domain file, or every `.yml`/`.yaml` file of a folder (recursively, sorted).
     pub fn load(path: &Path) -> Result<Domain, DomainError> {
-        let io = |e: std::io::Error| DomainError { file: path.display().to_string(), line: None, message: e.to_string() };
+        let io = |e: std::io::Error| DomainError {
+            file: path.display().to_string(),
+            line: None,
+            message: e.to_string(),
+        };
         let mut sources = Vec::new();
         if path.is_dir() {
             let mut files = Vec::new();
@@ -105,13 +123,19 @@ impl Domain {
 
     /// Parses one domain document.
     pub fn from_yaml(text: &str, file: &str) -> Result<Domain, DomainError> {
-        Domain::from_sources(&[Source { name: file.to_string(), text: text.to_string() }])
+        Domain::from_sources(&[Source {
+            name: file.to_string(),
+            text: text.to_string(),
+        }])
     }
 
     /// The domain stored in a model (`to_json` output).
     pub fn from_json(value: &Value) -> Result<Domain, DomainError> {
         let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        let src = [Source { name: "domain.json".into(), text }];
+        let src = [Source {
+            name: "domain.json".into(),
+            text,
+        }];
         let map = value.as_object().cloned().unwrap_or_default();
         build(&map, &src)
     }
@@ -125,14 +149,23 @@ impl Domain {
             let map = match v {
                 Value::Object(m) => m,
                 Value::Null => Map::new(),
-                _ => return Err(DomainError { file: s.name.clone(), line: Some(1), message: "a domain file must be a mapping".into() }),
+                _ => {
+                    return Err(DomainError {
+                        file: s.name.clone(),
+                        line: Some(1),
+                        message: "a domain file must be a mapping".into(),
+                    })
+                }
             };
             for (k, v) in map {
                 if !DOMAIN_KEYS.contains(&k.as_str()) {
                     return Err(DomainError {
                         file: s.name.clone(),
                         line: find_line(&s.text, &k),
-                        message: format!("unknown domain key `{k}` (known: {})", DOMAIN_KEYS.join(", ")),
+                        message: format!(
+                            "unknown domain key `{k}` (known: {})",
+                            DOMAIN_KEYS.join(", ")
+                        ),
                     });
                 }
                 merge_value(&mut merged, k, v);
@@ -143,7 +176,10 @@ impl Domain {
 }
 
 fn collect_yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -171,7 +207,9 @@ fn merge_value(into: &mut Map<String, Value>, key: String, value: Value) {
         }
         (Some(Value::Array(a)), Value::Array(b)) => {
             for item in b {
-                let dup = a.iter().any(|x| x == &item || (item_name(x).is_some() && item_name(x) == item_name(&item)));
+                let dup = a.iter().any(|x| {
+                    x == &item || (item_name(x).is_some() && item_name(x) == item_name(&item))
+                });
                 if !dup {
                     a.push(item);
                 }
@@ -190,7 +228,10 @@ fn merge_value(into: &mut Map<String, Value>, key: String, value: Value) {
 fn str_list(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|x| item_name(x).map(str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| item_name(x).map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -198,49 +239,88 @@ fn str_list(v: Option<&Value>) -> Vec<String> {
 fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainError> {
     let legacy = map.contains_key("templates") || map.get("forms").is_some_and(Value::is_array);
     let mut d = Domain {
-        version: map.get("version").and_then(Value::as_str).unwrap_or("3.1").to_string(),
+        version: map
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("3.1")
+            .to_string(),
         legacy,
         store_entities_as_slots: true,
         ..Domain::default()
     };
 
     // Intents: `name` or `{name: {use_entities, ignore_entities, triggers}}`.
-    for item in map.get("intents").and_then(Value::as_array).into_iter().flatten() {
+    for item in map
+        .get("intents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = item_name(item)
             .ok_or_else(|| err_at(sources, "intents", format!("invalid intent entry {item}")))?
             .to_string();
         let props = match item {
-            Value::Object(m) => m.values().next().and_then(Value::as_object).cloned().unwrap_or_default(),
+            Value::Object(m) => m
+                .values()
+                .next()
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             _ => Map::new(),
         };
         let use_entities = match (props.get("use_entities"), props.get("ignore_entities")) {
             (Some(_), Some(_)) => {
-                return Err(err_at(sources, &name, format!("intent `{name}` has both use_entities and ignore_entities")))
+                return Err(err_at(
+                    sources,
+                    &name,
+                    format!("intent `{name}` has both use_entities and ignore_entities"),
+                ))
             }
             (Some(Value::Bool(false)), _) => EntityFilter::Only(Vec::new()),
             (Some(Value::Array(_)), _) => EntityFilter::Only(str_list(props.get("use_entities"))),
             (None, Some(_)) => EntityFilter::Ignore(str_list(props.get("ignore_entities"))),
             _ => EntityFilter::All,
         };
-        let triggers = props.get("triggers").and_then(Value::as_str).map(str::to_string);
+        let triggers = props
+            .get("triggers")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if d.intent(&name).is_some() {
             continue;
         }
-        d.intents.push(Intent { name, use_entities, triggers, properties: props });
+        d.intents.push(Intent {
+            name,
+            use_entities,
+            triggers,
+            properties: props,
+        });
     }
 
-    for item in map.get("entities").and_then(Value::as_array).into_iter().flatten() {
+    for item in map
+        .get("entities")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = item_name(item)
             .ok_or_else(|| err_at(sources, "entities", format!("invalid entity entry {item}")))?
             .to_string();
         let props = match item {
-            Value::Object(m) => m.values().next().and_then(Value::as_object).cloned().unwrap_or_default(),
+            Value::Object(m) => m
+                .values()
+                .next()
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
             _ => Map::new(),
         };
         d.entities.push(Entity {
             roles: str_list(props.get("roles")),
             groups: str_list(props.get("groups")),
-            influence_conversation: props.get("influence_conversation").and_then(Value::as_bool).unwrap_or(true),
+            influence_conversation: props
+                .get("influence_conversation")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
             name,
             properties: props,
         });
@@ -249,25 +329,44 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
     // Responses (`templates:` in 0.x).
     let responses = map.get("responses").or_else(|| map.get("templates"));
     if let Some(r) = responses {
-        let r = r.as_object().ok_or_else(|| err_at(sources, "responses", "`responses` must be a mapping".into()))?;
+        let r = r
+            .as_object()
+            .ok_or_else(|| err_at(sources, "responses", "`responses` must be a mapping".into()))?;
         for (name, variations) in r {
-            let list = variations
-                .as_array()
-                .ok_or_else(|| err_at(sources, name, format!("response `{name}` must be a list of variations")))?;
+            let list = variations.as_array().ok_or_else(|| {
+                err_at(
+                    sources,
+                    name,
+                    format!("response `{name}` must be a list of variations"),
+                )
+            })?;
             let mut out = Vec::new();
             for v in list {
-                out.push(normalise_variation(v).map_err(|m| err_at(sources, name, format!("response `{name}`: {m}")))?);
+                out.push(
+                    normalise_variation(v)
+                        .map_err(|m| err_at(sources, name, format!("response `{name}`: {m}")))?,
+                );
             }
             d.responses.push((name.clone(), out));
         }
     }
 
-    for item in map.get("actions").and_then(Value::as_array).into_iter().flatten() {
+    for item in map
+        .get("actions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = item_name(item)
             .ok_or_else(|| err_at(sources, "actions", format!("invalid action entry {item}")))?
             .to_string();
         if let Value::Object(m) = item {
-            if m.values().next().and_then(|p| p.get("send_domain")).and_then(Value::as_bool) == Some(true) {
+            if m.values()
+                .next()
+                .and_then(|p| p.get("send_domain"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
                 d.send_domain_actions.push(name.clone());
             }
         }
@@ -279,7 +378,9 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
 
     // Slots.
     if let Some(s) = map.get("slots") {
-        let s = s.as_object().ok_or_else(|| err_at(sources, "slots", "`slots` must be a mapping".into()))?;
+        let s = s
+            .as_object()
+            .ok_or_else(|| err_at(sources, "slots", "`slots` must be a mapping".into()))?;
         for (name, def) in s {
             d.slots.push(parse_slot(name, def, legacy, &d, sources)?);
         }
@@ -290,7 +391,12 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
         Some(Value::Array(list)) => {
             for f in list {
                 let name = item_name(f).unwrap_or_default().to_string();
-                d.forms.push(Form { name, required_slots: Vec::new(), ignored_intents: Vec::new(), definition: Map::new() });
+                d.forms.push(Form {
+                    name,
+                    required_slots: Vec::new(),
+                    ignored_intents: Vec::new(),
+                    definition: Map::new(),
+                });
             }
         }
         Some(Value::Object(forms)) => {
@@ -301,7 +407,13 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
                     // Rasa 2.x: slot name → mappings.
                     Some(Value::Object(m)) => m.keys().cloned().collect(),
                     None | Some(Value::Null) => Vec::new(),
-                    Some(_) => return Err(err_at(sources, name, format!("form `{name}`: required_slots must be a list"))),
+                    Some(_) => {
+                        return Err(err_at(
+                            sources,
+                            name,
+                            format!("form `{name}`: required_slots must be a list"),
+                        ))
+                    }
                 };
                 for rs in &required_slots {
                     if d.slot(rs).is_none() {
@@ -321,34 +433,54 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
             }
         }
         None | Some(Value::Null) => {}
-        Some(_) => return Err(err_at(sources, "forms", "`forms` must be a mapping (or a list in 0.x)".into())),
+        Some(_) => {
+            return Err(err_at(
+                sources,
+                "forms",
+                "`forms` must be a mapping (or a list in 0.x)".into(),
+            ))
+        }
     }
 
     if let Some(sc) = map.get("session_config").and_then(Value::as_object) {
         let mut c = SessionConfig::default();
         if let Some(t) = sc.get("session_expiration_time") {
-            c.session_expiration_time = t
-                .as_f64()
-                .ok_or_else(|| err_at(sources, "session_expiration_time", "session_expiration_time must be a number".into()))?;
+            c.session_expiration_time = t.as_f64().ok_or_else(|| {
+                err_at(
+                    sources,
+                    "session_expiration_time",
+                    "session_expiration_time must be a number".into(),
+                )
+            })?;
         }
         if let Some(b) = sc.get("carry_over_slots_to_new_session") {
             c.carry_over_slots_to_new_session = b.as_bool().ok_or_else(|| {
-                err_at(sources, "carry_over_slots_to_new_session", "carry_over_slots_to_new_session must be true or false".into())
+                err_at(
+                    sources,
+                    "carry_over_slots_to_new_session",
+                    "carry_over_slots_to_new_session must be true or false".into(),
+                )
             })?;
         }
         d.session_config = c;
     }
-    if let Some(b) = map.get("config").and_then(|c| c.get("store_entities_as_slots")).and_then(Value::as_bool) {
+    if let Some(b) = map
+        .get("config")
+        .and_then(|c| c.get("store_entities_as_slots"))
+        .and_then(Value::as_bool)
+    {
         d.store_entities_as_slots = b;
     }
     d.e2e_actions = str_list(map.get("e2e_actions"));
 
     // Implicit slots, as Rasa 3.6 adds them.
     if !d.forms.is_empty() && d.slot("requested_slot").is_none() {
-        d.slots.push(Slot::implicit("requested_slot", SlotKind::Text));
+        d.slots
+            .push(Slot::implicit("requested_slot", SlotKind::Text));
     }
     if d.slot("session_started_metadata").is_none() {
-        d.slots.push(Slot::implicit("session_started_metadata", SlotKind::Any));
+        d.slots
+            .push(Slot::implicit("session_started_metadata", SlotKind::Any));
     }
 
     // Mappings must name things the domain has.
@@ -368,10 +500,21 @@ fn build(map: &Map<String, Value>, sources: &[Source]) -> Result<Domain, DomainE
     Ok(d)
 }
 
-fn parse_slot(name: &str, def: &Value, legacy: bool, d: &Domain, sources: &[Source]) -> Result<Slot, DomainError> {
+fn parse_slot(
+    name: &str,
+    def: &Value,
+    legacy: bool,
+    d: &Domain,
+    sources: &[Source],
+) -> Result<Slot, DomainError> {
     let err = |m: String| err_at(sources, name, format!("slot `{name}`: {m}"));
-    let def = def.as_object().ok_or_else(|| err("the definition must be a mapping".into()))?;
-    let ty = def.get("type").and_then(Value::as_str).ok_or_else(|| err("`type` is missing".into()))?;
+    let def = def
+        .as_object()
+        .ok_or_else(|| err("the definition must be a mapping".into()))?;
+    let ty = def
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("`type` is missing".into()))?;
     let short = ty.rsplit('.').next().unwrap_or(ty);
     let (kind, default_influence) = match short.to_lowercase().as_str() {
         "text" | "textslot" => (SlotKind::Text, true),
@@ -408,7 +551,9 @@ fn parse_slot(name: &str, def: &Value, legacy: bool, d: &Domain, sources: &[Sour
         }
     };
     let influence = match def.get("influence_conversation") {
-        Some(v) => v.as_bool().ok_or_else(|| err("influence_conversation must be true or false".into()))?,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| err("influence_conversation must be true or false".into()))?,
         None => default_influence,
     };
     if influence && kind == SlotKind::Any && def.contains_key("influence_conversation") {
@@ -416,11 +561,20 @@ fn parse_slot(name: &str, def: &Value, legacy: bool, d: &Domain, sources: &[Sour
     }
     let initial_value = def.get("initial_value").cloned().unwrap_or(Value::Null);
     let mappings = match def.get("mappings") {
-        Some(Value::Array(list)) => list.iter().map(|m| parse_mapping(m).map_err(&err)).collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|m| parse_mapping(m).map_err(&err))
+            .collect::<Result<Vec<_>, _>>()?,
         Some(Value::Null) | None => {
             // 0.x auto-fill: a slot is filled from the entity of the same name.
-            let auto_fill = def.get("auto_fill").and_then(Value::as_bool).unwrap_or(true);
-            if (legacy || !def.contains_key("mappings")) && auto_fill && d.entities.iter().any(|e| e.name == name) {
+            let auto_fill = def
+                .get("auto_fill")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if (legacy || !def.contains_key("mappings"))
+                && auto_fill
+                && d.entities.iter().any(|e| e.name == name)
+            {
                 vec![SlotMapping {
                     mapping_type: "from_entity".into(),
                     entity: Some(name.to_string()),
@@ -453,12 +607,22 @@ fn parse_slot(name: &str, def: &Value, legacy: bool, d: &Domain, sources: &[Sour
             m.insert("min_value".into(), serde_json::json!(min));
             m.insert("max_value".into(), serde_json::json!(max));
         }
-        m.insert("mappings".into(), Value::Array(mappings.iter().map(mapping_json).collect()));
+        m.insert(
+            "mappings".into(),
+            Value::Array(mappings.iter().map(mapping_json).collect()),
+        );
         m
     } else {
         def.clone()
     };
-    Ok(Slot { name: name.to_string(), initial_value, kind, influence_conversation: influence, mappings, definition: Some(definition) })
+    Ok(Slot {
+        name: name.to_string(),
+        initial_value,
+        kind,
+        influence_conversation: influence,
+        mappings,
+        definition: Some(definition),
+    })
 }
 
 fn mapping_json(m: &SlotMapping) -> Value {
@@ -471,10 +635,18 @@ fn mapping_json(m: &SlotMapping) -> Value {
 }
 
 fn parse_mapping(v: &Value) -> Result<SlotMapping, String> {
-    let m = v.as_object().ok_or_else(|| format!("a slot mapping must be a mapping, not {v}"))?;
-    let ty = m.get("type").and_then(Value::as_str).ok_or("a slot mapping needs a `type`")?;
+    let m = v
+        .as_object()
+        .ok_or_else(|| format!("a slot mapping must be a mapping, not {v}"))?;
+    let ty = m
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("a slot mapping needs a `type`")?;
     if !MAPPING_TYPES.contains(&ty) {
-        return Err(format!("unknown slot mapping type `{ty}` (known: {})", MAPPING_TYPES.join(", ")));
+        return Err(format!(
+            "unknown slot mapping type `{ty}` (known: {})",
+            MAPPING_TYPES.join(", ")
+        ));
     }
     let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
     if ty == "from_entity" && s("entity").is_none() {
@@ -484,10 +656,21 @@ fn parse_mapping(v: &Value) -> Result<SlotMapping, String> {
         return Err(format!("a {ty} mapping needs `value`"));
     }
     let mut conditions = Vec::new();
-    for c in m.get("conditions").and_then(Value::as_array).into_iter().flatten() {
+    for c in m
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         conditions.push(MappingCondition {
-            active_loop: c.get("active_loop").and_then(Value::as_str).map(str::to_string),
-            requested_slot: c.get("requested_slot").and_then(Value::as_str).map(str::to_string),
+            active_loop: c
+                .get("active_loop")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            requested_slot: c
+                .get("requested_slot")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         });
     }
     Ok(SlotMapping {

@@ -68,7 +68,11 @@ impl SlotKind {
                     _ => 0.0,
                 };
                 let clamped = f.clamp(*min, *max);
-                let scaled = if max > min { (clamped - min) / (max - min) } else { 1.0 };
+                let scaled = if max > min {
+                    (clamped - min) / (max - min)
+                } else {
+                    1.0
+                };
                 format!("{scaled:.4}")
             }
         })
@@ -101,8 +105,13 @@ pub struct SlotMapping {
     pub conditions: Vec<MappingCondition>,
 }
 
-pub const MAPPING_TYPES: &[&str] =
-    &["from_entity", "from_text", "from_intent", "from_trigger_intent", "custom"];
+pub const MAPPING_TYPES: &[&str] = &[
+    "from_entity",
+    "from_text",
+    "from_intent",
+    "from_trigger_intent",
+    "custom",
+];
 
 /// A slot as the tracker and the policies see it.
 #[derive(Debug, Clone, PartialEq)]

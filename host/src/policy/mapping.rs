@@ -18,7 +18,10 @@ pub struct MappingPolicy {
 impl MappingPolicy {
     pub fn new(domain: &Domain, priority: u8) -> MappingPolicy {
         let mut triggers: BTreeMap<String, String> =
-            [("restart", "action_restart"), ("back", "action_back")].iter().map(|(i, a)| (i.to_string(), a.to_string())).collect();
+            [("restart", "action_restart"), ("back", "action_back")]
+                .iter()
+                .map(|(i, a)| (i.to_string(), a.to_string()))
+                .collect();
         for i in &domain.intents {
             if let Some(a) = &i.triggers {
                 triggers.insert(i.name.clone(), a.clone());
@@ -32,9 +35,15 @@ impl MappingPolicy {
         let action = self.triggers.get(cur.intent.as_deref()?)?;
         let prev = cur.prev_action.as_deref();
         if prev == Some(ACTION_LISTEN) {
-            Some(PolicyOutput { action: action.clone(), confidence: 1.0 })
+            Some(PolicyOutput {
+                action: action.clone(),
+                confidence: 1.0,
+            })
         } else if prev == Some(action.as_str()) {
-            Some(PolicyOutput { action: ACTION_LISTEN.into(), confidence: 1.0 })
+            Some(PolicyOutput {
+                action: ACTION_LISTEN.into(),
+                confidence: 1.0,
+            })
         } else {
             None
         }
@@ -51,7 +60,10 @@ pub struct FormPolicy {
 
 impl FormPolicy {
     pub fn new(priority: u8) -> FormPolicy {
-        FormPolicy { priority, unhappy: MemoizationPolicy::new(false, 2, priority) }
+        FormPolicy {
+            priority,
+            unhappy: MemoizationPolicy::new(false, 2, priority),
+        }
     }
 
     pub fn train(&mut self, domain: &Domain, trackers: &[TrainingTracker]) {
@@ -59,10 +71,13 @@ impl FormPolicy {
             let (pairs, _, _) = states_with_actions(domain, &t.events);
             let states: Vec<_> = pairs.iter().map(|(s, _)| s.clone()).collect();
             for (i, (s, action)) in pairs.iter().enumerate() {
-                let in_form = s.active_loop.is_some() && s.prev_action.as_deref() == Some(ACTION_LISTEN);
+                let in_form =
+                    s.active_loop.is_some() && s.prev_action.as_deref() == Some(ACTION_LISTEN);
                 if in_form && s.active_loop.as_ref() != Some(action) {
                     let from = (i + 1).saturating_sub(2);
-                    self.unhappy.lookup.insert(super::state_key(&states[from..=i]), action.clone());
+                    self.unhappy
+                        .lookup
+                        .insert(super::state_key(&states[from..=i]), action.clone());
                 }
             }
         }
@@ -72,13 +87,19 @@ impl FormPolicy {
         let form = ctx.tracker.active_loop.as_ref()?;
         let cur = ctx.current();
         if cur.prev_action.as_ref() == Some(form) {
-            return Some(PolicyOutput { action: ACTION_LISTEN.into(), confidence: 1.0 });
+            return Some(PolicyOutput {
+                action: ACTION_LISTEN.into(),
+                confidence: 1.0,
+            });
         }
         if ctx.tracker.loop_rejected || self.unhappy.recall(&ctx.states).is_some() {
             return None;
         }
         if cur.prev_action.as_deref() == Some(ACTION_LISTEN) {
-            return Some(PolicyOutput { action: form.clone(), confidence: 1.0 });
+            return Some(PolicyOutput {
+                action: form.clone(),
+                confidence: 1.0,
+            });
         }
         None
     }
@@ -98,11 +119,22 @@ impl FallbackPolicy {
     pub fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
         let cur = ctx.current();
         if cur.prev_action.as_ref() == Some(&self.fallback_action_name) {
-            return Some(PolicyOutput { action: ACTION_LISTEN.into(), confidence: 1.0 });
+            return Some(PolicyOutput {
+                action: ACTION_LISTEN.into(),
+                confidence: 1.0,
+            });
         }
-        if cur.intent.as_deref() == Some("nlu_fallback") && cur.prev_action.as_deref() == Some(ACTION_LISTEN) {
-            return Some(PolicyOutput { action: self.fallback_action_name.clone(), confidence: 1.0 });
+        if cur.intent.as_deref() == Some("nlu_fallback")
+            && cur.prev_action.as_deref() == Some(ACTION_LISTEN)
+        {
+            return Some(PolicyOutput {
+                action: self.fallback_action_name.clone(),
+                confidence: 1.0,
+            });
         }
-        Some(PolicyOutput { action: self.fallback_action_name.clone(), confidence: self.core_threshold })
+        Some(PolicyOutput {
+            action: self.fallback_action_name.clone(),
+            confidence: self.core_threshold,
+        })
     }
 }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{state_key, states_with_actions, PolicyOutput, PredictContext, TrainingTracker, ACTION_LISTEN};
+use super::{
+    state_key, states_with_actions, PolicyOutput, PredictContext, TrainingTracker, ACTION_LISTEN,
+};
 use crate::domain::Domain;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +25,12 @@ pub struct MemoizationPolicy {
 
 impl MemoizationPolicy {
     pub fn new(augmented: bool, max_history: usize, priority: u8) -> MemoizationPolicy {
-        MemoizationPolicy { augmented, max_history: max_history.max(1), priority, lookup: BTreeMap::new() }
+        MemoizationPolicy {
+            augmented,
+            max_history: max_history.max(1),
+            priority,
+            lookup: BTreeMap::new(),
+        }
     }
 
     /// Memorises every (state window → action) of the stories (rules are RulePolicy's).
@@ -72,6 +79,9 @@ impl MemoizationPolicy {
     }
 
     pub fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
-        self.recall(&ctx.states).map(|a| PolicyOutput { action: a.clone(), confidence: 1.0 })
+        self.recall(&ctx.states).map(|a| PolicyOutput {
+            action: a.clone(),
+            confidence: 1.0,
+        })
     }
 }

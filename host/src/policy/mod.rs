@@ -23,9 +23,16 @@ pub const ACTION_LISTEN: &str = "action_listen";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StoryEvent {
     /// A user message; `entities` are (entity type, value) pairs.
-    User { intent: Option<String>, entities: Vec<(String, Value)>, text: Option<String> },
+    User {
+        intent: Option<String>,
+        entities: Vec<(String, Value)>,
+        text: Option<String>,
+    },
     Action(String),
-    Slot { name: String, value: Value },
+    Slot {
+        name: String,
+        value: Value,
+    },
     ActiveLoop(Option<String>),
     LoopInterrupted(bool),
     ActionExecutionRejected(String),
@@ -71,9 +78,12 @@ pub struct DialogueTracker {
 impl DialogueTracker {
     pub fn apply(&mut self, domain: &Domain, e: &StoryEvent) {
         match e {
-            StoryEvent::User { intent, entities, .. } => {
+            StoryEvent::User {
+                intent, entities, ..
+            } => {
                 self.intent = intent.clone();
-                self.entities = domain.used_entities(intent.as_deref(), entities.iter().map(|(e, _)| e.as_str()));
+                self.entities = domain
+                    .used_entities(intent.as_deref(), entities.iter().map(|(e, _)| e.as_str()));
                 self.followup = None;
             }
             StoryEvent::Action(a) => {
@@ -105,7 +115,12 @@ impl DialogueTracker {
         let slots = self
             .slots
             .iter()
-            .filter_map(|(n, v)| domain.slot(n).and_then(|s| s.feature(v)).map(|f| (n.clone(), f)))
+            .filter_map(|(n, v)| {
+                domain
+                    .slot(n)
+                    .and_then(|s| s.feature(v))
+                    .map(|f| (n.clone(), f))
+            })
             .collect();
         State {
             intent: self.intent.clone(),
@@ -136,7 +151,10 @@ pub fn session_events(events: &[StoryEvent]) -> &[StoryEvent] {
 }
 
 /// The states before each action of `events` (paired with that action), plus the current state.
-pub fn states_with_actions(domain: &Domain, events: &[StoryEvent]) -> (Vec<(State, String)>, State, DialogueTracker) {
+pub fn states_with_actions(
+    domain: &Domain,
+    events: &[StoryEvent],
+) -> (Vec<(State, String)>, State, DialogueTracker) {
     let mut t = DialogueTracker::default();
     let mut out = Vec::new();
     for e in events {
@@ -272,14 +290,20 @@ impl PolicyEnsemble {
         }
         let mut states: Vec<State> = past.into_iter().map(|(s, _)| s).collect();
         states.push(current);
-        let ctx = PredictContext { domain, events, states, tracker };
+        let ctx = PredictContext {
+            domain,
+            events,
+            states,
+            tracker,
+        };
         let mut best: Option<(PolicyOutput, &Policy)> = None;
         for p in &self.policies {
             if let Some(out) = p.predict(&ctx) {
                 let better = match &best {
                     None => true,
                     Some((b, bp)) => {
-                        out.confidence > b.confidence || (out.confidence == b.confidence && p.priority() > bp.priority())
+                        out.confidence > b.confidence
+                            || (out.confidence == b.confidence && p.priority() > bp.priority())
                     }
                 };
                 if better {
@@ -294,7 +318,10 @@ impl PolicyEnsemble {
             None => prediction(
                 domain,
                 ACTION_LISTEN,
-                self.policies.first().map(Policy::name).unwrap_or("MemoizationPolicy"),
+                self.policies
+                    .first()
+                    .map(Policy::name)
+                    .unwrap_or("MemoizationPolicy"),
                 0.0,
             ),
         }
@@ -304,15 +331,26 @@ impl PolicyEnsemble {
     /// confidence is below the threshold (or the top two are closer than the ambiguity
     /// threshold) the intent becomes `nlu_fallback` with confidence = threshold.
     pub fn apply_nlu_fallback(&self, parse_data: &mut Value) -> bool {
-        let Some(threshold) = self.nlu_fallback_threshold else { return false };
-        let conf = parse_data.pointer("/intent/confidence").and_then(Value::as_f64).unwrap_or(0.0);
-        let name = parse_data.pointer("/intent/name").and_then(Value::as_str).unwrap_or("");
+        let Some(threshold) = self.nlu_fallback_threshold else {
+            return false;
+        };
+        let conf = parse_data
+            .pointer("/intent/confidence")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let name = parse_data
+            .pointer("/intent/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if name.is_empty() || name == "nlu_fallback" {
             return false;
         }
         let ambiguous = self.nlu_fallback_ambiguity_threshold.is_some_and(|amb| {
             let ranking = parse_data.get("intent_ranking").and_then(Value::as_array);
-            let second = ranking.and_then(|r| r.get(1)).and_then(|i| i.get("confidence")).and_then(Value::as_f64);
+            let second = ranking
+                .and_then(|r| r.get(1))
+                .and_then(|i| i.get("confidence"))
+                .and_then(Value::as_f64);
             second.is_some_and(|s| conf - s < amb)
         });
         if conf >= threshold && !ambiguous {
@@ -341,7 +379,12 @@ fn prediction(domain: &Domain, action: &str, policy: &str, confidence: f64) -> P
     if !scores.iter().any(|(a, _)| a == action) {
         scores.push((action.to_string(), confidence));
     }
-    Prediction { action: action.to_string(), policy: policy.to_string(), confidence, scores }
+    Prediction {
+        action: action.to_string(),
+        policy: policy.to_string(),
+        confidence,
+        scores,
+    }
 }
 
 /// The memoization key of a window of states.

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{states_with_actions, DialogueTracker, PolicyOutput, PredictContext, State, StoryEvent, TrainingTracker, ACTION_LISTEN};
+use super::{
+    states_with_actions, DialogueTracker, PolicyOutput, PredictContext, State, StoryEvent,
+    TrainingTracker, ACTION_LISTEN,
+};
 use crate::domain::Domain;
 
 /// A dialogue state with only some features constrained.
@@ -23,7 +26,11 @@ pub struct PartialState {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub prev_action: Option<String>,
     /// `Some(None)`: no loop may be active (`active_loop: null` in the rule).
-    #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "present_null")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present_null"
+    )]
     pub active_loop: Option<Option<String>>,
     /// Slot → required feature; `None`: the slot must be unset.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
@@ -31,16 +38,26 @@ pub struct PartialState {
 }
 
 /// Keeps `"active_loop": null` (must be inactive) apart from a missing key (don't care).
-fn present_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn present_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
 impl PartialState {
     pub fn matches(&self, s: &State) -> bool {
-        self.intent.as_ref().is_none_or(|i| s.intent.as_ref() == Some(i))
+        self.intent
+            .as_ref()
+            .is_none_or(|i| s.intent.as_ref() == Some(i))
             && self.entities.as_ref().is_none_or(|e| &s.entities == e)
-            && self.prev_action.as_ref().is_none_or(|a| s.prev_action.as_ref() == Some(a))
-            && self.active_loop.as_ref().is_none_or(|l| &s.active_loop == l)
+            && self
+                .prev_action
+                .as_ref()
+                .is_none_or(|a| s.prev_action.as_ref() == Some(a))
+            && self
+                .active_loop
+                .as_ref()
+                .is_none_or(|l| &s.active_loop == l)
             && self.slots.iter().all(|(k, v)| s.slots.get(k) == v.as_ref())
     }
 
@@ -68,11 +85,16 @@ pub struct RuleLookup {
 
 impl RuleLookup {
     fn matches(&self, states: &[State]) -> bool {
-        if self.states.len() > states.len() || (self.conversation_start && self.states.len() != states.len()) {
+        if self.states.len() > states.len()
+            || (self.conversation_start && self.states.len() != states.len())
+        {
             return false;
         }
         let offset = states.len() - self.states.len();
-        self.states.iter().zip(&states[offset..]).all(|(r, s)| r.matches(s))
+        self.states
+            .iter()
+            .zip(&states[offset..])
+            .all(|(r, s)| r.matches(s))
     }
 
     fn mentions_loop(&self) -> bool {
@@ -80,7 +102,10 @@ impl RuleLookup {
     }
 
     fn specificity(&self) -> (usize, usize) {
-        (self.states.len(), self.states.iter().map(PartialState::features).sum())
+        (
+            self.states.len(),
+            self.states.iter().map(PartialState::features).sum(),
+        )
     }
 }
 
@@ -123,7 +148,11 @@ impl Default for RulePolicy {
 /// the fallback actions.
 fn default_rules() -> Vec<RuleLookup> {
     let mut out = Vec::new();
-    for (intent, action) in [("restart", "action_restart"), ("back", "action_back"), ("session_start", "action_session_start")] {
+    for (intent, action) in [
+        ("restart", "action_restart"),
+        ("back", "action_back"),
+        ("session_start", "action_session_start"),
+    ] {
         out.push(RuleLookup {
             rule: format!("default rule for intent `{intent}`"),
             states: vec![PartialState {
@@ -135,10 +164,19 @@ fn default_rules() -> Vec<RuleLookup> {
             conversation_start: false,
         });
     }
-    for action in ["action_default_fallback", "action_default_ask_affirmation", "action_default_ask_rephrase", "action_two_stage_fallback", "action_back"] {
+    for action in [
+        "action_default_fallback",
+        "action_default_ask_affirmation",
+        "action_default_ask_rephrase",
+        "action_two_stage_fallback",
+        "action_back",
+    ] {
         out.push(RuleLookup {
             rule: format!("listen after `{action}`"),
-            states: vec![PartialState { prev_action: Some(action.into()), ..PartialState::default() }],
+            states: vec![PartialState {
+                prev_action: Some(action.into()),
+                ..PartialState::default()
+            }],
             action: ACTION_LISTEN.into(),
             conversation_start: false,
         });
@@ -156,11 +194,19 @@ fn slot_feature(domain: &Domain, name: &str, value: &serde_json::Value) -> Optio
 
 impl RulePolicy {
     /// Compiles the rules and, if configured, checks them against stories and each other.
-    pub fn train(&mut self, domain: &Domain, trackers: &[TrainingTracker]) -> Result<(), Vec<RuleContradiction>> {
+    pub fn train(
+        &mut self,
+        domain: &Domain,
+        trackers: &[TrainingTracker],
+    ) -> Result<(), Vec<RuleContradiction>> {
         let mut errors = Vec::new();
         let mut rules = Vec::new();
         for t in trackers.iter().filter(|t| t.is_rule) {
-            let users = t.events.iter().filter(|e| matches!(e, StoryEvent::User { .. })).count();
+            let users = t
+                .events
+                .iter()
+                .filter(|e| matches!(e, StoryEvent::User { .. }))
+                .count();
             if self.restrict_rules && users > 1 {
                 errors.push(RuleContradiction {
                     file: t.file.clone(),
@@ -176,7 +222,7 @@ impl RulePolicy {
         }
         rules.extend(default_rules());
         // Stable sort: among equally specific rules the first defined wins.
-        rules.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
         self.rules = rules;
         if self.check_for_contradictions {
             errors.extend(self.contradictions(domain, trackers));
@@ -199,7 +245,11 @@ impl RulePolicy {
         })
     }
 
-    fn contradictions(&self, domain: &Domain, trackers: &[TrainingTracker]) -> Vec<RuleContradiction> {
+    fn contradictions(
+        &self,
+        domain: &Domain,
+        trackers: &[TrainingTracker],
+    ) -> Vec<RuleContradiction> {
         let mut out = Vec::new();
         for t in trackers {
             let mut events = t.condition.clone();
@@ -218,20 +268,27 @@ impl RulePolicy {
             let mut tracker = DialogueTracker::default();
             for (i, (state, gold)) in pairs.iter().enumerate() {
                 tracker.active_loop = state.active_loop.clone();
-                let Some(rule) = self.find_rule(&states[..=i], &tracker) else { continue };
+                let Some(rule) = self.find_rule(&states[..=i], &tracker) else {
+                    continue;
+                };
                 if &rule.action == gold || rule.rule == t.name {
                     continue;
                 }
                 // Loops are handled outside rules; stories do not contain the rejections
                 // that make a loop's unhappy path, so those turns cannot be judged here.
                 if state.active_loop.as_deref() == Some(rule.action.as_str())
-                    || (state.active_loop.is_some() && state.prev_action.as_deref() == Some(ACTION_LISTEN))
+                    || (state.active_loop.is_some()
+                        && state.prev_action.as_deref() == Some(ACTION_LISTEN))
                     || rule.rule.starts_with("listen after")
                 {
                     continue;
                 }
                 let ev = action_idx.get(i + skipped).copied().unwrap_or(0);
-                let line = if ev >= offset { t.lines.get(ev - offset).copied().unwrap_or(0) } else { 0 };
+                let line = if ev >= offset {
+                    t.lines.get(ev - offset).copied().unwrap_or(0)
+                } else {
+                    0
+                };
                 out.push(RuleContradiction {
                     file: t.file.clone(),
                     line,
@@ -251,10 +308,19 @@ impl RulePolicy {
     pub fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
         let t = &ctx.tracker;
         let cur = ctx.current();
-        let sure = |a: &str| Some(PolicyOutput { action: a.to_string(), confidence: 1.0 });
+        let sure = |a: &str| {
+            Some(PolicyOutput {
+                action: a.to_string(),
+                confidence: 1.0,
+            })
+        };
         if let Some(l) = &t.active_loop {
             if !t.loop_rejected {
-                return if cur.prev_action.as_deref() == Some(l.as_str()) { sure(ACTION_LISTEN) } else { sure(l) };
+                return if cur.prev_action.as_deref() == Some(l.as_str()) {
+                    sure(ACTION_LISTEN)
+                } else {
+                    sure(l)
+                };
             }
         }
         if let Some(r) = self.find_rule(&ctx.states, t) {
@@ -262,7 +328,9 @@ impl RulePolicy {
             // loop still active, Rasa returns to the loop instead.
             if r.action == ACTION_LISTEN && !r.mentions_loop() {
                 if let Some(l) = &t.active_loop {
-                    if cur.prev_action.as_deref() != Some(l.as_str()) && cur.prev_action.as_deref() != Some(ACTION_LISTEN) {
+                    if cur.prev_action.as_deref() != Some(l.as_str())
+                        && cur.prev_action.as_deref() != Some(ACTION_LISTEN)
+                    {
                         return sure(l);
                     }
                 }
@@ -270,7 +338,10 @@ impl RulePolicy {
             return sure(&r.action);
         }
         if self.enable_fallback_prediction {
-            return Some(PolicyOutput { action: self.core_fallback_action_name.clone(), confidence: self.core_fallback_threshold });
+            return Some(PolicyOutput {
+                action: self.core_fallback_action_name.clone(),
+                confidence: self.core_fallback_threshold,
+            });
         }
         None
     }
@@ -291,7 +362,11 @@ fn compile_rule(domain: &Domain, t: &TrainingTracker) -> Vec<RuleLookup> {
     for e in &t.condition {
         apply_cond(&mut p, e);
     }
-    if t.conversation_start && t.condition.iter().all(|e| !matches!(e, StoryEvent::ActiveLoop(_))) {
+    if t.conversation_start
+        && t.condition
+            .iter()
+            .all(|e| !matches!(e, StoryEvent::ActiveLoop(_)))
+    {
         p.active_loop = Some(None);
     }
     let mut states = Vec::new();
@@ -299,7 +374,8 @@ fn compile_rule(domain: &Domain, t: &TrainingTracker) -> Vec<RuleLookup> {
     for e in &t.events {
         match e {
             StoryEvent::Action(a) => {
-                let opening_listen = a == ACTION_LISTEN && p.prev_action.is_none() && p.intent.is_none();
+                let opening_listen =
+                    a == ACTION_LISTEN && p.prev_action.is_none() && p.intent.is_none();
                 if !opening_listen {
                     states.push(p.clone());
                     out.push(RuleLookup {
@@ -311,13 +387,19 @@ fn compile_rule(domain: &Domain, t: &TrainingTracker) -> Vec<RuleLookup> {
                 }
                 p.prev_action = Some(a.clone());
             }
-            StoryEvent::User { intent, entities, .. } => {
+            StoryEvent::User {
+                intent, entities, ..
+            } => {
                 p.intent = intent.clone();
-                p.entities = if entities.is_empty() {
-                    None
-                } else {
-                    Some(domain.used_entities(intent.as_deref(), entities.iter().map(|(e, _)| e.as_str())))
-                };
+                p.entities =
+                    if entities.is_empty() {
+                        None
+                    } else {
+                        Some(domain.used_entities(
+                            intent.as_deref(),
+                            entities.iter().map(|(e, _)| e.as_str()),
+                        ))
+                    };
             }
             other => apply_cond(&mut p, other),
         }

@@ -7,7 +7,8 @@ use super::{DataError, TrainError};
 use crate::domain::parse::{find_line, yaml_to_json};
 use crate::domain::{Domain, Source};
 use crate::policy::{
-    FallbackPolicy, FormPolicy, MappingPolicy, MemoizationPolicy, Policy, PolicyEnsemble, RulePolicy, TrainingTracker,
+    FallbackPolicy, FormPolicy, MappingPolicy, MemoizationPolicy, Policy, PolicyEnsemble,
+    RulePolicy, TrainingTracker,
 };
 
 /// Rasa policies Colloquy does not implement: skipped with a warning.
@@ -39,59 +40,103 @@ pub struct ProjectConfig {
 }
 
 pub fn parse(src: Option<&Source>) -> Result<ProjectConfig, DataError> {
-    let Some(src) = src else { return Ok(ProjectConfig::default()) };
+    let Some(src) = src else {
+        return Ok(ProjectConfig::default());
+    };
     let doc = yaml_to_json(&src.text, &src.name).map_err(DataError::from)?;
     let map = match doc {
         Value::Object(m) => m,
         Value::Null => Map::new(),
-        _ => return Err(DataError::at(&src.name, 1, "the config must be a mapping".into())),
+        _ => {
+            return Err(DataError::at(
+                &src.name,
+                1,
+                "the config must be a mapping".into(),
+            ))
+        }
     };
     let mut cfg = ProjectConfig {
         file: src.name.clone(),
-        assistant_id: map.get("assistant_id").and_then(Value::as_str).map(str::to_string),
-        language: map.get("language").and_then(Value::as_str).map(str::to_string),
+        assistant_id: map
+            .get("assistant_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        language: map
+            .get("language")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         ..ProjectConfig::default()
     };
     let mut cursor = super::stories_yaml::LineCursor::new(&src.text);
     if let Some(p) = map.get("policies") {
         let mut specs = Vec::new();
         for item in p.as_array().into_iter().flatten() {
-            let name = item
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| DataError::at(&src.name, find_line(&src.text, "policies").unwrap_or(1), format!("a policy needs a `name`: {item}")))?;
+            let name = item.get("name").and_then(Value::as_str).ok_or_else(|| {
+                DataError::at(
+                    &src.name,
+                    find_line(&src.text, "policies").unwrap_or(1),
+                    format!("a policy needs a `name`: {item}"),
+                )
+            })?;
             let line = cursor.find(&[name]);
             let params = item.as_object().cloned().unwrap_or_default();
-            specs.push(PolicySpec { name: name.to_string(), params, line });
+            specs.push(PolicySpec {
+                name: name.to_string(),
+                params,
+                line,
+            });
         }
         if !p.is_null() {
             cfg.policies = Some(specs);
         }
     }
-    for c in map.get("pipeline").and_then(Value::as_array).into_iter().flatten() {
+    for c in map
+        .get("pipeline")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if c.get("name").and_then(Value::as_str) == Some("FallbackClassifier") {
-            cfg.fallback_threshold = Some(c.get("threshold").and_then(Value::as_f64).unwrap_or(0.3));
-            cfg.fallback_ambiguity_threshold = Some(c.get("ambiguity_threshold").and_then(Value::as_f64).unwrap_or(0.1));
+            cfg.fallback_threshold =
+                Some(c.get("threshold").and_then(Value::as_f64).unwrap_or(0.3));
+            cfg.fallback_ambiguity_threshold = Some(
+                c.get("ambiguity_threshold")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.1),
+            );
         }
     }
     Ok(cfg)
 }
 
 fn spec(name: &str) -> PolicySpec {
-    PolicySpec { name: name.to_string(), params: Map::new(), line: 0 }
+    PolicySpec {
+        name: name.to_string(),
+        params: Map::new(),
+        line: 0,
+    }
 }
 
 /// The policies Rasa uses without configuration: 3.x (`rasa init` defaults) or, for a 0.x
 /// project, rasa_core's (Memoization + Keras) plus Mapping and Form so its domain works.
 pub fn default_policies(legacy: bool, domain: &Domain) -> Vec<PolicySpec> {
     if legacy {
-        let mut v = vec![spec("MemoizationPolicy"), spec("KerasPolicy"), spec("MappingPolicy")];
+        let mut v = vec![
+            spec("MemoizationPolicy"),
+            spec("KerasPolicy"),
+            spec("MappingPolicy"),
+        ];
         if !domain.forms.is_empty() {
             v.push(spec("FormPolicy"));
         }
         v
     } else {
-        vec![spec("MemoizationPolicy"), spec("RulePolicy"), spec("UnexpecTEDIntentPolicy"), spec("TEDPolicy")]
+        vec![
+            spec("MemoizationPolicy"),
+            spec("RulePolicy"),
+            spec("UnexpecTEDIntentPolicy"),
+            spec("TEDPolicy"),
+        ]
     }
 }
 

@@ -70,9 +70,14 @@ impl NluData {
             return;
         }
         match self.synonyms.iter_mut().find(|s| s.value == value) {
-            Some(s) if !s.examples.iter().any(|e| e == example) => s.examples.push(example.to_string()),
+            Some(s) if !s.examples.iter().any(|e| e == example) => {
+                s.examples.push(example.to_string())
+            }
             Some(_) => {}
-            None => self.synonyms.push(Synonym { value: value.to_string(), examples: vec![example.to_string()] }),
+            None => self.synonyms.push(Synonym {
+                value: value.to_string(),
+                examples: vec![example.to_string()],
+            }),
         }
     }
 
@@ -85,7 +90,11 @@ impl NluData {
                 self.add_synonym(&e.value, surface);
             }
         }
-        self.examples.push(NluExample { text, intent: intent.to_string(), entities: ents });
+        self.examples.push(NluExample {
+            text,
+            intent: intent.to_string(),
+            entities: ents,
+        });
     }
 }
 
@@ -115,15 +124,29 @@ pub fn parse_annotated(s: &str) -> (String, Vec<NluEntity>) {
             let v: Value = serde_json::from_str(d.as_str()).unwrap_or(Value::Null);
             let g = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
             match g("entity") {
-                Some(e) => (e, g("value").unwrap_or_else(|| surface.to_string()), g("role"), g("group")),
+                Some(e) => (
+                    e,
+                    g("value").unwrap_or_else(|| surface.to_string()),
+                    g("role"),
+                    g("group"),
+                ),
                 None => continue,
             }
         } else {
             let entity = c["entity"].to_string();
-            let value = c.name("value").map_or(surface.to_string(), |v| v.as_str().to_string());
+            let value = c
+                .name("value")
+                .map_or(surface.to_string(), |v| v.as_str().to_string());
             (entity, value, None, None)
         };
-        ents.push(NluEntity { start, end, value, entity, role, group });
+        ents.push(NluEntity {
+            start,
+            end,
+            value,
+            entity,
+            role,
+            group,
+        });
     }
     text.push_str(&s[last..]);
     (text, ents)
@@ -134,7 +157,11 @@ fn example_lines(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => s
             .lines()
-            .filter_map(|l| l.trim_start().strip_prefix('-').map(|x| x.trim().to_string()))
+            .filter_map(|l| {
+                l.trim_start()
+                    .strip_prefix('-')
+                    .map(|x| x.trim().to_string())
+            })
             .filter(|x| !x.is_empty())
             .collect(),
         Some(Value::Array(a)) => a
@@ -152,7 +179,13 @@ fn example_lines(v: Option<&Value>) -> Vec<String> {
 /// The `nlu:` section of a Rasa 3 YAML file.
 pub fn parse_yaml_nlu(src: &Source, v: &Value, nlu: &mut NluData) -> Result<(), DataError> {
     let mut cur = super::stories_yaml::LineCursor::new(&src.text);
-    let items = v.as_array().ok_or_else(|| DataError::at(&src.name, cur.find(&["nlu:"]), "`nlu` must be a list".into()))?;
+    let items = v.as_array().ok_or_else(|| {
+        DataError::at(
+            &src.name,
+            cur.find(&["nlu:"]),
+            "`nlu` must be a list".into(),
+        )
+    })?;
     for item in items {
         let get = |k: &str| item.get(k).and_then(Value::as_str);
         let examples = example_lines(item.get("examples"));
@@ -168,14 +201,30 @@ pub fn parse_yaml_nlu(src: &Source, v: &Value, nlu: &mut NluData) -> Result<(), 
         } else if let Some(name) = get("regex") {
             let line = cur.find(&["regex:", name]);
             for ex in examples {
-                Regex::new(&ex).map_err(|e| DataError::at(&src.name, line, format!("regex `{name}`: invalid pattern `{ex}`: {e}")))?;
-                nlu.regexes.push(RegexFeature { name: name.to_string(), pattern: ex });
+                Regex::new(&ex).map_err(|e| {
+                    DataError::at(
+                        &src.name,
+                        line,
+                        format!("regex `{name}`: invalid pattern `{ex}`: {e}"),
+                    )
+                })?;
+                nlu.regexes.push(RegexFeature {
+                    name: name.to_string(),
+                    pattern: ex,
+                });
             }
         } else if let Some(name) = get("lookup") {
-            nlu.lookups.push(LookupTable { name: name.to_string(), elements: examples });
+            nlu.lookups.push(LookupTable {
+                name: name.to_string(),
+                elements: examples,
+            });
         } else {
             let line = cur.find(&["-"]);
-            return Err(DataError::at(&src.name, line, format!("an `nlu` item needs intent, synonym, regex or lookup; got {item}")));
+            return Err(DataError::at(
+                &src.name,
+                line,
+                format!("an `nlu` item needs intent, synonym, regex or lookup; got {item}"),
+            ));
         }
     }
     Ok(())
@@ -196,23 +245,39 @@ pub fn parse_md(src: &Source, nlu: &mut NluData) -> Result<(), DataError> {
                 .ok_or_else(|| DataError::at(&src.name, i + 1, format!("`## {h}`: expected `## intent:name`, `## synonym:name`, `## regex:name` or `## lookup:name`")))?;
             let kind = kind.trim().to_string();
             if !matches!(kind.as_str(), "intent" | "synonym" | "regex" | "lookup") {
-                return Err(DataError::at(&src.name, i + 1, format!("unknown NLU section type `{kind}`")));
+                return Err(DataError::at(
+                    &src.name,
+                    i + 1,
+                    format!("unknown NLU section type `{kind}`"),
+                ));
             }
             section = Some((kind, name.trim().to_string()));
             continue;
         }
-        let Some(item) = l.strip_prefix('-') else { continue };
+        let Some(item) = l.strip_prefix('-') else {
+            continue;
+        };
         let item = item.trim();
         let Some((kind, name)) = &section else {
-            return Err(DataError::at(&src.name, i + 1, "example before the first `## intent:` heading".into()));
+            return Err(DataError::at(
+                &src.name,
+                i + 1,
+                "example before the first `## intent:` heading".into(),
+            ));
         };
         match kind.as_str() {
             "intent" => nlu.add_example(name, item),
             "synonym" => nlu.add_synonym(name, item),
-            "regex" => nlu.regexes.push(RegexFeature { name: name.clone(), pattern: item.to_string() }),
+            "regex" => nlu.regexes.push(RegexFeature {
+                name: name.clone(),
+                pattern: item.to_string(),
+            }),
             _ => match nlu.lookups.iter_mut().find(|t| &t.name == name) {
                 Some(t) => t.elements.push(item.to_string()),
-                None => nlu.lookups.push(LookupTable { name: name.clone(), elements: vec![item.to_string()] }),
+                None => nlu.lookups.push(LookupTable {
+                    name: name.clone(),
+                    elements: vec![item.to_string()],
+                }),
             },
         }
     }
@@ -223,6 +288,38 @@ pub fn parse_md(src: &Source, nlu: &mut NluData) -> Result<(), DataError> {
 pub fn is_md_nlu(text: &str) -> bool {
     text.lines().any(|l| {
         let l = l.trim_start();
-        ["## intent:", "## synonym:", "## regex:", "## lookup:"].iter().any(|p| l.starts_with(p))
+        ["## intent:", "## synonym:", "## regex:", "## lookup:"]
+            .iter()
+            .any(|p| l.starts_with(p))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_annotation_syntaxes() {
+        let (t, e) = parse_annotated(
+            r#"fly from [Berlin]{"entity": "city", "role": "from"} to [NYC](city:New York)"#,
+        );
+        assert_eq!(t, "fly from Berlin to NYC");
+        assert_eq!(
+            (e[0].start, e[0].end, e[0].role.as_deref()),
+            (9, 15, Some("from"))
+        );
+        assert_eq!(&t[e[1].start..e[1].end], "NYC");
+        assert_eq!(e[1].value, "New York");
+    }
+
+    #[test]
+    fn markdown_nlu() {
+        let src = Source { name: "nlu.md".into(), text: "## intent:greet\n- hi [Anna](name)\n## synonym:NYC\n- new york\n## regex:zip\n- [0-9]{5}\n## lookup:city\n- Rome\n".into() };
+        let mut n = NluData::default();
+        parse_md(&src, &mut n).unwrap();
+        assert_eq!(n.examples[0].entities[0].value, "Anna");
+        assert_eq!(n.synonyms[0].examples, ["new york"]);
+        assert_eq!(n.regexes.len(), 1);
+        assert_eq!(n.lookups[0].elements, ["Rome"]);
+    }
 }

@@ -42,8 +42,12 @@ fn split_call(s: &str) -> Result<(String, Map<String, Value>), String> {
         None => Ok((s.trim().to_string(), Map::new())),
         Some(i) => {
             let json = &s[i..];
-            let v: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON `{json}`: {e}"))?;
-            let obj = v.as_object().cloned().ok_or_else(|| format!("`{json}` must be a JSON object"))?;
+            let v: Value =
+                serde_json::from_str(json).map_err(|e| format!("invalid JSON `{json}`: {e}"))?;
+            let obj = v
+                .as_object()
+                .cloned()
+                .ok_or_else(|| format!("`{json}` must be a JSON object"))?;
             Ok((s[..i].trim().to_string(), obj))
         }
     }
@@ -57,23 +61,39 @@ fn user_event(s: &str) -> Result<StoryEvent, String> {
     if intent.is_empty() || intent.contains(char::is_whitespace) {
         return Err(format!("`{s}` is not an intent name"));
     }
-    Ok(StoryEvent::User { intent: Some(intent), entities: ents.into_iter().collect(), text: None })
+    Ok(StoryEvent::User {
+        intent: Some(intent),
+        entities: ents.into_iter().collect(),
+        text: None,
+    })
 }
 
 fn action_events(s: &str) -> Result<Vec<StoryEvent>, String> {
     let (name, args) = split_call(s)?;
     Ok(match name.as_str() {
-        "slot" => args.into_iter().map(|(name, value)| StoryEvent::Slot { name, value }).collect(),
+        "slot" => args
+            .into_iter()
+            .map(|(name, value)| StoryEvent::Slot { name, value })
+            .collect(),
         "form" | "active_loop" => {
             let n = args.get("name").cloned().unwrap_or(Value::Null);
             vec![StoryEvent::ActiveLoop(n.as_str().map(str::to_string))]
         }
-        "form_validation" => vec![StoryEvent::LoopInterrupted(!args.get("validate").and_then(Value::as_bool).unwrap_or(true))],
+        "form_validation" => vec![StoryEvent::LoopInterrupted(
+            !args
+                .get("validate")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        )],
         "restart" => vec![StoryEvent::Restart],
         // Renamed in Rasa 2; the 0.x name still appears in 0.x stories.
         "action_deactivate_form" => vec![StoryEvent::Action("action_deactivate_loop".into())],
         "" => return Err("empty action".into()),
-        _ if !args.is_empty() => return Err(format!("unknown event `{name}` (known: slot, form, form_validation, restart)")),
+        _ if !args.is_empty() => {
+            return Err(format!(
+                "unknown event `{name}` (known: slot, form, form_validation, restart)"
+            ))
+        }
         _ => vec![StoryEvent::Action(name)],
     })
 }
@@ -100,7 +120,9 @@ pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>) -> Result<(), DataError
             if l.starts_with('#') {
                 continue;
             }
-            return Err(err(format!("`{l}` appears before the first `## story` heading")));
+            return Err(err(format!(
+                "`{l}` appears before the first `## story` heading"
+            )));
         };
         if let Some(cp) = l.strip_prefix('>') {
             let cp = cp.trim().to_string();
@@ -109,7 +131,10 @@ pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>) -> Result<(), DataError
             } else {
                 b.start_checkpoints.push(cp);
             }
-        } else if l.strip_prefix(['*', '-']).is_some_and(|r| r.trim_start().starts_with("form:")) {
+        } else if l
+            .strip_prefix(['*', '-'])
+            .is_some_and(|r| r.trim_start().starts_with("form:"))
+        {
             // 0.x interactive-learning lines handled inside the form ("form: " lines are
             // excluded from training in rasa_core); the slot events around them stay.
             seen_event = true;
@@ -124,7 +149,11 @@ pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>) -> Result<(), DataError
             seen_event = true;
             let alts: Vec<&str> = u.split(" OR ").collect();
             if alts.len() > 1 {
-                let evs = alts.iter().map(|a| user_event(a)).collect::<Result<Vec<_>, _>>().map_err(err)?;
+                let evs = alts
+                    .iter()
+                    .map(|a| user_event(a))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
                 b.steps.push(Step::Or(evs, line));
             } else {
                 b.steps.push(Step::Event(user_event(u).map_err(err)?, line));
@@ -135,7 +164,9 @@ pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>) -> Result<(), DataError
                 b.steps.push(Step::Event(e, line));
             }
         } else {
-            return Err(err(format!("cannot read `{l}`: a story line starts with `##`, `>`, `*` or `-`")));
+            return Err(err(format!(
+                "cannot read `{l}`: a story line starts with `##`, `>`, `*` or `-`"
+            )));
         }
     }
     blocks.extend(current);

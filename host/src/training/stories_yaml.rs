@@ -18,12 +18,17 @@ pub(crate) struct LineCursor<'a> {
 
 impl<'a> LineCursor<'a> {
     pub fn new(text: &'a str) -> Self {
-        LineCursor { lines: text.lines().collect(), pos: 0 }
+        LineCursor {
+            lines: text.lines().collect(),
+            pos: 0,
+        }
     }
 
     /// The 1-based line of the next line containing all `needles` (the current line if none).
     pub fn find(&mut self, needles: &[&str]) -> usize {
-        match (self.pos..self.lines.len()).find(|&i| needles.iter().all(|n| self.lines[i].contains(n))) {
+        match (self.pos..self.lines.len())
+            .find(|&i| needles.iter().all(|n| self.lines[i].contains(n)))
+        {
             Some(i) => {
                 self.pos = i + 1;
                 i + 1
@@ -33,33 +38,72 @@ impl<'a> LineCursor<'a> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "stories", "rules", "nlu", "responses", "e2e_actions", "metadata"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "stories",
+    "rules",
+    "nlu",
+    "responses",
+    "e2e_actions",
+    "metadata",
+];
 
 /// Parses one YAML training-data file.
-pub fn parse(src: &Source, blocks: &mut Vec<StoryBlock>, nlu: &mut NluData, warnings: &mut Vec<String>) -> Result<(), DataError> {
+pub fn parse(
+    src: &Source,
+    blocks: &mut Vec<StoryBlock>,
+    nlu: &mut NluData,
+    warnings: &mut Vec<String>,
+) -> Result<(), DataError> {
     let doc = yaml_to_json(&src.text, &src.name).map_err(DataError::from)?;
     let Some(map) = doc.as_object() else {
-        return Err(DataError::at(&src.name, 1, "a training data file must be a mapping".into()));
+        return Err(DataError::at(
+            &src.name,
+            1,
+            "a training data file must be a mapping".into(),
+        ));
     };
     let mut cur = LineCursor::new(&src.text);
     for (k, v) in map {
         if !TOP_KEYS.contains(&k.as_str()) {
             let line = crate::domain::parse::find_line(&src.text, k).unwrap_or(1);
-            return Err(DataError::at(&src.name, line, format!("unknown key `{k}` in training data (known: {})", TOP_KEYS.join(", "))));
+            return Err(DataError::at(
+                &src.name,
+                line,
+                format!(
+                    "unknown key `{k}` in training data (known: {})",
+                    TOP_KEYS.join(", ")
+                ),
+            ));
         }
         match k.as_str() {
             "stories" | "rules" => parse_blocks(src, v, k == "rules", blocks, &mut cur)?,
             "nlu" => super::nlu::parse_yaml_nlu(src, v, nlu)?,
-            "responses" => warnings.push(format!("{}: `responses` in training data (retrieval intents) are not used by Colloquy", src.name)),
+            "responses" => warnings.push(format!(
+                "{}: `responses` in training data (retrieval intents) are not used by Colloquy",
+                src.name
+            )),
             _ => {}
         }
     }
     Ok(())
 }
 
-fn parse_blocks(src: &Source, v: &Value, is_rule: bool, blocks: &mut Vec<StoryBlock>, cur: &mut LineCursor) -> Result<(), DataError> {
+fn parse_blocks(
+    src: &Source,
+    v: &Value,
+    is_rule: bool,
+    blocks: &mut Vec<StoryBlock>,
+    cur: &mut LineCursor,
+) -> Result<(), DataError> {
     let kind = if is_rule { "rule" } else { "story" };
-    let list = v.as_array().ok_or_else(|| DataError::at(&src.name, cur.find(&[if is_rule { "rules:" } else { "stories:" }]), format!("`{kind}` items must be a list")))?;
+    let list = v.as_array().ok_or_else(|| {
+        DataError::at(
+            &src.name,
+            cur.find(&[if is_rule { "rules:" } else { "stories:" }]),
+            format!("`{kind}` items must be a list"),
+        )
+    })?;
     for item in list {
         let name = item.get(kind).and_then(|n| match n {
             Value::String(s) => Some(s.clone()),
@@ -68,41 +112,82 @@ fn parse_blocks(src: &Source, v: &Value, is_rule: bool, blocks: &mut Vec<StoryBl
         });
         let Some(name) = name else {
             let line = cur.find(&["-"]);
-            return Err(DataError::at(&src.name, line, format!("every item under `{kind}s` needs a `{kind}:` name")));
+            return Err(DataError::at(
+                &src.name,
+                line,
+                format!("every item under `{kind}s` needs a `{kind}:` name"),
+            ));
         };
         let line = cur.find(&[kind, &name]);
-        let err = |line: usize, m: String| DataError::at(&src.name, line, format!("{kind} '{name}': {m}"));
+        let err = |line: usize, m: String| {
+            DataError::at(&src.name, line, format!("{kind} '{name}': {m}"))
+        };
         let mut block = StoryBlock::new(&name, &src.name, line, is_rule);
         if let Some(obj) = item.as_object() {
             for key in obj.keys() {
-                if !matches!(key.as_str(), "story" | "rule" | "steps" | "condition" | "conversation_start" | "wait_for_user_input" | "metadata") {
+                if !matches!(
+                    key.as_str(),
+                    "story"
+                        | "rule"
+                        | "steps"
+                        | "condition"
+                        | "conversation_start"
+                        | "wait_for_user_input"
+                        | "metadata"
+                ) {
                     return Err(err(line, format!("unknown key `{key}`")));
                 }
             }
         }
-        block.conversation_start = item.get("conversation_start").and_then(Value::as_bool).unwrap_or(false);
-        block.wait_for_user_input = item.get("wait_for_user_input").and_then(Value::as_bool).unwrap_or(true);
+        block.conversation_start = item
+            .get("conversation_start")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        block.wait_for_user_input = item
+            .get("wait_for_user_input")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         if let Some(cond) = item.get("condition") {
             if !is_rule {
                 return Err(err(line, "only rules can have a `condition`".into()));
             }
             for c in cond.as_array().into_iter().flatten() {
-                let l = cur.find(&[c.as_object().and_then(|o| o.keys().next()).map(String::as_str).unwrap_or("-")]);
+                let l = cur.find(&[c
+                    .as_object()
+                    .and_then(|o| o.keys().next())
+                    .map(String::as_str)
+                    .unwrap_or("-")]);
                 for e in parse_step(c, l, &name).map_err(|m| err(l, m))? {
                     match e {
-                        StoryEvent::ActiveLoop(_) | StoryEvent::Slot { .. } => block.condition.push((e, l)),
-                        _ => return Err(err(l, "a rule condition may only contain `active_loop` and `slot_was_set`".into())),
+                        StoryEvent::ActiveLoop(_) | StoryEvent::Slot { .. } => {
+                            block.condition.push((e, l))
+                        }
+                        _ => return Err(err(
+                            l,
+                            "a rule condition may only contain `active_loop` and `slot_was_set`"
+                                .into(),
+                        )),
                     }
                 }
             }
         }
-        let steps = item.get("steps").and_then(Value::as_array).ok_or_else(|| err(line, "`steps` (a list) is missing".into()))?;
+        let steps = item
+            .get("steps")
+            .and_then(Value::as_array)
+            .ok_or_else(|| err(line, "`steps` (a list) is missing".into()))?;
         let mut seen_event = false;
         for step in steps {
-            let key = step.as_object().and_then(|o| o.keys().next()).map(String::as_str).unwrap_or("-");
+            let key = step
+                .as_object()
+                .and_then(|o| o.keys().next())
+                .map(String::as_str)
+                .unwrap_or("-");
             let l = cur.find(&[key]);
             if let Some(cp) = step.get("checkpoint") {
-                let cp = cp.as_str().ok_or_else(|| err(l, "checkpoint names must be strings".into()))?.to_string();
+                let cp = cp
+                    .as_str()
+                    .ok_or_else(|| err(l, "checkpoint names must be strings".into()))?
+                    .to_string();
                 if is_rule {
                     return Err(err(l, "rules cannot use checkpoints".into()));
                 }
@@ -121,7 +206,9 @@ fn parse_blocks(src: &Source, v: &Value, is_rule: bool, blocks: &mut Vec<StoryBl
             }
             seen_event = true;
             if let Some(alts) = step.get("or") {
-                let alts = alts.as_array().ok_or_else(|| err(l, "`or` must be a list of steps".into()))?;
+                let alts = alts
+                    .as_array()
+                    .ok_or_else(|| err(l, "`or` must be a list of steps".into()))?;
                 let mut evs = Vec::new();
                 for a in alts {
                     evs.extend(parse_step(a, l, &name).map_err(|m| err(l, m))?);
@@ -145,8 +232,14 @@ fn parse_entities(v: Option<&Value>) -> Result<Vec<(String, Value)>, String> {
         match e {
             Value::String(s) => out.push((s.clone(), Value::Null)),
             Value::Object(o) if o.contains_key("entity") => {
-                let name = o.get("entity").and_then(Value::as_str).ok_or("`entity` must be a string")?;
-                out.push((name.to_string(), o.get("value").cloned().unwrap_or(Value::Null)));
+                let name = o
+                    .get("entity")
+                    .and_then(Value::as_str)
+                    .ok_or("`entity` must be a string")?;
+                out.push((
+                    name.to_string(),
+                    o.get("value").cloned().unwrap_or(Value::Null),
+                ));
             }
             Value::Object(o) => out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone()))),
             other => return Err(format!("invalid entity {other}")),
@@ -156,8 +249,14 @@ fn parse_entities(v: Option<&Value>) -> Result<Vec<(String, Value)>, String> {
 }
 
 /// One step mapping → the events it stands for.
-pub(crate) fn parse_step(step: &Value, _line: usize, _story: &str) -> Result<Vec<StoryEvent>, String> {
-    let obj = step.as_object().ok_or_else(|| format!("a step must be a mapping, not {step}"))?;
+pub(crate) fn parse_step(
+    step: &Value,
+    _line: usize,
+    _story: &str,
+) -> Result<Vec<StoryEvent>, String> {
+    let obj = step
+        .as_object()
+        .ok_or_else(|| format!("a step must be a mapping, not {step}"))?;
     if obj.contains_key("intent") || obj.contains_key("user") {
         let intent = match obj.get("intent") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -170,14 +269,21 @@ pub(crate) fn parse_step(step: &Value, _line: usize, _story: &str) -> Result<Vec
         if let Some(t) = &text {
             let (p, ents) = parse_annotated(t);
             if !ents.is_empty() && entities.is_empty() {
-                entities = ents.into_iter().map(|e| (e.entity, Value::String(e.value))).collect();
+                entities = ents
+                    .into_iter()
+                    .map(|e| (e.entity, Value::String(e.value)))
+                    .collect();
             }
             plain = Some(p);
         }
         if intent.is_none() && plain.is_none() {
             return Err("a user step needs `intent` or `user`".into());
         }
-        return Ok(vec![StoryEvent::User { intent, entities, text: plain }]);
+        return Ok(vec![StoryEvent::User {
+            intent,
+            entities,
+            text: plain,
+        }]);
     }
     if let Some(a) = obj.get("action") {
         let a = a.as_str().ok_or("`action` must be a name")?;
@@ -200,9 +306,15 @@ pub(crate) fn parse_step(step: &Value, _line: usize, _story: &str) -> Result<Vec
         for item in s.as_array().ok_or("`slot_was_set` must be a list")? {
             match item {
                 // A bare name means "set" (to any value); `true` featurises as set for every type.
-                Value::String(n) => out.push(StoryEvent::Slot { name: n.clone(), value: Value::Bool(true) }),
+                Value::String(n) => out.push(StoryEvent::Slot {
+                    name: n.clone(),
+                    value: Value::Bool(true),
+                }),
                 Value::Object(o) => {
-                    out.extend(o.iter().map(|(k, v)| StoryEvent::Slot { name: k.clone(), value: v.clone() }));
+                    out.extend(o.iter().map(|(k, v)| StoryEvent::Slot {
+                        name: k.clone(),
+                        value: v.clone(),
+                    }));
                 }
                 other => return Err(format!("invalid slot_was_set entry {other}")),
             }

@@ -69,29 +69,69 @@ impl StoryBlock {
 }
 
 /// Checks that stories only use actions, forms, slots and intents of the domain.
-pub fn validate(blocks: &[StoryBlock], domain: &Domain, warnings: &mut Vec<String>) -> Result<(), DataError> {
-    let at = |b: &StoryBlock, line: usize, message: String| DataError { file: b.file.clone(), line: Some(line), message };
+pub fn validate(
+    blocks: &[StoryBlock],
+    domain: &Domain,
+    warnings: &mut Vec<String>,
+) -> Result<(), DataError> {
+    let at = |b: &StoryBlock, line: usize, message: String| DataError {
+        file: b.file.clone(),
+        line: Some(line),
+        message,
+    };
     for b in blocks {
         let kind = if b.is_rule { "rule" } else { "story" };
-        let events = b.condition.iter().map(|(e, l)| (e, *l)).chain(b.steps.iter().flat_map(|s| match s {
-            Step::Event(e, l) => vec![(e, *l)],
-            Step::Or(alts, l) => alts.iter().map(|e| (e, *l)).collect(),
-        }));
+        let events = b
+            .condition
+            .iter()
+            .map(|(e, l)| (e, *l))
+            .chain(b.steps.iter().flat_map(|s| match s {
+                Step::Event(e, l) => vec![(e, *l)],
+                Step::Or(alts, l) => alts.iter().map(|e| (e, *l)).collect(),
+            }));
         for (e, line) in events {
             match e {
                 StoryEvent::Action(a) if !domain.has_action(a) => {
-                    return Err(at(b, line, format!("{kind} '{}' uses action `{a}`, which is not in the domain", b.name)))
+                    return Err(at(
+                        b,
+                        line,
+                        format!(
+                            "{kind} '{}' uses action `{a}`, which is not in the domain",
+                            b.name
+                        ),
+                    ))
                 }
                 StoryEvent::Slot { name, .. } if domain.slot(name).is_none() => {
-                    return Err(at(b, line, format!("{kind} '{}' sets slot `{name}`, which is not in the domain", b.name)))
+                    return Err(at(
+                        b,
+                        line,
+                        format!(
+                            "{kind} '{}' sets slot `{name}`, which is not in the domain",
+                            b.name
+                        ),
+                    ))
                 }
-                StoryEvent::ActiveLoop(Some(l)) if domain.form(l).is_none() && !domain.actions.contains(l) => {
-                    return Err(at(b, line, format!("{kind} '{}' activates loop `{l}`, which is not a form of the domain", b.name)))
-                }
-                StoryEvent::User { intent: Some(i), .. }
-                    if domain.intent(i).is_none() && !crate::domain::DEFAULT_INTENTS.contains(&i.as_str()) =>
+                StoryEvent::ActiveLoop(Some(l))
+                    if domain.form(l).is_none() && !domain.actions.contains(l) =>
                 {
-                    warnings.push(format!("{}:{line}: intent `{i}` in {kind} '{}' is not in the domain", b.file, b.name));
+                    return Err(at(
+                        b,
+                        line,
+                        format!(
+                            "{kind} '{}' activates loop `{l}`, which is not a form of the domain",
+                            b.name
+                        ),
+                    ))
+                }
+                StoryEvent::User {
+                    intent: Some(i), ..
+                } if domain.intent(i).is_none()
+                    && !crate::domain::DEFAULT_INTENTS.contains(&i.as_str()) =>
+                {
+                    warnings.push(format!(
+                        "{}:{line}: intent `{i}` in {kind} '{}' is not in the domain",
+                        b.file, b.name
+                    ));
                 }
                 _ => {}
             }
@@ -106,7 +146,10 @@ fn with_listens(events: Vec<(StoryEvent, usize)>, listen_at_end: bool) -> Vec<(S
     let mut out: Vec<(StoryEvent, usize)> = Vec::new();
     for (e, l) in events {
         if matches!(e, StoryEvent::User { .. }) {
-            let prev_action = out.iter().rev().find(|(e, _)| matches!(e, StoryEvent::Action(_) | StoryEvent::User { .. }));
+            let prev_action = out
+                .iter()
+                .rev()
+                .find(|(e, _)| matches!(e, StoryEvent::Action(_) | StoryEvent::User { .. }));
             if !matches!(prev_action, Some((StoryEvent::Action(a), _)) if a == ACTION_LISTEN) {
                 out.push((StoryEvent::Action(ACTION_LISTEN.into()), 0));
             }
@@ -114,7 +157,10 @@ fn with_listens(events: Vec<(StoryEvent, usize)>, listen_at_end: bool) -> Vec<(S
         out.push((e, l));
     }
     if listen_at_end {
-        let last = out.iter().rev().find(|(e, _)| matches!(e, StoryEvent::Action(_) | StoryEvent::User { .. }));
+        let last = out
+            .iter()
+            .rev()
+            .find(|(e, _)| matches!(e, StoryEvent::Action(_) | StoryEvent::User { .. }));
         if matches!(last, Some((StoryEvent::Action(a), _)) if a != ACTION_LISTEN) {
             out.push((StoryEvent::Action(ACTION_LISTEN.into()), 0));
         }
@@ -122,7 +168,12 @@ fn with_listens(events: Vec<(StoryEvent, usize)>, listen_at_end: bool) -> Vec<(S
     out
 }
 
-fn tracker(b: &StoryBlock, name: String, events: Vec<(StoryEvent, usize)>, listen_at_end: bool) -> TrainingTracker {
+fn tracker(
+    b: &StoryBlock,
+    name: String,
+    events: Vec<(StoryEvent, usize)>,
+    listen_at_end: bool,
+) -> TrainingTracker {
     let events = with_listens(events, listen_at_end);
     TrainingTracker {
         name,
@@ -148,7 +199,9 @@ pub fn build_trackers(blocks: &[StoryBlock]) -> Vec<TrainingTracker> {
         }
     }
     let stories: Vec<&StoryBlock> = blocks.iter().filter(|b| !b.is_rule).collect();
-    for root in stories.iter().filter(|b| b.start_checkpoints.is_empty() || b.start_checkpoints.iter().any(|c| c == "STORY_START")) {
+    for root in stories.iter().filter(|b| {
+        b.start_checkpoints.is_empty() || b.start_checkpoints.iter().any(|c| c == "STORY_START")
+    }) {
         for v in root.variants() {
             extend(root, &stories, root.name.clone(), v, 0, &mut out);
         }
@@ -169,7 +222,11 @@ fn extend(
     }
     let next: Vec<&&StoryBlock> = stories
         .iter()
-        .filter(|s| s.start_checkpoints.iter().any(|c| b.end_checkpoints.contains(c)))
+        .filter(|s| {
+            s.start_checkpoints
+                .iter()
+                .any(|c| b.end_checkpoints.contains(c))
+        })
         .collect();
     if next.is_empty() || depth >= MAX_DEPTH {
         out.push(tracker(b, name, events, true));
@@ -179,7 +236,11 @@ fn extend(
         for v in n.variants() {
             let mut ev = events.clone();
             ev.extend(v);
-            let nm = if n.name == b.name { name.clone() } else { format!("{name} > {}", n.name) };
+            let nm = if n.name == b.name {
+                name.clone()
+            } else {
+                format!("{name} > {}", n.name)
+            };
             extend(n, stories, nm, ev, depth + 1, out);
         }
     }
