@@ -443,3 +443,18 @@ fn model_train_endpoint_document() {
         "utter_greet"
     );
 }
+
+#[test]
+fn moodbot_training_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = train(&rasa3("moodbot", dir.path()), &mut quiet()).unwrap();
+    let took = started.elapsed();
+    let started = std::time::Instant::now();
+    let m = Model::load(&out.path).unwrap();
+    eprintln!(
+        "moodbot: train {took:?}, load {:?}, {} policies",
+        started.elapsed(),
+        m.policies.policies.len()
+    );
+}
