@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use colloquy::domain::Domain;
 use colloquy::model::Model;
 use colloquy::policy::{StoryEvent, ACTION_LISTEN};
-use colloquy::training::{train, train_from_yaml_document, read_sources, TrainError, TrainOptions};
+use colloquy::training::{read_sources, train, train_from_yaml_document, TrainError, TrainOptions};
 use serde_json::{json, Value};
 
 const RASA3: &str = "/work/shared/rasa/rasa-3.6.4/examples";
@@ -25,7 +25,11 @@ fn rasa3(bot: &str, out: &Path) -> TrainOptions {
 
 fn core012(bot: &str, out: &Path) -> TrainOptions {
     let d = Path::new(CORE012).join(bot);
-    let domain = if d.join("domain.yml").exists() { d.join("domain.yml") } else { d.join("restaurant_domain.yml") };
+    let domain = if d.join("domain.yml").exists() {
+        d.join("domain.yml")
+    } else {
+        d.join("restaurant_domain.yml")
+    };
     TrainOptions {
         domain,
         data: vec![d.join("data")],
@@ -41,7 +45,11 @@ fn quiet() -> impl FnMut(&str) {
 }
 
 fn user(intent: &str) -> StoryEvent {
-    StoryEvent::User { intent: Some(intent.into()), entities: vec![], text: Some(intent.into()) }
+    StoryEvent::User {
+        intent: Some(intent.into()),
+        entities: vec![],
+        text: Some(intent.into()),
+    }
 }
 
 fn act(a: &str) -> StoryEvent {
@@ -49,11 +57,16 @@ fn act(a: &str) -> StoryEvent {
 }
 
 fn session_start() -> Vec<StoryEvent> {
-    vec![act("action_session_start"), StoryEvent::SessionStarted, act(ACTION_LISTEN)]
+    vec![
+        act("action_session_start"),
+        StoryEvent::SessionStarted,
+        act(ACTION_LISTEN),
+    ]
 }
 
 fn trained(opts: &TrainOptions) -> Model {
-    let out = train(opts, &mut quiet()).unwrap_or_else(|e| panic!("training {} failed: {e}", opts.domain.display()));
+    let out = train(opts, &mut quiet())
+        .unwrap_or_else(|e| panic!("training {} failed: {e}", opts.domain.display()));
     Model::load(&out.path).expect("model loads")
 }
 
@@ -62,13 +75,20 @@ fn every_rasa3_example_trains() {
     for bot in ["moodbot", "formbot", "concertbot", "reminderbot"] {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Vec::new();
-        let out = train(&rasa3(bot, dir.path()), &mut |m: &str| log.push(m.to_string())).unwrap_or_else(|e| panic!("{bot}: {e}"));
+        let out = train(&rasa3(bot, dir.path()), &mut |m: &str| {
+            log.push(m.to_string())
+        })
+        .unwrap_or_else(|e| panic!("{bot}: {e}"));
         assert!(!out.skipped);
         assert!(out.path.to_string_lossy().ends_with(".tar.gz"));
         let m = Model::load(dir.path()).unwrap();
         assert_eq!(m.fingerprint, out.fingerprint);
         assert_eq!(m.id.len(), 32);
-        assert!(log.iter().any(|l| l.contains("TEDPolicy") || bot == "reminderbot"), "{bot}: {log:?}");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("TEDPolicy") || bot == "reminderbot"),
+            "{bot}: {log:?}"
+        );
     }
 }
 
@@ -143,9 +163,17 @@ fn broken_domain_names_file_and_line() {
     let e = train(&opts, &mut quiet()).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TrainError::Domain(_)), "{msg}");
-    assert!(msg.contains("domain.yml:5") && msg.contains("colour"), "{msg}");
+    assert!(
+        msg.contains("domain.yml:5") && msg.contains("colour"),
+        "{msg}"
+    );
     // YAML syntax errors carry the parser's position.
-    let opts = project(dir.path(), "intents:\n  - greet\n  bad: [\n", "stories: []\n", CONFIG);
+    let opts = project(
+        dir.path(),
+        "intents:\n  - greet\n  bad: [\n",
+        "stories: []\n",
+        CONFIG,
+    );
     let msg = train(&opts, &mut quiet()).unwrap_err().to_string();
     assert!(msg.contains("domain.yml:"), "{msg}");
 }
@@ -156,15 +184,25 @@ fn broken_story_and_rule_name_file_and_line() {
     let stories = "version: \"3.1\"\nstories:\n- story: one\n  steps:\n  - intent: greet\n  - action: utter_greet\n- story: two\n  steps:\n  - intent: greet\n  - action: utter_nope\n";
     let opts = project(dir.path(), DOMAIN, stories, CONFIG);
     let msg = train(&opts, &mut quiet()).unwrap_err().to_string();
-    assert!(msg.contains("stories.yml:10") && msg.contains("utter_nope"), "{msg}");
+    assert!(
+        msg.contains("stories.yml:10") && msg.contains("utter_nope"),
+        "{msg}"
+    );
 
     let rules = "version: \"3.1\"\nrules:\n- rule: r\n  steps:\n  - intent: greet\n  - acton: utter_greet\n";
     let opts = project(dir.path(), DOMAIN, rules, CONFIG);
     let msg = train(&opts, &mut quiet()).unwrap_err().to_string();
-    assert!(msg.contains("stories.yml:6") && msg.contains("acton"), "{msg}");
+    assert!(
+        msg.contains("stories.yml:6") && msg.contains("acton"),
+        "{msg}"
+    );
 
     std::fs::remove_file(dir.path().join("data/stories.yml")).unwrap();
-    std::fs::write(dir.path().join("data/stories.md"), "## s\n* greet\n    - utter_greet\n* bye{oops}\n").unwrap();
+    std::fs::write(
+        dir.path().join("data/stories.md"),
+        "## s\n* greet\n    - utter_greet\n* bye{oops}\n",
+    )
+    .unwrap();
     let msg = train(&opts, &mut quiet()).unwrap_err().to_string();
     assert!(msg.contains("stories.md:4"), "{msg}");
 }
@@ -177,9 +215,16 @@ fn rule_contradictions_are_reported() {
     let e = train(&opts, &mut quiet()).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TrainError::RuleContradictions(_)), "{msg}");
-    assert!(msg.contains("utter_bye") && msg.contains("greet back") && msg.contains("stories.yml:11"), "{msg}");
+    assert!(
+        msg.contains("utter_bye") && msg.contains("greet back") && msg.contains("stories.yml:11"),
+        "{msg}"
+    );
     // Disabled on request.
-    std::fs::write(dir.path().join("config.yml"), "policies:\n  - name: RulePolicy\n    check_for_contradictions: false\n").unwrap();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        "policies:\n  - name: RulePolicy\n    check_for_contradictions: false\n",
+    )
+    .unwrap();
     train(&opts, &mut quiet()).unwrap();
 }
 
@@ -192,7 +237,11 @@ fn moodbot_predictions() {
     ev.push(user("greet"));
     let p = m.policies.predict(d, &ev);
     assert_eq!(p.action, "utter_greet");
-    assert!(p.policy == "MemoizationPolicy" || p.policy == "RulePolicy", "{}", p.policy);
+    assert!(
+        p.policy == "MemoizationPolicy" || p.policy == "RulePolicy",
+        "{}",
+        p.policy
+    );
     assert_eq!(p.confidence, 1.0);
     assert_eq!(p.scores.len(), d.action_names().len());
     ev.push(act("utter_greet"));
@@ -206,16 +255,41 @@ fn moodbot_predictions() {
     ev.extend([act(ACTION_LISTEN), user("deny")]);
     assert_eq!(m.policies.predict(d, &ev).action, "utter_goodbye");
     // Rules apply anywhere: bot_challenge mid-conversation.
-    ev.extend([act("utter_goodbye"), act(ACTION_LISTEN), user("bot_challenge")]);
+    ev.extend([
+        act("utter_goodbye"),
+        act(ACTION_LISTEN),
+        user("bot_challenge"),
+    ]);
     let p = m.policies.predict(d, &ev);
-    assert_eq!((p.action.as_str(), p.policy.as_str()), ("utter_iamabot", "RulePolicy"));
+    assert_eq!(
+        (p.action.as_str(), p.policy.as_str()),
+        ("utter_iamabot", "RulePolicy")
+    );
     // Nothing known: RulePolicy's core fallback at its threshold.
     let p = m.policies.predict(d, &[act(ACTION_LISTEN), user("affirm")]);
-    assert_eq!((p.action.as_str(), p.confidence), ("action_default_fallback", 0.3));
+    assert_eq!(
+        (p.action.as_str(), p.confidence),
+        ("action_default_fallback", 0.3)
+    );
     // Followups win, and /restart is a default rule.
-    let p = m.policies.predict(d, &[act(ACTION_LISTEN), user("greet"), StoryEvent::Followup("utter_happy".into())]);
-    assert_eq!((p.action.as_str(), p.policy.as_str()), ("utter_happy", "followup_action"));
-    assert_eq!(m.policies.predict(d, &[act(ACTION_LISTEN), user("restart")]).action, "action_restart");
+    let p = m.policies.predict(
+        d,
+        &[
+            act(ACTION_LISTEN),
+            user("greet"),
+            StoryEvent::Followup("utter_happy".into()),
+        ],
+    );
+    assert_eq!(
+        (p.action.as_str(), p.policy.as_str()),
+        ("utter_happy", "followup_action")
+    );
+    assert_eq!(
+        m.policies
+            .predict(d, &[act(ACTION_LISTEN), user("restart")])
+            .action,
+        "action_restart"
+    );
 }
 
 #[test]
@@ -230,9 +304,17 @@ fn archive_round_trips() {
     assert_eq!(m.policies, compiled.policies);
     assert_eq!(m.nlu_data, compiled.nlu);
     let ev = [act(ACTION_LISTEN), user("request_restaurant")];
-    assert_eq!(m.policies.predict(&m.domain, &ev), compiled.policies.predict(&compiled.domain, &ev));
+    assert_eq!(
+        m.policies.predict(&m.domain, &ev),
+        compiled.policies.predict(&compiled.domain, &ev)
+    );
     // A corrupted archive is refused.
-    let mut bytes = std::fs::read(Model::load(dir.path()).map(|_| colloquy::model::archive::newest_archive(dir.path()).unwrap()).unwrap()).unwrap();
+    let mut bytes = std::fs::read(
+        Model::load(dir.path())
+            .map(|_| colloquy::model::archive::newest_archive(dir.path()).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     assert!(Model::from_bytes(&bytes, "x.tar.gz").is_err());
@@ -248,8 +330,14 @@ fn formbot_rules_activate_and_submit_the_form() {
     let mut ev = session_start();
     ev.push(user("request_restaurant"));
     let p = m.policies.predict(d, &ev);
-    assert_eq!((p.action.as_str(), p.policy.as_str()), ("restaurant_form", "RulePolicy"));
-    ev.extend([act("restaurant_form"), StoryEvent::ActiveLoop(Some("restaurant_form".into()))]);
+    assert_eq!(
+        (p.action.as_str(), p.policy.as_str()),
+        ("restaurant_form", "RulePolicy")
+    );
+    ev.extend([
+        act("restaurant_form"),
+        StoryEvent::ActiveLoop(Some("restaurant_form".into())),
+    ]);
     assert_eq!(m.policies.predict(d, &ev).action, ACTION_LISTEN);
     ev.extend([act(ACTION_LISTEN), user("inform")]);
     assert_eq!(m.policies.predict(d, &ev).action, "restaurant_form");
@@ -261,8 +349,16 @@ fn formbot_rules_activate_and_submit_the_form() {
     assert_eq!(m.policies.predict(d, &ev).action, ACTION_LISTEN);
     // Unhappy path from the stories: the form rejected `stop`.
     let mut ev = session_start();
-    ev.extend([user("request_restaurant"), act("restaurant_form"), StoryEvent::ActiveLoop(Some("restaurant_form".into()))]);
-    ev.extend([act(ACTION_LISTEN), user("stop"), StoryEvent::ActionExecutionRejected("restaurant_form".into())]);
+    ev.extend([
+        user("request_restaurant"),
+        act("restaurant_form"),
+        StoryEvent::ActiveLoop(Some("restaurant_form".into())),
+    ]);
+    ev.extend([
+        act(ACTION_LISTEN),
+        user("stop"),
+        StoryEvent::ActionExecutionRejected("restaurant_form".into()),
+    ]);
     assert_eq!(m.policies.predict(d, &ev).action, "utter_ask_continue");
 }
 
@@ -273,20 +369,34 @@ fn legacy_formbot_uses_form_and_memoization() {
     let d = &m.domain;
     let mut ev = vec![act(ACTION_LISTEN), user("request_restaurant")];
     assert_eq!(m.policies.predict(d, &ev).action, "restaurant_form");
-    ev.extend([act("restaurant_form"), StoryEvent::ActiveLoop(Some("restaurant_form".into()))]);
+    ev.extend([
+        act("restaurant_form"),
+        StoryEvent::ActiveLoop(Some("restaurant_form".into())),
+    ]);
     let p = m.policies.predict(d, &ev);
-    assert_eq!((p.action.as_str(), p.policy.as_str()), (ACTION_LISTEN, "FormPolicy"));
+    assert_eq!(
+        (p.action.as_str(), p.policy.as_str()),
+        (ACTION_LISTEN, "FormPolicy")
+    );
     ev.extend([act(ACTION_LISTEN), user("inform")]);
     assert_eq!(m.policies.predict(d, &ev).action, "restaurant_form");
 }
 
 #[test]
 fn moodbot_domain_json_matches_rasa() {
-    let captured: Value =
-        serde_json::from_str(&std::fs::read_to_string("/work/shared/rasa/captured-3.6.21/domain.json").unwrap()).unwrap();
+    let captured: Value = serde_json::from_str(
+        &std::fs::read_to_string("/work/shared/rasa/captured-3.6.21/domain.json").unwrap(),
+    )
+    .unwrap();
     let d = Domain::load(&PathBuf::from(RASA3).join("moodbot/domain.yml")).unwrap();
     let ours = d.to_json();
-    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
     assert_eq!(keys(&ours), keys(&captured));
     assert_eq!(ours["intents"], captured["intents"]);
     assert_eq!(ours["session_config"], captured["session_config"]);
@@ -296,7 +406,10 @@ fn moodbot_domain_json_matches_rasa() {
     let mut greet = ours["responses"]["utter_greet"].clone();
     greet[0].as_object_mut().unwrap().remove("buttons");
     assert_eq!(greet, captured["responses"]["utter_greet"]);
-    assert_eq!(ours["responses"]["utter_cheer_up"], captured["responses"]["utter_cheer_up"]);
+    assert_eq!(
+        ours["responses"]["utter_cheer_up"],
+        captured["responses"]["utter_cheer_up"]
+    );
     assert_eq!(ours["slots"], json!({}));
     assert_eq!(ours["actions"], json!([]));
     // The captured bench_slot, as a domain file would declare it, comes back unchanged.
@@ -323,5 +436,25 @@ fn model_train_endpoint_document() {
     assert_eq!(m.nlu_data.examples.len(), 2);
     assert_eq!(m.nlu_data.examples[0].text, "hi Anna");
     assert_eq!(m.nlu_data.examples[1].entities[0].value, "x");
-    assert_eq!(m.policies.predict(&m.domain, &[act(ACTION_LISTEN), user("greet")]).action, "utter_greet");
+    assert_eq!(
+        m.policies
+            .predict(&m.domain, &[act(ACTION_LISTEN), user("greet")])
+            .action,
+        "utter_greet"
+    );
+}
+
+#[test]
+fn moodbot_training_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = train(&rasa3("moodbot", dir.path()), &mut quiet()).unwrap();
+    let took = started.elapsed();
+    let started = std::time::Instant::now();
+    let m = Model::load(&out.path).unwrap();
+    eprintln!(
+        "moodbot: train {took:?}, load {:?}, {} policies",
+        started.elapsed(),
+        m.policies.policies.len()
+    );
 }

@@ -222,7 +222,7 @@ impl RulePolicy {
         }
         rules.extend(default_rules());
         // Stable sort: among equally specific rules the first defined wins.
-        rules.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
         self.rules = rules;
         if self.check_for_contradictions {
             errors.extend(self.contradictions(domain, trackers));

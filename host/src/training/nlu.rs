@@ -293,3 +293,33 @@ pub fn is_md_nlu(text: &str) -> bool {
             .any(|p| l.starts_with(p))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_annotation_syntaxes() {
+        let (t, e) = parse_annotated(
+            r#"fly from [Berlin]{"entity": "city", "role": "from"} to [NYC](city:New York)"#,
+        );
+        assert_eq!(t, "fly from Berlin to NYC");
+        assert_eq!(
+            (e[0].start, e[0].end, e[0].role.as_deref()),
+            (9, 15, Some("from"))
+        );
+        assert_eq!(&t[e[1].start..e[1].end], "NYC");
+        assert_eq!(e[1].value, "New York");
+    }
+
+    #[test]
+    fn markdown_nlu() {
+        let src = Source { name: "nlu.md".into(), text: "## intent:greet\n- hi [Anna](name)\n## synonym:NYC\n- new york\n## regex:zip\n- [0-9]{5}\n## lookup:city\n- Rome\n".into() };
+        let mut n = NluData::default();
+        parse_md(&src, &mut n).unwrap();
+        assert_eq!(n.examples[0].entities[0].value, "Anna");
+        assert_eq!(n.synonyms[0].examples, ["new york"]);
+        assert_eq!(n.regexes.len(), 1);
+        assert_eq!(n.lookups[0].elements, ["Rome"]);
+    }
+}
