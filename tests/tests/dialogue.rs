@@ -197,7 +197,7 @@ fn dialogue_routes_follow_rasa() {
     let (st, e) = s.post("/conversations/m1/execute", &json!({}));
     assert_rasa_error(st, &e, 400);
     let (st, e) = s.post("/conversations/m1/execute", &json!({"name": "ka[pa[..."}));
-    assert!(st >= 400 && st < 500, "{st} {e}");
+    assert!((400..500).contains(&st), "{st} {e}");
     // Case 37: trigger_intent, with the entity short-hand.
     let (st, r) = s.post(
         "/conversations/t1/trigger_intent",

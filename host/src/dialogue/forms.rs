@@ -51,7 +51,7 @@ pub async fn run(
     let start = turn.events.len();
 
     let validate = format!("validate_{name}");
-    let has_validator = domain.actions.iter().any(|a| *a == validate);
+    let has_validator = domain.actions.contains(&validate);
     if !active {
         turn.push(Event::new(EventKind::ActiveLoop {
             name: Some(name.into()),
@@ -151,7 +151,7 @@ pub async fn run(
                 Some(bot) => tail.push(bot),
                 None => {
                     let action = format!("action_ask_{slot}");
-                    if domain.actions.iter().any(|a| *a == action) {
+                    if domain.actions.contains(&action) {
                         tail.extend(custom(p, turn, &action).await?);
                     } else {
                         tracing::warn!(form = name, slot = %slot, "no utter_ask_{slot} response nor action_ask_{slot} action to ask for the slot");

@@ -79,7 +79,7 @@ pub fn shortcut(
             let end = start + blob.chars().count();
             if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(blob) {
                 for (entity, value) in map {
-                    if known_entities.is_some_and(|k| !k.iter().any(|e| *e == entity)) {
+                    if known_entities.is_some_and(|k| !k.contains(&entity)) {
                         continue;
                     }
                     let values = match value {
