@@ -1,0 +1,1 @@
+//! HTTP model source (work in progress).

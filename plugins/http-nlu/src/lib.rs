@@ -1,0 +1,1 @@
+//! HTTP NLU connector (work in progress).
