@@ -61,7 +61,7 @@ pub struct Counters {
 
 pub struct Conversations {
     store: TrackerStoreHandle,
-    locks: LockStoreHandle,
+    locks: Arc<LockStoreHandle>,
     broker: Option<BrokerHandle>,
     cache: Mutex<LruCache<String, Log>>,
     /// `None`: the lock store's own default (its `lifetime` config, else 60 s).
@@ -79,7 +79,7 @@ impl Conversations {
     ) -> Conversations {
         Conversations {
             store,
-            locks,
+            locks: Arc::new(locks),
             broker,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_size.max(1)).expect("non-zero"),
@@ -207,7 +207,7 @@ impl Conversations {
             let old = current.unwrap_or_else(Log::empty);
             let log = match write {
                 None => old,
-                Some(Write::Append(new)) => self.append_locked(id, &old, new).await?,
+                Some(Write::Append(new)) => self.append_owned(id, old, new).await?,
                 Some(Write::Replace(events)) => self.replace_locked(id, &old, events).await?,
             };
             Ok((log, extra))
@@ -231,22 +231,49 @@ impl Conversations {
             .await
             .map_err(ConversationError::Lock)?;
         let outcome = work().await;
-        if let Err(e) = self.locks.release(id, ticket).await {
-            // The lease expires by itself; the work itself succeeded or failed on its own.
-            tracing::warn!(conversation = id, "lock release failed: {e}");
+        if let Err(e) = self.locks.release(id, ticket.clone()).await {
+            // Keep trying in the background (the store may be back in a moment) rather than
+            // leave the conversation stalled until the lease runs out.
+            tracing::warn!(
+                conversation = id,
+                "lock release failed, retrying in the background: {e}"
+            );
+            let (locks, id) = (self.locks.clone(), id.to_string());
+            tokio::spawn(async move {
+                for attempt in 1..=60u32 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if locks.release(&id, ticket.clone()).await.is_ok() {
+                        tracing::info!(conversation = %id, attempt, "lock released after retrying");
+                        return;
+                    }
+                }
+            });
         }
         outcome
     }
 
     /// Appends `new` after `old` (the caller holds the lock and read `old`), then publishes.
+    /// Copies `old`'s events (the caller keeps its reference); [`Self::append_owned`] does not.
     pub async fn append_locked(
         &self,
         id: &str,
         old: &Log,
         new: Vec<Event>,
     ) -> Result<Log, ConversationError> {
+        self.append_owned(id, old.clone(), new).await
+    }
+
+    /// [`Self::append_locked`] taking `old` by value: when nobody else holds `old`'s events
+    /// (the cache's reference is dropped first), the new events are pushed in place instead of
+    /// copying the whole log — O(new events), not O(log), per append.
+    pub async fn append_owned(
+        &self,
+        id: &str,
+        old: Log,
+        new: Vec<Event>,
+    ) -> Result<Log, ConversationError> {
         if new.is_empty() {
-            return Ok(old.clone());
+            return Ok(old);
         }
         let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
         let pos = self
@@ -254,14 +281,17 @@ impl Conversations {
             .append(id, texts.clone())
             .await
             .map_err(ConversationError::Store)?;
-        let mut events = Vec::with_capacity(old.events.len() + new.len());
-        events.extend(old.events.iter().cloned());
-        events.extend(new);
+        // Drop the cache's reference so that `old`'s vector is usually ours alone; a concurrent
+        // reader may still hold it, then `make_mut` copies (the cache is re-filled below).
+        self.forget(id);
+        let (old_epoch, old_len) = (old.epoch, old.events.len());
+        let mut events = old.events;
+        Arc::make_mut(&mut events).extend(new);
         let log = Log {
             epoch: pos.epoch,
-            events: Arc::new(events),
+            events,
         };
-        if pos.epoch == old.epoch && pos.length == log.events.len() as u64 {
+        if pos.epoch == old_epoch && pos.length == (old_len + texts.len()) as u64 {
             self.remember(id, log.clone());
         } else {
             // Someone wrote without holding the lock: do not trust the cache.

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod model;
+pub mod models;
 pub mod plugins;
 pub mod policy;
 pub mod scaffold;

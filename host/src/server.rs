@@ -56,7 +56,10 @@ pub fn load_endpoints(args: &RunArgs) -> Result<Endpoints, StartError> {
 }
 
 /// Builds everything `run` serves. Split from `run` so that tests and benchmarks can reuse it.
-pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState>, StartError> {
+pub fn build_state(
+    args: &RunArgs,
+    endpoints: &Endpoints,
+) -> Result<(Arc<AppState>, Option<crate::plugins::ModelSourceHandle>), StartError> {
     if args.ssl_certificate.is_some() || args.ssl_keyfile.is_some() {
         return Err(StartError::Unsupported(
             "--ssl-certificate/--ssl-keyfile are not supported yet; terminate TLS in a reverse proxy in front of Colloquy".into(),
@@ -78,12 +81,34 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
         args.jwt_secret.clone(),
         &args.jwt_method,
     )?;
+    // `-m` goes through the built-in `local` model source, like any other source.
     let agent = match &args.model {
         Some(path) => {
-            let model = crate::model::Model::load(path)
-                .map_err(|e| StartError::Model(format!("{}: {e}", path.display())))?;
+            let cfg = ComponentConfig {
+                kind: Some("local".into()),
+                config: serde_json::Map::from_iter([("path".to_string(), serde_json::json!(path))]),
+            };
+            let source = registry.model_source("local", &cfg)?;
+            let answer = futures::executor::block_on(
+                source.fetch(&serde_json::json!({"current_fingerprint": null, "dest_dir": ""})),
+            )
+            .map_err(|e| StartError::Model(format!("{}: {}", path.display(), e.message)))?;
+            let file = answer
+                .get("path")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let model = crate::model::Model::load(std::path::Path::new(&file))
+                .map_err(|e| StartError::Model(format!("{file}: {e}")))?;
             tracing::info!(model = %model.file_name, model_id = %model.id, "model loaded");
             Some(Arc::new(crate::agent::Agent::new(model)))
+        }
+        None => None,
+    };
+    let model_source = match &endpoints.models {
+        Some(cfg) => {
+            let kind = cfg.kind.clone().unwrap_or_else(|| "http".into());
+            Some(registry.model_source(&kind, cfg)?)
         }
         None => None,
     };
@@ -98,15 +123,17 @@ pub fn build_state(args: &RunArgs, endpoints: &Endpoints) -> Result<Arc<AppState
         max_body_bytes: args.max_body_bytes,
         ..Limits::default()
     };
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
         conversations: Conversations::new(store, locks, broker, args.cache_conversations),
         auth,
         agent: RwLock::new(agent),
         processor: crate::dialogue::Processor::new(action_server),
+        plugin_dirs: args.plugins.plugin_dirs.clone(),
         empty_domain: Arc::new(Domain::empty()),
         limits,
         enable_api: args.enable_api,
-    }))
+    });
+    Ok((state, model_source))
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -127,7 +154,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// `colloquy run`.
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let endpoints = load_endpoints(&args)?;
-    let state = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
+    let (state, model_source) = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
     let mut app = router(state.clone());
     if let Some(cors) = cors_layer(&args.cors) {
         app = app.layer(cors);
@@ -152,6 +179,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             "disabled"
         }
     );
+    // The API answers from now on; the first pull of a model server happens in the background
+    // and `/status` says `is_ready: false` until a model is loaded.
+    if let Some(source) = model_source {
+        crate::models::spawn_polling(state.clone(), source, crate::models::download_dir());
+    }
     // Tests and scripts wait for this line on stdout.
     println!("listening on {local}");
     axum::serve(listener, app)

@@ -525,8 +525,6 @@ fn redis_down_at_host_start_reports_unhealthy_then_works_when_it_starts() {
 /// After a restart Redis answers `-LOADING …` to every command until its data is loaded
 /// (seconds for a large dataset). That is "unavailable, retry later": 503, never 500.
 #[test]
-#[ignore = "known bug: the Redis plugin maps LOADING (BusyLoadingError) to BACKEND, which the \
-            host answers with 500; see plugins/redis/src/conn.rs `map_error`"]
 fn redis_loading_its_dataset_gives_503_not_500() {
     let fake = FakeRedis::answering_error("LOADING Redis is loading the dataset in memory");
     let s = host(&endpoints(fake.port, "", ""));

@@ -42,6 +42,8 @@ impl Default for Limits {
 
 pub struct AppState {
     pub processor: crate::dialogue::Processor,
+    /// `--plugin-dir`s, for components created at run time (`PUT /model` with a model server).
+    pub plugin_dirs: Vec<std::path::PathBuf>,
     pub conversations: Conversations,
     pub auth: auth::Auth,
     pub agent: RwLock<Option<Arc<Agent>>>,
@@ -86,6 +88,13 @@ pub fn router(state: SharedState) -> Router {
             .route("/domain", get(meta::domain))
             .route("/conversations", get(conversations::list))
             .route("/model/parse", axum::routing::post(model::parse))
+            .route(
+                "/model",
+                axum::routing::put(model::replace_model)
+                    .delete(model::unload_model)
+                    .post(model::upload_model),
+            )
+            .route("/model/train", axum::routing::post(model::train))
             .route("/parse", axum::routing::post(model::parse_legacy))
             .route("/model/predict", axum::routing::post(model::predict))
             .route("/predict", axum::routing::post(model::predict_legacy))

@@ -115,3 +115,215 @@ pub async fn predict_legacy(
     }
     Ok(Json(out).into_response())
 }
+
+/// `PUT /model` `{"model_file"?, "model_server"?}`: load a model and swap it in (204).
+pub async fn replace_model(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    state.auth.check(&headers, q.get("token"), None)?;
+    let body = json_body(&body)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_parameter(
+            "The request body must be a JSON object with 'model_file' or 'model_server'.",
+            "",
+            "body",
+        ));
+    };
+    if obj.contains_key("remote_storage") && obj.get("remote_storage").is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::bad_parameter(
+            "'remote_storage' is not supported by Colloquy; use a model source plugin.",
+            "remote_storage",
+            "body",
+        ));
+    }
+    let model = if let Some(server) = obj.get("model_server").filter(|v| !v.is_null()) {
+        let Some(cfg) = server.as_object().cloned() else {
+            return Err(ApiError::bad_parameter(
+                "'model_server' must be an object (an endpoint config with 'url').",
+                "model_server",
+                "body",
+            ));
+        };
+        let kind = cfg
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("http")
+            .to_string();
+        let mut config = cfg.clone();
+        config.remove("type");
+        let component = crate::config::ComponentConfig {
+            kind: Some(kind.clone()),
+            config,
+        };
+        let source = {
+            let mut registry = crate::plugins::Registry::new(&state.plugin_dirs);
+            tokio::task::block_in_place(|| registry.model_source(&kind, &component)).map_err(
+                |e| {
+                    ApiError::bad_parameter(
+                        format!("Agent with name '{kind}' could not be loaded: {e}"),
+                        "model_server",
+                        "body",
+                    )
+                },
+            )?
+        };
+        let dest = crate::models::download_dir();
+        let answer = source
+            .fetch(&serde_json::json!({"current_fingerprint": null, "dest_dir": dest}))
+            .await
+            .map_err(|e| {
+                ApiError::bad_parameter(
+                    format!("The model could not be fetched from the model server: {e}"),
+                    "model_server",
+                    "body",
+                )
+            })?;
+        let Some(path) = answer.get("path").and_then(Value::as_str) else {
+            return Err(ApiError::bad_parameter(
+                "The model server returned no model.",
+                "model_server",
+                "body",
+            ));
+        };
+        crate::models::load(path.into()).await
+    } else if let Some(file) = obj.get("model_file").and_then(Value::as_str) {
+        let path = std::path::PathBuf::from(file);
+        if !crate::models::is_loadable(&path) {
+            return Err(ApiError::bad_parameter(
+                format!("Agent with name '{file}' could not be loaded: no such model file."),
+                "model_file",
+                "body",
+            ));
+        }
+        crate::models::load(path).await
+    } else {
+        return Err(ApiError::bad_parameter(
+            "The request body needs 'model_file' or 'model_server'.",
+            "",
+            "body",
+        ));
+    };
+    match model {
+        Ok(m) => {
+            crate::models::swap_in(&state, m);
+            Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => Err(ApiError::bad_parameter(
+            format!("The model could not be loaded: {e}"),
+            "model_file",
+            "body",
+        )),
+    }
+}
+
+/// `DELETE /model`: stop serving the model (204); model routes answer 409 afterwards.
+pub async fn unload_model(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    state.auth.check(&headers, q.get("token"), None)?;
+    crate::models::unload(&state);
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /model` (0.x): a multipart upload, file field `model`, holding a model archive.
+pub async fn upload_model(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    mut form: axum::extract::Multipart,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    state.auth.check(&headers, q.get("token"), None)?;
+    let mut archive = None;
+    while let Some(field) = form.next_field().await.map_err(|e| {
+        ApiError::bad_parameter(format!("Invalid multipart body: {e}"), "model", "body")
+    })? {
+        if field.name() == Some("model") {
+            let name = field.file_name().unwrap_or("upload.tar.gz").to_string();
+            let bytes = field.bytes().await.map_err(|e| {
+                ApiError::bad_parameter(format!("Invalid multipart body: {e}"), "model", "body")
+            })?;
+            archive = Some((name, bytes.to_vec()));
+        }
+    }
+    let Some((name, bytes)) = archive else {
+        return Err(ApiError::bad_parameter(
+            "You did not supply a model as part of your request (file field 'model').",
+            "model",
+            "body",
+        ));
+    };
+    // The file name is only a label, never a path.
+    let label = std::path::Path::new(&name)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let model = crate::models::load_bytes(bytes, label).await.map_err(|e| {
+        ApiError::bad_parameter(
+            format!("The model could not be loaded: {e}"),
+            "model",
+            "body",
+        )
+    })?;
+    crate::models::swap_in(&state, model);
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /model/train`: one YAML document (domain, config, data) → the archive, with its
+/// name in the `filename` header; the new model is not loaded (3.6).
+pub async fn train(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    state.auth.check(&headers, q.get("token"), None)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_parameter("The request body must be UTF-8 YAML.", "", "body"))?
+        .to_string();
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_parameter(
+            "The request body must be a YAML document with domain, config and training data.",
+            "",
+            "body",
+        ));
+    }
+    let save = q.flag("save_to_default_model_directory", true);
+    let out_dir = if save {
+        Some(std::path::PathBuf::from("models"))
+    } else {
+        None
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        crate::training::train_from_yaml_document(&text, out_dir.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::internal("TrainingError", format!("training panicked: {e}")))?;
+    match result {
+        Ok((name, bytes)) => Ok((
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/gzip".to_string(),
+                ),
+                (axum::http::HeaderName::from_static("filename"), name),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("The training data is invalid: {e}"),
+        )),
+    }
+}

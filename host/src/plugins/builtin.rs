@@ -5,7 +5,8 @@ use abi_stable::std_types::{RResult, RStr};
 use colloquy_plugin_api::sdk::memory::{InMemoryLockStore, InMemoryTrackerStore};
 use colloquy_plugin_api::sdk::{self, parse_config};
 use colloquy_plugin_api::{
-    EventBrokerBox, HostApiBox, LockStoreBox, PluginError, PluginMod, PluginModRef, TrackerStoreBox,
+    EventBrokerBox, HostApiBox, LockStoreBox, ModelSourceBox, PluginError, PluginMod, PluginModRef,
+    TrackerStoreBox,
 };
 
 use crate::brokers::file::FileBroker;
@@ -16,6 +17,9 @@ struct NoConfig {}
 
 extern "C" fn in_memory_name() -> RStr<'static> {
     RStr::from_str("in_memory")
+}
+extern "C" fn local_name() -> RStr<'static> {
+    RStr::from_str("local")
 }
 extern "C" fn file_name() -> RStr<'static> {
     RStr::from_str("file")
@@ -59,6 +63,16 @@ extern "C" fn new_file_broker(
     result(FileBroker::from_config(config.as_str()).map(|b| sdk::event_broker_box(b, None)))
 }
 
+extern "C" fn new_local_model_source(
+    config: RStr<'_>,
+    _host: HostApiBox,
+) -> RResult<ModelSourceBox, PluginError> {
+    result(
+        super::local_models::LocalModelSource::from_config(config.as_str())
+            .map(|s| sdk::model_source_box(s, None)),
+    )
+}
+
 /// The built-in modules, in lookup order.
 pub fn modules() -> Vec<PluginModRef> {
     vec![
@@ -80,6 +94,16 @@ pub fn modules() -> Vec<PluginModRef> {
             new_event_broker: Some(new_file_broker),
             new_nlu_connector: None,
             new_model_source: None,
+        }
+        .leak_into_prefix(),
+        PluginMod {
+            name: local_name,
+            plugin_version: version,
+            new_tracker_store: None,
+            new_lock_store: None,
+            new_event_broker: None,
+            new_nlu_connector: None,
+            new_model_source: Some(new_local_model_source),
         }
         .leak_into_prefix(),
     ]

@@ -7,6 +7,7 @@ pub mod builtin;
 pub mod handles;
 pub mod host_api;
 pub mod loader;
+pub mod local_models;
 pub mod registry;
 
 pub use handles::{

@@ -135,6 +135,15 @@ impl BlockingPool {
 }
 
 /// Maps a redis error to the plugin error kinds the host turns into HTTP statuses.
+/// Redis answers these while it cannot serve for a moment (loading its dataset after a
+/// restart, a failover in progress): the client should retry later, so they are 503s.
+fn is_temporarily_unavailable(e: &RedisError) -> bool {
+    const CODES: [&str; 4] = ["LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
+    let text = e.to_string();
+    // During connection set-up (SELECT) the code is lost and only the message remains.
+    CODES.iter().any(|code| e.code() == Some(*code) || text.contains(code)) || text.contains("loading the dataset")
+}
+
 pub fn map_error(url: &str, what: &str, e: &RedisError) -> PluginError {
     let text = format!("Redis at {url}: {what}: {e}");
     if e.is_timeout() {
@@ -143,6 +152,7 @@ pub fn map_error(url: &str, what: &str, e: &RedisError) -> PluginError {
         || e.is_connection_refusal()
         || e.is_connection_dropped()
         || e.is_unrecoverable_error()
+        || is_temporarily_unavailable(e)
     {
         PluginError::connection(text)
     } else {
