@@ -1,0 +1,357 @@
+//! Configuration: the `models:` section of the endpoints YAML (Rasa's `EndpointConfig` keys).
+//!
+//! The section reaches us as JSON after `${VAR}` expansion, which may turn numbers into
+//! strings; numeric keys therefore also accept their string spelling (`timeout: "30"`), and
+//! header / parameter values may be any scalar. Unknown keys are refused, naming the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use colloquy_plugin_api::{sdk::parse_config, PluginError};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Url;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Default `wait_time_between_pulls`, seconds (Rasa 3).
+pub const DEFAULT_WAIT_SECS: f64 = 100.0;
+/// Default request timeout, seconds (Rasa's `DEFAULT_REQUEST_TIMEOUT`).
+pub const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+/// Default download limit: 500 MiB.
+pub const DEFAULT_MAX_SIZE_BYTES: u64 = 500 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    url: Option<String>,
+    /// Missing → default; `null` → pull once (kept apart from "missing" by `double_option`).
+    #[serde(default, deserialize_with = "double_option_secs")]
+    wait_time_between_pulls: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "scalar_string")]
+    token: Option<String>,
+    token_name: Option<String>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, Scalar>>,
+    basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    params: Option<BTreeMap<String, Scalar>>,
+    #[serde(default, deserialize_with = "secs")]
+    timeout: Option<f64>,
+    #[serde(default, deserialize_with = "bytes")]
+    max_size_bytes: Option<u64>,
+    cafile: Option<String>,
+}
+
+#[derive(Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A header or query value: any YAML scalar, sent as its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar(pub Option<String>);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(Scalar(None)),
+            Value::String(s) => Ok(Scalar(Some(s))),
+            Value::Bool(b) => Ok(Scalar(Some(b.to_string()))),
+            Value::Number(n) => Ok(Scalar(Some(n.to_string()))),
+            other => Err(de::Error::custom(format!(
+                "expected a string, number or boolean, got {other}"
+            ))),
+        }
+    }
+}
+
+/// The validated configuration of the HTTP model source.
+#[derive(Clone)]
+pub struct ModelSourceConfig {
+    pub url: Url,
+    /// `None`: pull once.
+    pub wait_time_between_pulls: Option<Duration>,
+    pub token: Option<String>,
+    pub token_name: String,
+    pub headers: HeaderMap,
+    pub basic_auth: Option<BasicAuth>,
+    /// Query parameters, in key order; the token is added after them.
+    pub params: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub max_size_bytes: u64,
+    /// PEM bundle of extra trusted CAs.
+    pub cafile: Option<String>,
+}
+
+impl fmt::Debug for ModelSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token, the password and header values (often credentials) are never printed.
+        f.debug_struct("ModelSourceConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("wait_time_between_pulls", &self.wait_time_between_pulls)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_name", &self.token_name)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("basic_auth", &self.basic_auth)
+            .field(
+                "params",
+                &self.params.iter().map(|p| &p.0).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("max_size_bytes", &self.max_size_bytes)
+            .field("cafile", &self.cafile)
+            .finish()
+    }
+}
+
+impl ModelSourceConfig {
+    /// Parses the section's JSON (what the host hands to the constructor).
+    pub fn parse(json: &str) -> Result<Self, PluginError> {
+        let json = if json.trim().is_empty() { "{}" } else { json };
+        let raw: Raw = parse_config(json)?;
+        let url = parse_url(raw.url)?;
+        let wait = match raw.wait_time_between_pulls {
+            None => Some(DEFAULT_WAIT_SECS),
+            Some(v) => v,
+        };
+        let wait_time_between_pulls = wait
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .filter(|d| !d.is_zero());
+        let token_name = raw.token_name.unwrap_or_else(|| "token".to_string());
+        if token_name.is_empty() {
+            return Err(key_error("token_name", "must not be empty"));
+        }
+        let headers = header_map(raw.headers.unwrap_or_default())?;
+        let params = raw
+            .params
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.0.map(|v| (k, v)))
+            .collect();
+        let timeout = raw.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
+        if timeout <= 0.0 {
+            return Err(key_error("timeout", "must be a positive number of seconds"));
+        }
+        let max_size_bytes = raw.max_size_bytes.unwrap_or(DEFAULT_MAX_SIZE_BYTES);
+        if max_size_bytes == 0 {
+            return Err(key_error("max_size_bytes", "must be positive"));
+        }
+        Ok(ModelSourceConfig {
+            url,
+            wait_time_between_pulls,
+            token: raw.token,
+            token_name,
+            headers,
+            basic_auth: raw.basic_auth,
+            params,
+            timeout: Duration::from_secs_f64(timeout),
+            max_size_bytes,
+            cafile: raw.cafile,
+        })
+    }
+
+    /// The poll interval in milliseconds, `None` for pull-once.
+    pub fn next_poll_ms(&self) -> Option<u64> {
+        self.wait_time_between_pulls
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+    }
+}
+
+pub(crate) fn key_error(key: &str, text: &str) -> PluginError {
+    PluginError::config(format!("config key `{key}`: {text}"))
+        .with_details(serde_json::json!({"key": key}))
+}
+
+fn parse_url(url: Option<String>) -> Result<Url, PluginError> {
+    let url = url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| key_error("url", "is required (the model server's URL)"))?;
+    let parsed = Url::parse(url.trim())
+        .map_err(|e| key_error("url", &format!("`{url}` is not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(key_error(
+            "url",
+            &format!(
+                "`{}` must be an http:// or https:// URL",
+                redacted_url(&parsed)
+            ),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The URL without user info or query, for logs and errors.
+pub fn redacted_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
+fn header_map(headers: BTreeMap<String, Scalar>) -> Result<HeaderMap, PluginError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let key = format!("headers.{name}");
+        let Some(value) = value.0 else { continue };
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| key_error(&key, "is not a valid HTTP header name"))?;
+        let v = HeaderValue::from_str(&value)
+            .map_err(|_| key_error(&key, "is not a valid HTTP header value"))?;
+        map.insert(n, v);
+    }
+    Ok(map)
+}
+
+fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+}
+
+fn double_option_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => Ok(Some(None)),
+        Value::String(s) if s.trim().is_empty() || s.trim().eq_ignore_ascii_case("none") => {
+            Ok(Some(None))
+        }
+        _ => match number_of(&v) {
+            Some(n) if n >= 0.0 => Ok(Some(Some(n))),
+            _ => Err(de::Error::custom(format!(
+                "expected a number of seconds (0 or null: pull once), got {v}"
+            ))),
+        },
+    }
+}
+
+fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    match number_of(&v) {
+        Some(n) => Ok(Some(n)),
+        None => Err(de::Error::custom(format!(
+            "expected a number of seconds, got {v}"
+        ))),
+    }
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => Ok(None),
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Value::String(s) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().parse().ok()),
+        _ => Err(de::Error::custom(format!(
+            "expected a number of bytes, got {v}"
+        ))),
+    }
+}
+
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Scalar::deserialize(d)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c =
+            ModelSourceConfig::parse(r#"{"url": "http://localhost:8080/models/latest"}"#).unwrap();
+        assert_eq!(c.wait_time_between_pulls, Some(Duration::from_secs(100)));
+        assert_eq!(c.next_poll_ms(), Some(100_000));
+        assert_eq!(c.token_name, "token");
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        assert_eq!(c.max_size_bytes, 500 * 1024 * 1024);
+        assert!(c.headers.is_empty() && c.params.is_empty() && c.token.is_none());
+    }
+
+    #[test]
+    fn pull_once_spellings() {
+        for w in ["null", "0", "\"0\"", "\"None\"", "0.0"] {
+            let c = ModelSourceConfig::parse(&format!(
+                r#"{{"url": "http://h/m", "wait_time_between_pulls": {w}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.next_poll_ms(), None, "{w}");
+        }
+        let c =
+            ModelSourceConfig::parse(r#"{"url": "http://h/m", "wait_time_between_pulls": "5"}"#)
+                .unwrap();
+        assert_eq!(c.next_poll_ms(), Some(5000));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (r#"{}"#, "url"),
+            (r#"{"url": "ftp://h/m"}"#, "url"),
+            (r#"{"url": "not a url"}"#, "url"),
+            (
+                r#"{"url": "http://h", "wait_time_between_pulls": -1}"#,
+                "wait_time_between_pulls",
+            ),
+            (
+                r#"{"url": "http://h", "wait_time_between_pulls": "soon"}"#,
+                "wait_time_between_pulls",
+            ),
+            (r#"{"url": "http://h", "timeout": 0}"#, "timeout"),
+            (
+                r#"{"url": "http://h", "max_size_bytes": -5}"#,
+                "max_size_bytes",
+            ),
+            (
+                r#"{"url": "http://h", "headers": {"bad name": "x"}}"#,
+                "headers.bad name",
+            ),
+            (
+                r#"{"url": "http://h", "headers": {"X": "a\nb"}}"#,
+                "headers.X",
+            ),
+            (
+                r#"{"url": "http://h", "basic_auth": {"user": "x"}}"#,
+                "basic_auth",
+            ),
+            (r#"{"url": "http://h", "wait_time": 3}"#, "wait_time"),
+            (r#"{"url": "http://h", "params": {"a": [1]}}"#, "params.a"),
+        ];
+        for (json, key) in cases {
+            let e = ModelSourceConfig::parse(json).unwrap_err();
+            assert_eq!(e.kind, colloquy_plugin_api::ErrorKind::CONFIG);
+            assert!(e.message.contains(key), "{json}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = ModelSourceConfig::parse(
+            r#"{"url": "http://u:pw@h/m?x=1", "token": "s3cret", "headers": {"Authorization": "Bearer s3cret"},
+                "basic_auth": {"username": "me", "password": "s3cret"}}"#,
+        )
+        .unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("s3cret") && !text.contains("pw"), "{text}");
+    }
+}
