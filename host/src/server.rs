@@ -112,6 +112,10 @@ pub fn build_state(
         }
         None => None,
     };
+    let channels = match &args.credentials {
+        Some(path) => crate::channels::Channels::load(path).map_err(|e| StartError::Unsupported(e.to_string()))?,
+        None => crate::channels::Channels::rest_only(),
+    };
     let action_server = match &endpoints.action_endpoint {
         Some(cfg) => Some(
             crate::dialogue::ActionServer::from_config(cfg)
@@ -129,10 +133,14 @@ pub fn build_state(
         agent: RwLock::new(agent),
         processor: crate::dialogue::Processor::new(action_server),
         plugin_dirs: args.plugins.plugin_dirs.clone(),
+        channels,
+        reminders: Default::default(),
+        me: Default::default(),
         empty_domain: Arc::new(Domain::empty()),
         limits,
         enable_api: args.enable_api,
     });
+    let _ = state.me.set(Arc::downgrade(&state));
     Ok((state, model_source))
 }
 

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod forms;
 pub mod interpreter;
 pub mod output;
+pub mod reminders;
 pub mod responses;
 
 use std::sync::Arc;
@@ -488,8 +489,10 @@ impl Processor {
             .collect();
         let log = state
             .conversations
-            .append_locked(turn.sender_id, old, new)
+            .append_locked(turn.sender_id, old, new.clone())
             .await?;
+        // Side effects only once the events are stored.
+        state.reminders.handle(&state.self_ref(), turn.sender_id, &new);
         Ok(TurnOutput { log, messages })
     }
 }

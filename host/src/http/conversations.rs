@@ -241,6 +241,8 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
             "body",
         ));
     }
+    let side_effects = req.query.flag("execute_side_effects", false);
+    let posted = if side_effects { events.clone() } else { Vec::new() };
     let (log, ()) = req
         .state
         .conversations
@@ -255,7 +257,36 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
             Ok((Some(Write::Append(new)), ()))
         })
         .await?;
+    if side_effects {
+        execute_side_effects(&req, &log.events, &posted).await?;
+    }
     req.tracker(&log.events)
+}
+
+/// `execute_side_effects=true`: posted `bot` events go to `output_channel`, reminders are
+/// scheduled, `cancel_reminder` cancels. Only once the events are stored.
+async fn execute_side_effects(req: &Request<'_>, events: &[Event], posted: &[Event]) -> Result<(), ApiError> {
+    req.state.reminders.handle(&req.state.self_ref(), req.id, posted);
+    let messages: Vec<serde_json::Value> =
+        posted.iter().flat_map(|e| crate::dialogue::output::channel_messages(req.id, e)).collect();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let channel = match req.query.get("output_channel") {
+        Some("latest") => events.iter().rev().find_map(|e| match &e.kind {
+            crate::engine::EventKind::User { input_channel, .. } => input_channel.clone(),
+            _ => None,
+        }),
+        other => other.map(str::to_string),
+    };
+    match (channel.as_deref(), &req.state.channels.callback) {
+        (Some("callback"), Some(cb)) => cb
+            .send(&messages)
+            .await
+            .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "ChannelError", e)),
+        // Channels without an output of their own collect the messages, which go nowhere.
+        _ => Ok(()),
+    }
 }
 
 async fn replace_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiError> {

@@ -42,6 +42,10 @@ impl Default for Limits {
 
 pub struct AppState {
     pub processor: crate::dialogue::Processor,
+    pub channels: crate::channels::Channels,
+    pub reminders: crate::dialogue::reminders::Scheduler,
+    /// Set once at start-up, for background tasks (reminders) that need the state.
+    pub me: std::sync::OnceLock<std::sync::Weak<AppState>>,
     /// `--plugin-dir`s, for components created at run time (`PUT /model` with a model server).
     pub plugin_dirs: Vec<std::path::PathBuf>,
     pub conversations: Conversations,
@@ -62,6 +66,10 @@ impl AppState {
         self.agent().ok_or_else(|| ApiError::conflict("No agent loaded. To continue processing, a model of a trained agent needs to be loaded."))
     }
 
+    pub fn self_ref(&self) -> std::sync::Weak<AppState> {
+        self.me.get().cloned().unwrap_or_default()
+    }
+
     /// The domain in force: the model's, or the empty one.
     pub fn domain(&self) -> Arc<Domain> {
         self.agent()
@@ -74,14 +82,17 @@ pub type SharedState = Arc<AppState>;
 
 /// Builds the router. Without `enable_api` only `/`, `/version` and channels are served.
 pub fn router(state: SharedState) -> Router {
-    let mut app = Router::new()
-        .route("/", get(meta::root))
-        .route("/version", get(meta::version))
-        .route("/webhooks/rest/", get(crate::channels::rest::health))
-        .route(
-            "/webhooks/rest/webhook",
-            axum::routing::post(crate::channels::rest::webhook),
-        );
+    let mut app = Router::new().route("/", get(meta::root)).route("/version", get(meta::version));
+    if state.channels.rest {
+        app = app
+            .route("/webhooks/rest/", get(crate::channels::rest::health))
+            .route("/webhooks/rest/webhook", axum::routing::post(crate::channels::rest::webhook));
+    }
+    if state.channels.callback.is_some() {
+        app = app
+            .route("/webhooks/callback/", get(crate::channels::callback::health))
+            .route("/webhooks/callback/webhook", axum::routing::post(crate::channels::callback::webhook));
+    }
     if state.enable_api {
         app = app
             .route("/status", get(meta::status))
