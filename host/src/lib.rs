@@ -4,5 +4,6 @@
 
 pub mod domain;
 pub mod model;
+pub mod nlu;
 pub mod policy;
 pub mod training;

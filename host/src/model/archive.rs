@@ -47,6 +47,8 @@ pub const METADATA: &str = "metadata.json";
 pub const DOMAIN: &str = "domain.json";
 pub const POLICIES: &str = "policies.json";
 pub const NLU: &str = "nlu.json";
+/// The trained embedded NLU (`crate::nlu::NluModel`); absent in archives made before it existed.
+pub const NLU_MODEL: &str = "nlu_model.json";
 
 const ADJECTIVES: &[&str] = &["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively", "proud", "quick", "witty"];
 const NOUNS: &[&str] = &["otter", "falcon", "maple", "harbor", "meadow", "comet", "lantern", "pebble", "river", "summit", "willow", "zephyr"];
@@ -83,11 +85,12 @@ fn append(tar: &mut tar::Builder<GzEncoder<Vec<u8>>>, name: &str, data: &[u8]) -
     tar.append_data(&mut h, name, data)
 }
 
-pub fn write(domain: &Domain, policies: &PolicyEnsemble, nlu: &NluData, mut meta: ModelMetadata) -> Result<Vec<u8>, String> {
+pub fn write(domain: &Domain, policies: &PolicyEnsemble, nlu: &NluData, nlu_model: &crate::nlu::NluModel, mut meta: ModelMetadata) -> Result<Vec<u8>, String> {
     let members: Vec<(&str, Vec<u8>)> = vec![
         (DOMAIN, serde_json::to_vec_pretty(&domain.to_json()).map_err(|e| e.to_string())?),
         (POLICIES, serde_json::to_vec(policies).map_err(|e| e.to_string())?),
         (NLU, serde_json::to_vec(nlu).map_err(|e| e.to_string())?),
+        (NLU_MODEL, serde_json::to_vec(nlu_model).map_err(|e| e.to_string())?),
     ];
     meta.files = members.iter().map(|(n, b)| (n.to_string(), sha(b))).collect();
     let meta_bytes = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;

@@ -30,6 +30,8 @@ pub struct Model {
     pub domain: Domain,
     pub policies: PolicyEnsemble,
     pub nlu_data: NluData,
+    /// The embedded NLU (`None` for an archive made before it was stored).
+    pub nlu: Option<crate::nlu::NluModel>,
     pub metadata: ModelMetadata,
 }
 
@@ -67,6 +69,17 @@ impl Model {
                 return Err(ModelError::Invalid(format!("{n} does not match its checksum: the archive is corrupt")));
             }
         }
+        let nlu = match members.get(archive::NLU_MODEL) {
+            None => None,
+            Some(b) => {
+                let n = archive::NLU_MODEL;
+                let expected = metadata.files.get(n).ok_or_else(|| ModelError::Invalid(format!("no checksum for {n}")))?;
+                if &hex::encode(Sha256::digest(b)) != expected {
+                    return Err(ModelError::Invalid(format!("{n} does not match its checksum: the archive is corrupt")));
+                }
+                Some(serde_json::from_slice(b).map_err(|e| ModelError::Invalid(format!("{n}: {e}")))?)
+            }
+        };
         let domain_json: serde_json::Value =
             serde_json::from_slice(get(archive::DOMAIN)?).map_err(|e| ModelError::Invalid(format!("domain.json: {e}")))?;
         let mut domain = Domain::from_json(&domain_json).map_err(|e| ModelError::Invalid(e.to_string()))?;
@@ -80,6 +93,7 @@ impl Model {
             domain,
             policies,
             nlu_data,
+            nlu,
             metadata,
         })
     }

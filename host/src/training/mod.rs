@@ -126,6 +126,8 @@ pub struct Compiled {
     pub domain: Domain,
     pub policies: PolicyEnsemble,
     pub nlu: NluData,
+    /// The embedded NLU trained on `nlu` (with the pipeline's `FallbackClassifier` settings).
+    pub nlu_model: crate::nlu::NluModel,
     pub assistant_id: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -178,10 +180,13 @@ pub fn compile(p: &ProjectSources, progress: &mut dyn FnMut(&str)) -> Result<Com
         }
     };
     let policies = config::build_ensemble(&cfg, &specs, &domain, &trackers, progress, &mut warnings)?;
+    let nlu_config = crate::nlu::NluConfig { fallback_threshold: cfg.fallback_threshold, ambiguity_threshold: cfg.fallback_ambiguity_threshold };
+    let nlu_model = crate::nlu::NluModel::train(&nlu, &nlu_config);
+    progress(&format!("Trained the embedded NLU ({} intents)", nlu_model.intents().len()));
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    Ok(Compiled { domain, policies, nlu, assistant_id: cfg.assistant_id, warnings })
+    Ok(Compiled { domain, policies, nlu, nlu_model, assistant_id: cfg.assistant_id, warnings })
 }
 
 fn names(s: &[Source]) -> String {
@@ -281,7 +286,7 @@ fn build_archive(
         files: Default::default(),
     };
     progress(&format!("Writing model {name}"));
-    let bytes = archive::write(&compiled.domain, &compiled.policies, &compiled.nlu, meta).map_err(TrainError::Archive)?;
+    let bytes = archive::write(&compiled.domain, &compiled.policies, &compiled.nlu, &compiled.nlu_model, meta).map_err(TrainError::Archive)?;
     Ok((name, bytes, compiled.warnings))
 }
 
