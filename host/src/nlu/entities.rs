@@ -271,6 +271,8 @@ impl EntityTagger {
         transitions[prev.map_or(0, |p| p + 1) * self.n_tags() + cur]
     }
 
+    // Dynamic programming over (token, tag) tables reads best with indices.
+    #[allow(clippy::needless_range_loop)]
     fn viterbi(&self, em: &[Vec<f32>], transitions: &[f32]) -> Vec<usize> {
         let (n, nt) = (em.len(), self.n_tags());
         if n == 0 {
@@ -318,6 +320,7 @@ impl EntityTagger {
     }
 
     /// Marginal probability of every (token, tag), by forward-backward over the scores.
+    #[allow(clippy::needless_range_loop)]
     fn marginals(&self, em: &[Vec<f32>]) -> Vec<Vec<f64>> {
         let (n, nt) = (em.len(), self.n_tags());
         let lse = |v: &[f64]| {

@@ -17,6 +17,10 @@ pub struct IntentParams {
     pub epochs: usize,
     pub learning_rate: f32,
     pub l2: f32,
+    /// Weight of the character n-gram features relative to the word features.
+    pub char_weight: f32,
+    /// Whether every intent counts the same in the loss, however many examples it has.
+    pub balanced: bool,
 }
 
 impl Default for IntentParams {
@@ -24,7 +28,9 @@ impl Default for IntentParams {
         IntentParams {
             epochs: 250,
             learning_rate: 0.05,
-            l2: 1e-4,
+            l2: 1e-5,
+            char_weight: 1.0,
+            balanced: true,
         }
     }
 }
@@ -166,8 +172,15 @@ impl IntentClassifier {
         let n_docs = examples.len() as f32;
         let features: Vec<String> = df.keys().map(|s| s.to_string()).collect();
         let idf: Vec<f32> = df
-            .values()
-            .map(|&d| ((1.0 + n_docs) / (1.0 + d as f32)).ln() + 1.0)
+            .iter()
+            .map(|(name, &d)| {
+                let w = if name.starts_with("c:") {
+                    params.char_weight
+                } else {
+                    1.0
+                };
+                w * (((1.0 + n_docs) / (1.0 + d as f32)).ln() + 1.0)
+            })
             .collect();
         let k = labels.len();
         let mut model = IntentClassifier {
@@ -197,7 +210,9 @@ impl IntentClassifier {
         let cw: Vec<f64> = counts
             .iter()
             .map(|&c| {
-                if c == 0 {
+                if !params.balanced {
+                    1.0
+                } else if c == 0 {
                     0.0
                 } else {
                     examples.len() as f64 / (k * c) as f64

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::intent::IntentParams;
 use super::tokens::{char_offsets, tokenize};
 use super::{NluConfig, NluModel};
 use crate::training::nlu::NluData;
@@ -206,6 +207,15 @@ fn classification_report(
 /// k-fold cross-validation (stratified by intent, seeded): trains on k−1 folds, parses the
 /// held-out one, and pools the predictions of all folds into one report.
 pub fn cross_validate(data: &NluData, folds: usize, seed: u64) -> Report {
+    cross_validate_with(data, folds, seed, IntentParams::default())
+}
+
+pub(crate) fn cross_validate_with(
+    data: &NluData,
+    folds: usize,
+    seed: u64,
+    params: IntentParams,
+) -> Report {
     let fold_of = folds_of(data, folds, seed);
     let k = folds.max(2);
     let mut intent_pairs = Vec::new();
@@ -226,7 +236,7 @@ pub fn cross_validate(data: &NluData, folds: usize, seed: u64) -> Report {
         if train.examples.is_empty() {
             continue;
         }
-        let model = NluModel::train(&train, &NluConfig::default());
+        let model = NluModel::train_with(&train, &NluConfig::default(), params);
         for (e, _) in data.examples.iter().zip(&fold_of).filter(|(_, &g)| g == f) {
             let out = model.parse(&e.text);
             let pred = out
@@ -376,6 +386,40 @@ mod table {
     use super::bench::{load, BOTS};
     use super::cross_validate;
     use crate::nlu::{NluConfig, NluModel};
+
+    /// Hyper-parameter search for the intent classifier (same folds and seed as the table).
+    #[test]
+    #[ignore = "tuning; run in release with --ignored --nocapture"]
+    fn tune_intent_classifier() {
+        use crate::nlu::intent::IntentParams;
+        let sets: Vec<_> = BOTS.iter().map(|b| (*b, load(b))).collect();
+        for l2 in [1e-5f32, 1e-4, 1e-3, 3e-3] {
+            for (epochs, lr) in [(100, 0.1f32), (250, 0.05)] {
+                for char_weight in [0.5f32, 1.0, 2.0] {
+                    for balanced in [true, false] {
+                        let p = IntentParams {
+                            epochs,
+                            learning_rate: lr,
+                            l2,
+                            char_weight,
+                            balanced,
+                        };
+                        let mut line = format!(
+                            "l2={l2:e} epochs={epochs} lr={lr} cw={char_weight} bal={balanced}:"
+                        );
+                        let mut sum = 0.0;
+                        for (b, d) in &sets {
+                            let r = super::cross_validate_with(d, 5, 42, p);
+                            let ie = &r.intent_evaluation;
+                            sum += ie.macro_f1;
+                            line.push_str(&format!(" {b} {:.3}/{:.3}", ie.accuracy, ie.macro_f1));
+                        }
+                        println!("{line} mean-macroF1 {:.3}", sum / sets.len() as f64);
+                    }
+                }
+            }
+        }
+    }
 
     /// Prints the table of `docs/nlu-quality.md`:
     /// `cargo test --release -p colloquy --lib nlu::quality -- --ignored --nocapture`

@@ -105,7 +105,7 @@ fn entities(blob: &str, start: usize, end: usize, known: Option<&[String]>) -> V
     let mut out = Vec::new();
     for (entity, values) in parsed {
         if let Some(known) = known {
-            if !known.iter().any(|k| *k == entity) {
+            if !known.contains(&entity) {
                 tracing::warn!("The intent shortcut sets the entity '{entity}', which is not in the domain: it is ignored");
                 continue;
             }

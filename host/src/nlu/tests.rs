@@ -506,15 +506,18 @@ fn floors(bot: &str, accuracy: f64, macro_f1: f64, entity_f1: Option<f64>) {
 
 #[test]
 fn moodbot_cross_validation_floor() {
-    floors("moodbot", 0.0, 0.0, None);
+    // measured 0.716 / 0.713
+    floors("moodbot", 0.66, 0.65, None);
 }
 
 #[test]
 fn formbot_cross_validation_floor() {
-    floors("formbot", 0.0, 0.0, Some(0.0));
+    // measured 0.917 / 0.891, entity F1 0.898
+    floors("formbot", 0.88, 0.85, Some(0.85));
 }
 
 #[test]
 fn concertbot_cross_validation_floor() {
-    floors("concertbot", 0.0, 0.0, None);
+    // measured 0.931 / 0.936 (29 examples: one error is 3.4 points)
+    floors("concertbot", 0.86, 0.86, None);
 }
