@@ -521,3 +521,35 @@ fn concertbot_cross_validation_floor() {
     // measured 0.931 / 0.936 (29 examples: one error is 3.4 points)
     floors("concertbot", 0.86, 0.86, None);
 }
+
+// ---- stored in the model archive by `colloquy train` ----
+
+#[test]
+fn colloquy_train_stores_the_nlu_model_with_the_pipeline_fallback() {
+    use crate::model::Model;
+    use crate::training::{train, TrainOptions};
+    let out = tempfile::tempdir().unwrap();
+    let bot = std::path::Path::new(super::quality::bench::EXAMPLES).join("concertbot");
+    let opts = TrainOptions {
+        domain: bot.join("domain.yml"),
+        data: vec![bot.join("data")],
+        config: bot.join("config.yml"),
+        out: out.path().to_path_buf(),
+        fixed_model_name: None,
+        force: false,
+    };
+    let outcome = train(&opts, &mut |_| {}).expect("trained");
+    let model = Model::load(&outcome.path).expect("loads");
+    let nlu = model.nlu.expect("the archive carries the NLU model");
+    assert_eq!(
+        nlu.config,
+        NluConfig {
+            fallback_threshold: Some(0.4),
+            ambiguity_threshold: Some(0.1)
+        }
+    );
+    assert_eq!(
+        nlu.parse("show me concerts")["intent"]["name"],
+        json!("search_concerts")
+    );
+}
