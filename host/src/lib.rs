@@ -14,6 +14,7 @@ pub mod engine;
 pub mod http;
 pub mod model;
 pub mod models;
+pub mod nlu;
 pub mod plugins;
 pub mod policy;
 pub mod scaffold;
