@@ -250,8 +250,7 @@ impl Processor {
     fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> Map<String, Value> {
         let text = msg.text.clone().unwrap_or_default();
         let domain = &turn.agent.domain;
-        let mut parsed = interpreter::parse(&turn.agent.model, domain, &text);
-        turn.agent.model.policies.apply_nlu_fallback(&mut parsed);
+        let parsed = interpreter::parse(&turn.agent.model, domain, &text);
         parsed.as_object().cloned().unwrap_or_default()
     }
 

@@ -13,8 +13,7 @@ use crate::engine::Event;
 
 async fn parse_text(state: &SharedState, text: &str) -> Result<Value, ApiError> {
     let agent = state.require_agent()?;
-    let mut parsed = crate::dialogue::interpreter::parse(&agent.model, &agent.domain, text);
-    agent.model.policies.apply_nlu_fallback(&mut parsed);
+    let parsed = crate::dialogue::interpreter::parse(&agent.model, &agent.domain, text);
     Ok(parsed)
 }
 
