@@ -112,6 +112,20 @@ pub fn build_state(
         }
         None => None,
     };
+    // `nlu:` — a section with just `url` means the HTTP connector (as in Rasa); `-u
+    // project/model` selects the rasa_core protocol.
+    let nlu = match &endpoints.nlu {
+        Some(cfg) => {
+            let kind = cfg.kind.clone().unwrap_or_else(|| "http".into());
+            let mut cfg = cfg.clone();
+            if let Some(model) = &args.nlu {
+                cfg.config.insert("model".into(), serde_json::json!(model));
+                cfg.config.entry("protocol").or_insert_with(|| serde_json::json!("rasa_core"));
+            }
+            Some(registry.nlu_connector(&kind, &cfg)?)
+        }
+        None => None,
+    };
     let channels = match &args.credentials {
         Some(path) => crate::channels::Channels::load(path).map_err(|e| StartError::Unsupported(e.to_string()))?,
         None => crate::channels::Channels::rest_only(),
@@ -131,7 +145,7 @@ pub fn build_state(
         conversations: Conversations::new(store, locks, broker, args.cache_conversations),
         auth,
         agent: RwLock::new(agent),
-        processor: crate::dialogue::Processor::new(action_server),
+        processor: crate::dialogue::Processor { nlu, ..crate::dialogue::Processor::new(action_server) },
         plugin_dirs: args.plugins.plugin_dirs.clone(),
         channels,
         reminders: Default::default(),

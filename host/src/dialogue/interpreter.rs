@@ -32,3 +32,33 @@ pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
     }
     parsed
 }
+
+/// Parses with the configured NLU connector (`nlu:` in the endpoints YAML) when there is one,
+/// the shortcut first; otherwise as [`parse`]. A failing connector gives Rasa's empty result
+/// (the connector plugins answer it themselves; a plugin error is turned into it here).
+pub async fn parse_with_connector(
+    connector: Option<&crate::plugins::NluHandle>,
+    model: &Model,
+    domain: &Domain,
+    text: &str,
+    sender_id: &str,
+) -> Value {
+    let Some(connector) = connector else {
+        return parse(model, domain, text);
+    };
+    let mut intents: Vec<String> = domain.intent_names().into_iter().map(str::to_string).collect();
+    intents.extend(DEFAULT_INTENTS.iter().map(|i| i.to_string()));
+    let entities: Vec<String> = domain.entity_names().into_iter().map(str::to_string).collect();
+    if let Some(p) = crate::nlu::parse_shortcut(text, Some(&intents), Some(&entities)) {
+        return p;
+    }
+    let request = json!({"text": text, "message_id": uuid::Uuid::new_v4().simple().to_string(), "sender_id": sender_id});
+    match connector.parse(&request).await {
+        Ok(p) if p.is_object() => p,
+        Ok(_) => empty_parse(text),
+        Err(e) => {
+            tracing::warn!(conversation = sender_id, "NLU connector failed, using an empty parse result: {e}");
+            empty_parse(text)
+        }
+    }
+}

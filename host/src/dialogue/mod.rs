@@ -204,6 +204,8 @@ pub struct Processor {
     pub action_server: Option<ActionServer>,
     /// The circuit breaker: most actions predicted after one message (Rasa: 10).
     pub max_predictions: usize,
+    /// The `nlu:` connector, when the endpoints YAML configures one.
+    pub nlu: Option<crate::plugins::NluHandle>,
 }
 
 impl Processor {
@@ -211,6 +213,7 @@ impl Processor {
         Processor {
             action_server,
             max_predictions: 10,
+            nlu: None,
         }
     }
 
@@ -247,10 +250,16 @@ impl Processor {
     }
 
     /// Parses the text: the `/intent{…}` shortcut, else the model's NLU.
-    fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> Map<String, Value> {
+    async fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> Map<String, Value> {
         let text = msg.text.clone().unwrap_or_default();
-        let domain = &turn.agent.domain;
-        let parsed = interpreter::parse(&turn.agent.model, domain, &text);
+        let parsed = interpreter::parse_with_connector(
+            self.nlu.as_ref(),
+            &turn.agent.model,
+            &turn.agent.domain,
+            &text,
+            turn.sender_id,
+        )
+        .await;
         parsed.as_object().cloned().unwrap_or_default()
     }
 
@@ -259,7 +268,7 @@ impl Processor {
         self.ensure_session(turn, msg.metadata.as_ref()).await?;
         let parse_data = match &msg.parse_data {
             Some(p) => p.clone(),
-            None => self.parse(turn, msg),
+            None => self.parse(turn, msg).await,
         };
         let mut metadata = msg.metadata.clone().unwrap_or_default();
         if msg.external {

@@ -13,7 +13,14 @@ use crate::engine::Event;
 
 async fn parse_text(state: &SharedState, text: &str) -> Result<Value, ApiError> {
     let agent = state.require_agent()?;
-    let parsed = crate::dialogue::interpreter::parse(&agent.model, &agent.domain, text);
+    let parsed = crate::dialogue::interpreter::parse_with_connector(
+        state.processor.nlu.as_ref(),
+        &agent.model,
+        &agent.domain,
+        text,
+        "default",
+    )
+    .await;
     Ok(parsed)
 }
 
