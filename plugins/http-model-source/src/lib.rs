@@ -213,37 +213,32 @@ impl HttpModelSource {
             .map_err(|e| {
                 PluginError::backend(format!("cannot create `{}`: {e}", part.display()))
             })?;
+        // Removes the partial file on every early return, and when the host drops this
+        // future (its call timeout) in the middle of the download.
+        let mut cleanup = RemoveOnDrop(Some(part.clone()));
+        let write_error = |e: std::io::Error| {
+            PluginError::backend(format!("cannot write `{}`: {e}", part.display()))
+        };
 
-        let result: Result<(), PluginError> = async {
-            let mut written: u64 = 0;
-            while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(e))? {
-                written += chunk.len() as u64;
-                if written > self.config.max_size_bytes {
-                    return Err(self.too_large(None));
-                }
-                file.write_all(&chunk).await.map_err(|e| {
-                    PluginError::backend(format!("cannot write `{}`: {e}", part.display()))
-                })?;
+        let mut written: u64 = 0;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(e))? {
+            written += chunk.len() as u64;
+            if written > self.config.max_size_bytes {
+                return Err(self.too_large(None));
             }
-            file.flush().await.and(file.sync_all().await).map_err(|e| {
-                PluginError::backend(format!("cannot write `{}`: {e}", part.display()))
-            })?;
-            Ok(())
+            file.write_all(&chunk).await.map_err(write_error)?;
         }
-        .await;
+        file.flush().await.map_err(write_error)?;
+        file.sync_all().await.map_err(write_error)?;
         drop(file);
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(e);
-        }
-        if let Err(e) = tokio::fs::rename(&part, &done).await {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(PluginError::backend(format!(
+        tokio::fs::rename(&part, &done).await.map_err(|e| {
+            PluginError::backend(format!(
                 "cannot rename `{}` to `{}`: {e}",
                 part.display(),
                 done.display()
-            )));
-        }
+            ))
+        })?;
+        cleanup.0 = None;
         Ok(done)
     }
 
@@ -327,6 +322,17 @@ impl ModelSourcePlugin for HttpModelSource {
             "failures": self.stats.failures.load(Ordering::Relaxed),
             "last_error": last_error,
         }))
+    }
+}
+
+/// Deletes the file it names when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

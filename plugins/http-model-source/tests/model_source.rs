@@ -476,3 +476,36 @@ async fn warnings_once_per_streak_and_without_the_token() {
     assert!(text.contains("reachable again"), "{text}");
     assert!(!text.contains("s3cret"), "token leaked: {text}");
 }
+
+/// The host drops the fetch future at its call timeout in the middle of a download: the
+/// partial file does not stay behind. A stalled body also hits the plugin's own `timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_or_stalled_downloads_leave_no_partial_file() {
+    let server = FakeServer::start(|_| {
+        Reply::status(200)
+            .header("ETag", "v2")
+            .body(vec![3u8; 100_000])
+            .stall_after(10_000)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(json!({"url": server.url("/m")}));
+    let fetch = src.fetch(request(None, dir.path()));
+    assert!(tokio::time::timeout(Duration::from_millis(500), fetch)
+        .await
+        .is_err());
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+
+    let src = source(json!({"url": server.url("/m"), "timeout": 0.5}));
+    let err = src.fetch(request(None, dir.path())).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TIMEOUT, "{err}");
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}

@@ -85,6 +85,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Send `Content-Length` (otherwise the body ends when the connection closes).
     pub content_length: bool,
+    /// Send only this many bytes of the body, then hang (a stalled download).
+    pub stall_after: Option<usize>,
 }
 
 impl Reply {
@@ -95,6 +97,7 @@ impl Reply {
             body: Vec::new(),
             delay: Duration::ZERO,
             content_length: true,
+            stall_after: None,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -111,6 +114,10 @@ impl Reply {
     }
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
+        self
+    }
+    pub fn stall_after(mut self, n: usize) -> Self {
+        self.stall_after = Some(n);
         self
     }
     pub fn without_length(mut self) -> Self {
@@ -243,7 +250,16 @@ async fn serve(
     out.push_str("Connection: close\r\n\r\n");
     stream.write_all(out.as_bytes()).await?;
     if !bodyless {
-        stream.write_all(&reply.body).await?;
+        match reply.stall_after {
+            None => stream.write_all(&reply.body).await?,
+            Some(n) => {
+                stream
+                    .write_all(&reply.body[..n.min(reply.body.len())])
+                    .await?;
+                stream.flush().await?;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        }
     }
     stream.flush().await?;
     stream.shutdown().await?;
