@@ -28,6 +28,11 @@ pub enum Command {
     PluginTest(PluginTestArgs),
     /// Create a standalone plugin crate (a working in-memory implementation) to start from.
     NewPlugin(NewPluginArgs),
+    /// Chat with a model (or a running server) in the terminal.
+    Shell(ShellArgs),
+    /// Evaluate: `colloquy test nlu --cross-validation`.
+    #[command(subcommand)]
+    Test(TestCommand),
     /// Train a model from a Rasa project (`rasa train`): domain, config and training data.
     Train(TrainArgs),
 }
@@ -169,4 +174,43 @@ pub struct TrainArgs {
     /// Train even when the inputs did not change.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ShellArgs {
+    /// A model archive or a directory of archives (served in this process).
+    #[arg(short = 'm', long = "model", visible_short_alias = 'd')]
+    pub model: Option<PathBuf>,
+    /// Talk to a running Colloquy (or Rasa) server's REST channel instead.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Endpoints YAML (e.g. for an action server).
+    #[arg(long, default_value = "endpoints.yml")]
+    pub endpoints: PathBuf,
+    /// The conversation id.
+    #[arg(long, default_value = "shell")]
+    pub sender: String,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum TestCommand {
+    /// NLU quality with k-fold cross-validation (Rasa's report layout, as JSON).
+    Nlu(TestNluArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TestNluArgs {
+    /// NLU data (files or directories).
+    #[arg(long, default_values = ["data"], num_args = 1..)]
+    pub nlu: Vec<PathBuf>,
+    /// Run k-fold cross-validation (the only mode so far).
+    #[arg(long = "cross-validation")]
+    pub cross_validation: bool,
+    #[arg(short = 'f', long, default_value_t = 5)]
+    pub folds: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the report goes (also printed).
+    #[arg(long, default_value = "results/intent_report.json")]
+    pub out: PathBuf,
 }

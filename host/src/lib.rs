@@ -19,4 +19,5 @@ pub mod plugins;
 pub mod policy;
 pub mod scaffold;
 pub mod server;
+pub mod shell;
 pub mod training;

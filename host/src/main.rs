@@ -72,6 +72,37 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Shell(args) => {
+            let _ = init_logging(false, None);
+            match runtime.block_on(colloquy::shell::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Test(colloquy::cli::TestCommand::Nlu(args)) => {
+            let _ = init_logging(false, None);
+            match colloquy::training::evaluate_nlu(&args.nlu, args.folds, args.seed) {
+                Ok(report) => {
+                    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                    if let Some(dir) = args.out.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    if let Err(e) = std::fs::write(&args.out, &text) {
+                        eprintln!("error: cannot write {}: {e}", args.out.display());
+                        return ExitCode::FAILURE;
+                    }
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Train(args) => {
             let _ = init_logging(false, None);
             let opts = colloquy::training::TrainOptions {

@@ -49,29 +49,44 @@ pub fn unload(state: &AppState) {
 pub fn spawn_polling(state: Arc<AppState>, source: ModelSourceHandle, dest_dir: PathBuf) {
     tokio::spawn(async move {
         let mut failures = 0u32;
+        // The source's own version tag (an ETag) of the model it gave us, and that model's id:
+        // the tag is what the source compares, as long as that model is still the one serving.
+        let mut served: Option<(String, String, PathBuf)> = None;
         loop {
-            let current = state.agent().map(|a| a.fingerprint.clone());
+            let agent = state.agent();
+            let current = match (&served, &agent) {
+                (Some((tag, id, _)), Some(a)) if *id == a.model_id => Some(tag.clone()),
+                _ => agent.map(|a| a.fingerprint.clone()),
+            };
             let request = json!({"current_fingerprint": current, "dest_dir": dest_dir});
             let next: Option<Duration>;
             match source.fetch(&request).await {
                 Ok(answer) => {
                     if failures > 0 {
-                        tracing::info!(
-                            "model source reachable again after {failures} failed pulls"
-                        );
+                        tracing::info!("model source reachable again after {failures} failed pulls");
                     }
                     failures = 0;
-                    next = answer
-                        .get("next_poll_ms")
-                        .and_then(Value::as_u64)
-                        .map(Duration::from_millis);
+                    next = answer.get("next_poll_ms").and_then(Value::as_u64).map(Duration::from_millis);
                     if answer.get("status").and_then(Value::as_str) == Some("new") {
                         if let Some(path) = answer.get("path").and_then(Value::as_str) {
                             let path = PathBuf::from(path);
                             match load(path.clone()).await {
-                                Ok(model) => swap_in(&state, model),
+                                Ok(model) => {
+                                    let tag = answer.get("fingerprint").and_then(Value::as_str).unwrap_or(&model.fingerprint).to_string();
+                                    let id = model.id.clone();
+                                    swap_in(&state, model);
+                                    // The previous download is no longer needed.
+                                    if let Some((_, _, old)) = served.replace((tag, id, path.clone())) {
+                                        if old != path && old.starts_with(&dest_dir) {
+                                            let _ = std::fs::remove_file(old);
+                                        }
+                                    }
+                                }
                                 Err(e) => {
-                                    tracing::error!(file = %path.display(), "the model from the model source cannot be loaded, the current one keeps serving: {e}")
+                                    tracing::error!(file = %path.display(), "the model from the model source cannot be loaded, the current one keeps serving: {e}");
+                                    if path.starts_with(&dest_dir) {
+                                        let _ = std::fs::remove_file(&path);
+                                    }
                                 }
                             }
                         }

@@ -2,6 +2,7 @@
 //! `colloquy run` on a free port with real endpoint files, talk HTTP to it.
 
 pub mod bots;
+pub mod capture;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -440,7 +440,8 @@ impl Registry {
                 host_api_for(&entry.name),
             ),
         )?;
-        Ok(ModelSourceHandle::new(type_name, boxed, self.call_timeout))
+        // Downloads may take minutes (a model server allows 300 s by default).
+        Ok(ModelSourceHandle::new(type_name, boxed, self.call_timeout.max(std::time::Duration::from_secs(600))))
     }
 }
 

@@ -359,3 +359,32 @@ pub fn train_from_yaml_document(yaml: &str, out_dir: Option<&Path>) -> Result<(S
     }
     Ok((name, bytes))
 }
+
+/// `colloquy test nlu --cross-validation`: k-fold cross-validation of the embedded NLU on the
+/// NLU data found in `paths` (files or directories).
+pub fn evaluate_nlu(paths: &[PathBuf], folds: usize, seed: u64) -> Result<crate::nlu::Report, TrainError> {
+    let arg_error = |m: String| TrainError::Config(DataError::at("command line", 0, m));
+    if folds < 2 {
+        return Err(arg_error(format!("--folds must be at least 2, not {folds}")));
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &["yml", "yaml", "md"], &mut files).map_err(|e| TrainError::io(p, e))?;
+    }
+    let mut nlu = NluData::default();
+    let (mut blocks, mut warnings) = (Vec::new(), Vec::new());
+    for f in &files {
+        let s = Source::read(f).map_err(|e| TrainError::io(f, e))?;
+        if s.name.ends_with(".md") {
+            if nlu::is_md_nlu(&s.text) {
+                nlu::parse_md(&s, &mut nlu).map_err(TrainError::Data)?;
+            }
+        } else {
+            stories_yaml::parse(&s, &mut blocks, &mut nlu, &mut warnings).map_err(TrainError::Data)?;
+        }
+    }
+    if nlu.examples.is_empty() {
+        return Err(arg_error("no NLU examples found".into()));
+    }
+    Ok(crate::nlu::cross_validate(&nlu, folds, seed))
+}
