@@ -8,4 +8,12 @@ bash scripts/setup.sh
 # Never share a target dir with another checkout: cargo could link a stale plugin-api.
 export CARGO_TARGET_DIR="${PWD}/target"
 cargo build --workspace --all-targets
+# The black-box tests build the binary and plugins one package at a time (cargo unifies
+# features per invocation, so a workspace build does not cover them): do those builds here,
+# once, so that the tests find them up to date.
+for pkg in colloquy colloquy-plugin-in-memory colloquy-plugin-redis colloquy-plugin-kafka \
+           colloquy-plugin-http-model-source colloquy-plugin-http-nlu; do
+    cargo build -q -p "$pkg"
+done
+cargo build -q -p colloquy-plugin-kafka --example kafka_tool
 cargo test --workspace --no-fail-fast
