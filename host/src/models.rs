@@ -63,20 +63,31 @@ pub fn spawn_polling(state: Arc<AppState>, source: ModelSourceHandle, dest_dir: 
             match source.fetch(&request).await {
                 Ok(answer) => {
                     if failures > 0 {
-                        tracing::info!("model source reachable again after {failures} failed pulls");
+                        tracing::info!(
+                            "model source reachable again after {failures} failed pulls"
+                        );
                     }
                     failures = 0;
-                    next = answer.get("next_poll_ms").and_then(Value::as_u64).map(Duration::from_millis);
+                    next = answer
+                        .get("next_poll_ms")
+                        .and_then(Value::as_u64)
+                        .map(Duration::from_millis);
                     if answer.get("status").and_then(Value::as_str) == Some("new") {
                         if let Some(path) = answer.get("path").and_then(Value::as_str) {
                             let path = PathBuf::from(path);
                             match load(path.clone()).await {
                                 Ok(model) => {
-                                    let tag = answer.get("fingerprint").and_then(Value::as_str).unwrap_or(&model.fingerprint).to_string();
+                                    let tag = answer
+                                        .get("fingerprint")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or(&model.fingerprint)
+                                        .to_string();
                                     let id = model.id.clone();
                                     swap_in(&state, model);
                                     // The previous download is no longer needed.
-                                    if let Some((_, _, old)) = served.replace((tag, id, path.clone())) {
+                                    if let Some((_, _, old)) =
+                                        served.replace((tag, id, path.clone()))
+                                    {
                                         if old != path && old.starts_with(&dest_dir) {
                                             let _ = std::fs::remove_file(old);
                                         }

@@ -120,14 +120,17 @@ pub fn build_state(
             let mut cfg = cfg.clone();
             if let Some(model) = &args.nlu {
                 cfg.config.insert("model".into(), serde_json::json!(model));
-                cfg.config.entry("protocol").or_insert_with(|| serde_json::json!("rasa_core"));
+                cfg.config
+                    .entry("protocol")
+                    .or_insert_with(|| serde_json::json!("rasa_core"));
             }
             Some(registry.nlu_connector(&kind, &cfg)?)
         }
         None => None,
     };
     let channels = match &args.credentials {
-        Some(path) => crate::channels::Channels::load(path).map_err(|e| StartError::Unsupported(e.to_string()))?,
+        Some(path) => crate::channels::Channels::load(path)
+            .map_err(|e| StartError::Unsupported(e.to_string()))?,
         None => crate::channels::Channels::rest_only(),
     };
     let action_server = match &endpoints.action_endpoint {
@@ -145,7 +148,10 @@ pub fn build_state(
         conversations: Conversations::new(store, locks, broker, args.cache_conversations),
         auth,
         agent: RwLock::new(agent),
-        processor: crate::dialogue::Processor { nlu, ..crate::dialogue::Processor::new(action_server) },
+        processor: crate::dialogue::Processor {
+            nlu,
+            ..crate::dialogue::Processor::new(action_server)
+        },
         plugin_dirs: args.plugins.plugin_dirs.clone(),
         channels,
         reminders: Default::default(),

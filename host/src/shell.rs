@@ -39,14 +39,27 @@ pub async fn run(args: ShellArgs) -> Result<(), String> {
     let local = match &args.url {
         Some(_) => None,
         None => {
-            let model = args.model.clone().ok_or("give a model with -m (or --url of a running server)")?;
-            let run = RunArgs { model: Some(model), endpoints: args.endpoints.clone(), ..RunArgs::default() };
+            let model = args
+                .model
+                .clone()
+                .ok_or("give a model with -m (or --url of a running server)")?;
+            let run = RunArgs {
+                model: Some(model),
+                endpoints: args.endpoints.clone(),
+                ..RunArgs::default()
+            };
             let endpoints = crate::server::load_endpoints(&run).map_err(|e| e.to_string())?;
-            let (state, _) = tokio::task::block_in_place(|| crate::server::build_state(&run, &endpoints)).map_err(|e| e.to_string())?;
+            let (state, _) =
+                tokio::task::block_in_place(|| crate::server::build_state(&run, &endpoints))
+                    .map_err(|e| e.to_string())?;
             Some(state)
         }
     };
-    writeln!(out, "Bot loaded. Type a message and press enter (use '/stop' to exit):").map_err(|e| e.to_string())?;
+    writeln!(
+        out,
+        "Bot loaded. Type a message and press enter (use '/stop' to exit):"
+    )
+    .map_err(|e| e.to_string())?;
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         let text = line.trim();
@@ -59,16 +72,32 @@ pub async fn run(args: ShellArgs) -> Result<(), String> {
         let messages: Vec<Value> = match (&local, &args.url) {
             (Some(state), _) => {
                 let agent = state.agent().ok_or("no model loaded")?;
-                let msg = UserMessage { sender_id: sender.clone(), text: Some(text.to_string()), input_channel: Some("cmdline".into()), ..Default::default() };
-                match state.processor.handle_message(state, Arc::clone(&agent), msg).await {
+                let msg = UserMessage {
+                    sender_id: sender.clone(),
+                    text: Some(text.to_string()),
+                    input_channel: Some("cmdline".into()),
+                    ..Default::default()
+                };
+                match state
+                    .processor
+                    .handle_message(state, Arc::clone(&agent), msg)
+                    .await
+                {
                     Ok(o) => o.messages,
                     Err(e) => return Err(e.message),
                 }
             }
             (None, Some(url)) => {
                 let endpoint = format!("{}/webhooks/rest/webhook", url.trim_end_matches('/'));
-                let r = client.post(&endpoint).json(&json!({"sender": sender, "message": text})).send().await.map_err(|e| format!("{endpoint}: {e}"))?;
-                r.json::<Vec<Value>>().await.map_err(|e| format!("{endpoint}: {e}"))?
+                let r = client
+                    .post(&endpoint)
+                    .json(&json!({"sender": sender, "message": text}))
+                    .send()
+                    .await
+                    .map_err(|e| format!("{endpoint}: {e}"))?;
+                r.json::<Vec<Value>>()
+                    .await
+                    .map_err(|e| format!("{endpoint}: {e}"))?
             }
             (None, None) => unreachable!("checked above"),
         };

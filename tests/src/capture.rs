@@ -46,7 +46,9 @@ impl CaptureServer {
                         }
                     }
                     let mut s = stream;
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
                 });
             }
         });

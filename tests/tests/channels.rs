@@ -10,7 +10,11 @@ use colloquy_blackbox_tests::{colloquy_bin, Server};
 use serde_json::{json, Value};
 
 fn in_seconds(s: f64) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + s;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + s;
     let secs = t.floor() as i64;
     let millis = ((t - t.floor()) * 1000.0) as u32;
     // ISO-8601 in UTC, as Python's isoformat() writes it.
@@ -32,7 +36,11 @@ fn in_seconds(s: f64) -> String {
 }
 
 fn events(s: &Server, id: &str) -> Vec<Value> {
-    s.get(&format!("/conversations/{id}/tracker?include_events=ALL")).1["events"].as_array().cloned().unwrap_or_default()
+    s.get(&format!("/conversations/{id}/tracker?include_events=ALL"))
+        .1["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -40,50 +48,121 @@ fn callback_channel_side_effects_and_reminders() {
     let callback = CaptureServer::start();
     let model = train(&hello_bot());
     let credentials = format!("rest:\ncallback:\n  url: \"{}\"\n", callback.url());
-    let s = Server::builder().arg("-m").arg(model.path().to_str().unwrap()).arg("--credentials").arg("credentials.yml").file("credentials.yml", credentials.as_bytes()).start();
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .arg("--credentials")
+        .arg("credentials.yml")
+        .file("credentials.yml", credentials.as_bytes())
+        .start();
     // The callback webhook answers `success` and POSTs the bot's messages.
-    let r = s.client.post(format!("http://127.0.0.1:{}/webhooks/callback/webhook", s.port)).json(&json!({"sender": "cb", "message": "/greet"})).send().unwrap();
+    let r = s
+        .client
+        .post(format!(
+            "http://127.0.0.1:{}/webhooks/callback/webhook",
+            s.port
+        ))
+        .json(&json!({"sender": "cb", "message": "/greet"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "success");
     let got = callback.wait_for(1, Duration::from_secs(10));
     assert_eq!(got[0]["recipient_id"], "cb");
     assert!(got[0]["text"].as_str().unwrap().starts_with("Hello!"));
     // Case 40: a posted bot event reaches the callback only with side effects asked for.
-    s.post("/conversations/cb/tracker/events", &json!({"event": "bot", "text": "quiet"}));
-    s.post("/conversations/cb/tracker/events?execute_side_effects=true&output_channel=callback", &json!({"event": "bot", "text": "loud"}));
+    s.post(
+        "/conversations/cb/tracker/events",
+        &json!({"event": "bot", "text": "quiet"}),
+    );
+    s.post(
+        "/conversations/cb/tracker/events?execute_side_effects=true&output_channel=callback",
+        &json!({"event": "bot", "text": "loud"}),
+    );
     let got = callback.wait_for(2, Duration::from_secs(10));
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1], json!({"recipient_id": "cb", "text": "loud"}));
     // A reminder fires as an external intent and its answer goes to the callback.
     let reminder = json!({"event": "reminder", "intent": "ask_hours", "date_time": in_seconds(1.0), "name": "r1", "kill_on_user_msg": false});
-    s.post("/conversations/rem/tracker/events?execute_side_effects=true", &reminder);
+    s.post(
+        "/conversations/rem/tracker/events?execute_side_effects=true",
+        &reminder,
+    );
     let got = callback.wait_for(3, Duration::from_secs(15));
-    assert_eq!(got.last().unwrap()["text"], "We are open every day from 7am to 7pm.", "{got:?}");
+    assert_eq!(
+        got.last().unwrap()["text"],
+        "We are open every day from 7am to 7pm.",
+        "{got:?}"
+    );
     let evs = events(&s, "rem");
     let external = evs.iter().find(|e| e["event"] == "user").unwrap();
     assert_eq!(external["text"], "EXTERNAL: ask_hours");
     assert_eq!(external["metadata"]["is_external"], true);
     // kill_on_user_msg: a user message after the reminder drops it; cancel_reminder cancels.
     let kill = json!({"event": "reminder", "intent": "ask_hours", "date_time": in_seconds(1.5), "name": "r2", "kill_on_user_msg": true});
-    s.post("/conversations/kill/tracker/events?execute_side_effects=true", &kill);
-    s.post("/webhooks/rest/webhook", &json!({"sender": "kill", "message": "/greet"}));
+    s.post(
+        "/conversations/kill/tracker/events?execute_side_effects=true",
+        &kill,
+    );
+    s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "kill", "message": "/greet"}),
+    );
     let cancel = json!({"event": "reminder", "intent": "ask_hours", "date_time": in_seconds(1.5), "name": "r3", "kill_on_user_msg": false});
-    s.post("/conversations/cancel/tracker/events?execute_side_effects=true", &cancel);
-    s.post("/conversations/cancel/tracker/events?execute_side_effects=true", &json!({"event": "cancel_reminder", "name": "r3"}));
+    s.post(
+        "/conversations/cancel/tracker/events?execute_side_effects=true",
+        &cancel,
+    );
+    s.post(
+        "/conversations/cancel/tracker/events?execute_side_effects=true",
+        &json!({"event": "cancel_reminder", "name": "r3"}),
+    );
     std::thread::sleep(Duration::from_millis(3000));
-    assert!(!events(&s, "kill").iter().any(|e| e["text"] == "EXTERNAL: ask_hours"));
+    assert!(!events(&s, "kill")
+        .iter()
+        .any(|e| e["text"] == "EXTERNAL: ask_hours"));
     assert!(!events(&s, "cancel").iter().any(|e| e["event"] == "user"));
     assert_eq!(callback.received.lock().unwrap().len(), 3);
 }
 
 #[test]
 fn unsupported_channels_are_refused_at_start() {
-    let err = Server::builder().arg("--credentials").arg("credentials.yml").file("credentials.yml", b"facebook:\n  verify: x\n").try_start().err().unwrap();
-    assert!(err.contains("facebook") && err.contains("rest, callback"), "{err}");
+    let err = Server::builder()
+        .arg("--credentials")
+        .arg("credentials.yml")
+        .file("credentials.yml", b"facebook:\n  verify: x\n")
+        .try_start()
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("facebook") && err.contains("rest, callback"),
+        "{err}"
+    );
     // Only the listed channels are served.
-    let s = Server::builder().arg("--credentials").arg("credentials.yml").file("credentials.yml", b"callback:\n  url: http://127.0.0.1:9/x\n").start();
-    assert_eq!(s.client.get(format!("http://127.0.0.1:{}/webhooks/rest/", s.port)).send().unwrap().status(), 404);
-    assert_eq!(s.client.get(format!("http://127.0.0.1:{}/webhooks/callback/", s.port)).send().unwrap().status(), 200);
+    let s = Server::builder()
+        .arg("--credentials")
+        .arg("credentials.yml")
+        .file(
+            "credentials.yml",
+            b"callback:\n  url: http://127.0.0.1:9/x\n",
+        )
+        .start();
+    assert_eq!(
+        s.client
+            .get(format!("http://127.0.0.1:{}/webhooks/rest/", s.port))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        s.client
+            .get(format!("http://127.0.0.1:{}/webhooks/callback/", s.port))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[test]
@@ -96,11 +175,19 @@ fn shell_chats_with_a_model() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"/greet\n/ask_hours\n/stop\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/greet\n/ask_hours\n/stop\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("bot> Hello!") && text.contains("bot> We are open every day"), "{text}");
+    assert!(
+        text.contains("bot> Hello!") && text.contains("bot> We are open every day"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -113,8 +200,21 @@ fn test_nlu_cross_validates() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("results/intent_report.json")).unwrap()).unwrap();
-    assert!(report["intent_evaluation"]["accuracy"].as_f64().unwrap() > 0.5, "{report}");
-    assert!(report["intent_evaluation"]["report"]["greet"]["f1-score"].is_number() || report["intent_evaluation"]["report"]["greet"].is_object());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("results/intent_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        report["intent_evaluation"]["accuracy"].as_f64().unwrap() > 0.5,
+        "{report}"
+    );
+    assert!(
+        report["intent_evaluation"]["report"]["greet"]["f1-score"].is_number()
+            || report["intent_evaluation"]["report"]["greet"].is_object()
+    );
 }

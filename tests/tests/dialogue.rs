@@ -424,16 +424,30 @@ fn concertbot_searches_through_custom_actions() {
     let actions = ActionServer::start(&example_actions(), "actions");
     let model = train(&rasa_example("concertbot"));
     let endpoints = format!("action_endpoint:\n  url: {}\n", actions.url());
-    let s = Server::builder().arg("-m").arg(model.path().to_str().unwrap()).endpoints(&endpoints).start();
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
     // The stories start with the search (TED, which Colloquy skips, would generalise from a
     // greeting first).
-    assert_eq!(texts(&say(&s, "c", "/search_concerts")), ["Here are some concerts: Foo Fighters, Katy Perry"]);
+    assert_eq!(
+        texts(&say(&s, "c", "/search_concerts")),
+        ["Here are some concerts: Foo Fighters, Katy Perry"]
+    );
     let (_, t) = s.get("/conversations/c/tracker");
     assert_eq!(t["slots"]["concerts"][1]["artist"], "Katy Perry");
-    assert_eq!(texts(&say(&s, "c", "/compare_reviews")), ["Katy Perry has the best reviews"]);
+    assert_eq!(
+        texts(&say(&s, "c", "/compare_reviews")),
+        ["Katy Perry has the best reviews"]
+    );
     assert_eq!(texts(&say(&s, "g", "/greet")), ["Hey there!"]);
     let seq = sequence(&s, "c");
-    assert!(seq.contains(&"action:action_search_concerts".to_string()) && seq.contains(&"action:action_show_concert_reviews".to_string()), "{seq:?}");
+    assert!(
+        seq.contains(&"action:action_search_concerts".to_string())
+            && seq.contains(&"action:action_show_concert_reviews".to_string()),
+        "{seq:?}"
+    );
 }
 
 #[test]
@@ -451,14 +465,28 @@ fn reminderbot_reminds_through_the_callback_channel() {
         .file("credentials.yml", credentials.as_bytes())
         .endpoints(&endpoints)
         .start();
-    assert_eq!(texts(&say(&s, "r", "/ask_remind_call{\"PERSON\": \"Ada\"}")), ["I will remind you in 2 seconds."]);
+    assert_eq!(
+        texts(&say(&s, "r", "/ask_remind_call{\"PERSON\": \"Ada\"}")),
+        ["I will remind you in 2 seconds."]
+    );
     let got = callback.wait_for(1, std::time::Duration::from_secs(20));
-    assert_eq!(got.first().map(|m| m["text"].clone()), Some(json!("Remember to call Ada!")), "{got:?}");
+    assert_eq!(
+        got.first().map(|m| m["text"].clone()),
+        Some(json!("Remember to call Ada!")),
+        "{got:?}"
+    );
     let seq = sequence(&s, "r");
-    assert!(seq.contains(&"reminder".to_string()) && seq.contains(&"action:action_react_to_reminder".to_string()), "{seq:?}");
+    assert!(
+        seq.contains(&"reminder".to_string())
+            && seq.contains(&"action:action_react_to_reminder".to_string()),
+        "{seq:?}"
+    );
     // Forgetting cancels a scheduled reminder.
     say(&s, "r2", "/ask_remind_call{\"PERSON\": \"Bob\"}");
-    assert_eq!(texts(&say(&s, "r2", "/ask_forget_reminders")), ["Okay, I'll cancel all your reminders."]);
+    assert_eq!(
+        texts(&say(&s, "r2", "/ask_forget_reminders")),
+        ["Okay, I'll cancel all your reminders."]
+    );
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(!sequence(&s, "r2").contains(&"action:action_react_to_reminder".to_string()));
     assert_eq!(callback.received.lock().unwrap().len(), 1);
@@ -477,9 +505,21 @@ fn a_slow_action_server_is_bounded_by_the_endpoint_timeout() {
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
     let model = train(&dir);
-    let endpoints = format!("action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 1\n");
-    let s = Server::builder().arg("-m").arg(model.path().to_str().unwrap()).endpoints(&endpoints).start();
+    let endpoints =
+        format!("action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 1\n");
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
     let started = std::time::Instant::now();
-    assert_eq!(texts(&say(&s, "slow", "/fail_me")), ["Something failed, but I am still here."]);
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(
+        texts(&say(&s, "slow", "/fail_me")),
+        ["Something failed, but I am still here."]
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

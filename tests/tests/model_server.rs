@@ -51,7 +51,11 @@ impl ModelServer {
                 }
             }
         });
-        ModelServer { port, current, requests }
+        ModelServer {
+            port,
+            current,
+            requests,
+        }
     }
     fn serve(&self, etag: &str, bytes: Vec<u8>) {
         *self.current.lock().unwrap() = (etag.to_string(), bytes);
@@ -59,7 +63,11 @@ impl ModelServer {
 }
 
 fn archive(dir: &std::path::Path) -> Vec<u8> {
-    let f = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(".tar.gz")).unwrap();
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
     std::fs::read(f).unwrap()
 }
 
@@ -77,18 +85,29 @@ fn models_are_pulled_swapped_and_corrupt_ones_refused() {
     let mood = archive(train(&rasa_example("moodbot")).path());
     let cafe = archive(train(&hello_bot()).path());
     let server = ModelServer::start("v1", mood);
-    let yaml = format!("models:\n  url: http://127.0.0.1:{}/models/current\n  wait_time_between_pulls: 0.3\n", server.port);
-    let s = Server::builder().arg("--plugin-dir").arg(so.parent().unwrap().to_str().unwrap()).endpoints(&yaml).start();
+    let yaml = format!(
+        "models:\n  url: http://127.0.0.1:{}/models/current\n  wait_time_between_pulls: 0.3\n",
+        server.port
+    );
+    let s = Server::builder()
+        .arg("--plugin-dir")
+        .arg(so.parent().unwrap().to_str().unwrap())
+        .endpoints(&yaml)
+        .start();
     wait_until("the first model", || s.get("/status").1["is_ready"] == true);
     let first = s.get("/status").1["model_id"].clone();
     // Same ETag: polled again, not reloaded.
     let polled = server.requests.load(Ordering::SeqCst);
-    wait_until("two more polls", || server.requests.load(Ordering::SeqCst) >= polled + 2);
+    wait_until("two more polls", || {
+        server.requests.load(Ordering::SeqCst) >= polled + 2
+    });
     assert_eq!(s.get("/status").1["model_id"], first);
     // A corrupt archive under a new ETag: refused, the old model keeps serving.
     server.serve("v2", b"definitely not a model".to_vec());
     let polled = server.requests.load(Ordering::SeqCst);
-    wait_until("polls of the corrupt model", || server.requests.load(Ordering::SeqCst) >= polled + 2);
+    wait_until("polls of the corrupt model", || {
+        server.requests.load(Ordering::SeqCst) >= polled + 2
+    });
     assert_eq!(s.get("/status").1["model_id"], first);
     assert!(s.stderr().contains("cannot be loaded"), "{}", s.stderr());
     // A new model while requests keep coming: none fails.
@@ -102,7 +121,10 @@ fn models_are_pulled_swapped_and_corrupt_ones_refused() {
                 let c = reqwest::blocking::Client::new();
                 let mut n = 0;
                 while !done.load(Ordering::SeqCst) {
-                    let r = c.post(format!("http://127.0.0.1:{port}/webhooks/rest/webhook")).json(&json!({"sender": format!("load{t}-{n}"), "message": "/greet"})).send();
+                    let r = c
+                        .post(format!("http://127.0.0.1:{port}/webhooks/rest/webhook"))
+                        .json(&json!({"sender": format!("load{t}-{n}"), "message": "/greet"}))
+                        .send();
                     if !r.is_ok_and(|r| r.status() == 200) {
                         failures.fetch_add(1, Ordering::SeqCst);
                     }
@@ -118,8 +140,17 @@ fn models_are_pulled_swapped_and_corrupt_ones_refused() {
     done.store(true, Ordering::SeqCst);
     let sent: usize = load.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(sent > 20, "only {sent} requests during the swap");
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "requests failed during the swap");
-    let r = s.client.get(s.url("/domain")).header("accept", "application/json").send().unwrap();
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "requests failed during the swap"
+    );
+    let r = s
+        .client
+        .get(s.url("/domain"))
+        .header("accept", "application/json")
+        .send()
+        .unwrap();
     assert!(r.text().unwrap().contains("coffee_form"));
     // The `filename` header was never used as a path.
     assert!(!std::path::Path::new("/etc/passwd.tar.gz").exists());

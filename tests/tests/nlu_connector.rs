@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 
 /// Answers every request with `greet`/`ask_hours` depending on the text; records the
 /// request line and body.
-fn fake_nlu() -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
+/// (request line, JSON body) of every call.
+type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn fake_nlu() -> (u16, Calls) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -36,8 +39,14 @@ fn fake_nlu() -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
             let _ = reader.read_exact(&mut body);
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let text = body["text"].as_str().unwrap_or("").to_string();
-            log.lock().unwrap().push((request_line.trim().to_string(), body));
-            let intent = if text.contains("open") { "ask_hours" } else { "greet" };
+            log.lock()
+                .unwrap()
+                .push((request_line.trim().to_string(), body));
+            let intent = if text.contains("open") {
+                "ask_hours"
+            } else {
+                "greet"
+            };
             let answer = json!({"text": text, "intent": {"name": intent, "confidence": 0.97}, "entities": [], "intent_ranking": [{"name": intent, "confidence": 0.97}]}).to_string();
             let mut s = stream;
             let _ = s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len()).as_bytes());
@@ -52,15 +61,34 @@ fn messages_are_parsed_by_the_configured_nlu_server() {
     let model = train(&hello_bot());
     let (port, seen) = fake_nlu();
     let yaml = format!("nlu:\n  url: http://127.0.0.1:{port}\n  token: s3cret\n");
-    let s = Server::builder().arg("-m").arg(model.path().to_str().unwrap()).arg("--plugin-dir").arg(so.parent().unwrap().to_str().unwrap()).endpoints(&yaml).start();
-    let (_, r) = s.post("/webhooks/rest/webhook", &json!({"sender": "n", "message": "are you open, friend?"}));
-    assert_eq!(r[0]["text"], "We are open every day from 7am to 7pm.", "{r}");
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .arg("--plugin-dir")
+        .arg(so.parent().unwrap().to_str().unwrap())
+        .endpoints(&yaml)
+        .start();
+    let (_, r) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "n", "message": "are you open, friend?"}),
+    );
+    assert_eq!(
+        r[0]["text"], "We are open every day from 7am to 7pm.",
+        "{r}"
+    );
     let calls = seen.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
-    assert!(calls[0].0.starts_with("POST /model/parse?token=s3cret"), "{}", calls[0].0);
+    assert!(
+        calls[0].0.starts_with("POST /model/parse?token=s3cret"),
+        "{}",
+        calls[0].0
+    );
     assert_eq!(calls[0].1["token"], "s3cret");
     // The shortcut never leaves the host.
-    s.post("/webhooks/rest/webhook", &json!({"sender": "n", "message": "/greet"}));
+    s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "n", "message": "/greet"}),
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
     // /model/parse goes through the connector too.
     let (_, p) = s.post("/model/parse", &json!({"text": "hello there"}));
@@ -72,13 +100,35 @@ fn an_unreachable_nlu_server_gives_an_empty_parse_and_the_turn_goes_on() {
     let so = cargo_artifact("colloquy-plugin-http-nlu", "cdylib");
     let model = train(&hello_bot());
     let yaml = "nlu:\n  url: http://127.0.0.1:9\n  timeout: 2\n";
-    let s = Server::builder().arg("-m").arg(model.path().to_str().unwrap()).arg("--plugin-dir").arg(so.parent().unwrap().to_str().unwrap()).endpoints(yaml).start();
-    let (st, _) = s.post("/webhooks/rest/webhook", &json!({"sender": "e", "message": "hello"}));
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .arg("--plugin-dir")
+        .arg(so.parent().unwrap().to_str().unwrap())
+        .endpoints(yaml)
+        .start();
+    let (st, _) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "e", "message": "hello"}),
+    );
     assert_eq!(st, 200);
     let (_, t) = s.get("/conversations/e/tracker?include_events=ALL");
-    let user = t["events"].as_array().unwrap().iter().find(|e| e["event"] == "user").unwrap().clone();
+    let user = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "user")
+        .unwrap()
+        .clone();
     assert_eq!(user["text"], "hello");
     assert_eq!(user["parse_data"]["intent"]["name"], Value::Null);
     // With no intent, the core fallback answers (and reverts the message), as in Rasa.
-    assert!(t["events"].as_array().unwrap().iter().any(|e| e["name"] == "action_default_fallback"), "{t}");
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "action_default_fallback"),
+        "{t}"
+    );
 }

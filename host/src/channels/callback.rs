@@ -32,15 +32,48 @@ fn text(v: &Value) -> String {
 impl CallbackOutput {
     /// Credentials: `url` (required), `headers`, `token`/`token_name`, `basic_auth`, `params`.
     pub fn from_credentials(creds: &Value) -> Result<CallbackOutput, String> {
-        let url = creds.get("url").and_then(Value::as_str).ok_or("`url` is required")?.to_string();
-        let headers = creds.get("headers").and_then(Value::as_object).map(|h| h.iter().map(|(k, v)| (k.clone(), text(v))).collect()).unwrap_or_default();
-        let mut params: Vec<(String, String)> = creds.get("params").and_then(Value::as_object).map(|p| p.iter().map(|(k, v)| (k.clone(), text(v))).collect()).unwrap_or_default();
+        let url = creds
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("`url` is required")?
+            .to_string();
+        let headers = creds
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default();
+        let mut params: Vec<(String, String)> = creds
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default();
         if let Some(t) = creds.get("token").filter(|t| !t.is_null()) {
-            params.push((creds.get("token_name").and_then(Value::as_str).unwrap_or("token").to_string(), text(t)));
+            params.push((
+                creds
+                    .get("token_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("token")
+                    .to_string(),
+                text(t),
+            ));
         }
-        let basic_auth = creds.get("basic_auth").and_then(Value::as_object).map(|b| (b.get("username").map(text).unwrap_or_default(), b.get("password").map(text)));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().map_err(|e| e.to_string())?;
-        Ok(CallbackOutput { url, client, headers, params, basic_auth })
+        let basic_auth = creds.get("basic_auth").and_then(Value::as_object).map(|b| {
+            (
+                b.get("username").map(text).unwrap_or_default(),
+                b.get("password").map(text),
+            )
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(CallbackOutput {
+            url,
+            client,
+            headers,
+            params,
+            basic_auth,
+        })
     }
 
     /// POSTs each message in order. HTTP error statuses are logged and ignored (as Rasa);
@@ -58,9 +91,16 @@ impl CallbackOutput {
                 req = req.basic_auth(u, p.clone());
             }
             match req.send().await {
-                Ok(r) if !r.status().is_success() => tracing::warn!(url = %self.url, status = %r.status(), "callback answered an error"),
+                Ok(r) if !r.status().is_success() => {
+                    tracing::warn!(url = %self.url, status = %r.status(), "callback answered an error")
+                }
                 Ok(_) => {}
-                Err(e) => return Err(format!("cannot deliver to the callback URL {}: {e}", self.url)),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot deliver to the callback URL {}: {e}",
+                        self.url
+                    ))
+                }
             }
         }
         Ok(())
@@ -73,14 +113,31 @@ pub async fn health() -> impl IntoResponse {
 
 pub async fn webhook(State(state): State<SharedState>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
-    let text = body.get("message").and_then(Value::as_str).ok_or_else(|| ApiError::bad_parameter("The request body needs a 'message'.", "message", "body"))?;
-    let sender = body.get("sender").and_then(Value::as_str).unwrap_or("default").to_string();
+    let text = body.get("message").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_parameter("The request body needs a 'message'.", "message", "body")
+    })?;
+    let sender = body
+        .get("sender")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
     let agent = state.require_agent()?;
-    let msg = UserMessage { sender_id: sender, text: Some(text.trim().to_string()), input_channel: Some("callback".into()), ..Default::default() };
+    let msg = UserMessage {
+        sender_id: sender,
+        text: Some(text.trim().to_string()),
+        input_channel: Some("callback".into()),
+        ..Default::default()
+    };
     let out = state.processor.handle_message(&state, agent, msg).await?;
     let Some(callback) = &state.channels.callback else {
-        return Err(ApiError::internal("ChannelError", "the callback channel has no URL configured"));
+        return Err(ApiError::internal(
+            "ChannelError",
+            "the callback channel has no URL configured",
+        ));
     };
-    callback.send(&out.messages).await.map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "ChannelError", e))?;
+    callback
+        .send(&out.messages)
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "ChannelError", e))?;
     Ok("success".into_response())
 }

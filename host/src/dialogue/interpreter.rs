@@ -23,10 +23,19 @@ pub fn empty_parse(text: &str) -> Value {
 /// Parses `text`: the `/intent{…}` shortcut (default intents included), else the model's
 /// embedded NLU (which applies its `FallbackClassifier` itself), else Rasa's empty result.
 pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
-    let mut intents: Vec<String> = domain.intent_names().into_iter().map(str::to_string).collect();
+    let mut intents: Vec<String> = domain
+        .intent_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     intents.extend(DEFAULT_INTENTS.iter().map(|i| i.to_string()));
-    let entities: Vec<String> = domain.entity_names().into_iter().map(str::to_string).collect();
-    let mut parsed = crate::nlu::parse_message(model.nlu.as_ref(), text, Some(&intents), Some(&entities));
+    let entities: Vec<String> = domain
+        .entity_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut parsed =
+        crate::nlu::parse_message(model.nlu.as_ref(), text, Some(&intents), Some(&entities));
     if parsed.get("intent").and_then(|i| i.get("name")).is_none() {
         parsed = empty_parse(text);
     }
@@ -46,9 +55,17 @@ pub async fn parse_with_connector(
     let Some(connector) = connector else {
         return parse(model, domain, text);
     };
-    let mut intents: Vec<String> = domain.intent_names().into_iter().map(str::to_string).collect();
+    let mut intents: Vec<String> = domain
+        .intent_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     intents.extend(DEFAULT_INTENTS.iter().map(|i| i.to_string()));
-    let entities: Vec<String> = domain.entity_names().into_iter().map(str::to_string).collect();
+    let entities: Vec<String> = domain
+        .entity_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if let Some(p) = crate::nlu::parse_shortcut(text, Some(&intents), Some(&entities)) {
         return p;
     }
@@ -57,7 +74,10 @@ pub async fn parse_with_connector(
         Ok(p) if p.is_object() => p,
         Ok(_) => empty_parse(text),
         Err(e) => {
-            tracing::warn!(conversation = sender_id, "NLU connector failed, using an empty parse result: {e}");
+            tracing::warn!(
+                conversation = sender_id,
+                "NLU connector failed, using an empty parse result: {e}"
+            );
             empty_parse(text)
         }
     }

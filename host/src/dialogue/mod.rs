@@ -500,7 +500,9 @@ impl Processor {
             .append_locked(turn.sender_id, old, new.clone())
             .await?;
         // Side effects only once the events are stored.
-        state.reminders.handle(&state.self_ref(), turn.sender_id, &new);
+        state
+            .reminders
+            .handle(&state.self_ref(), turn.sender_id, &new);
         Ok(TurnOutput { log, messages })
     }
 }

@@ -12,16 +12,22 @@ use tokio::task::AbortHandle;
 use crate::engine::{Event, EventKind, TrackerState};
 use crate::http::AppState;
 
+/// (conversation id, reminder name) → (intent, entities, the scheduled task).
+type Jobs = HashMap<(String, String), (String, Value, AbortHandle)>;
+
 #[derive(Default)]
 pub struct Scheduler {
-    jobs: Mutex<HashMap<(String, String), (String, Value, AbortHandle)>>,
+    jobs: Mutex<Jobs>,
 }
 
 /// Seconds from now until an ISO-8601 date (with or without an offset; without is UTC).
 fn seconds_until(date_time: &str) -> Option<f64> {
     let at = chrono::DateTime::parse_from_rfc3339(date_time)
         .map(|d| d.timestamp_millis())
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(date_time, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.and_utc().timestamp_millis()))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(date_time, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|d| d.and_utc().timestamp_millis())
+        })
         .ok()?;
     Some((at as f64 / 1000.0) - crate::engine::event::now())
 }
@@ -31,26 +37,52 @@ impl Scheduler {
     pub fn handle(&self, state: &Weak<AppState>, sender_id: &str, events: &[Event]) {
         for e in events {
             match &e.kind {
-                EventKind::Reminder { intent, entities, date_time, name, .. } => {
+                EventKind::Reminder {
+                    intent,
+                    entities,
+                    date_time,
+                    name,
+                    ..
+                } => {
                     let Some(delay) = seconds_until(date_time) else {
                         tracing::error!(conversation = sender_id, reminder = %name, "reminder has an invalid date_time {date_time:?}; not scheduled");
                         continue;
                     };
                     let key = (sender_id.to_string(), name.clone());
-                    let (weak, sender, name_c, intent_c, entities_c) = (state.clone(), sender_id.to_string(), name.clone(), intent.clone(), entities.clone());
+                    let (weak, sender, name_c, intent_c, entities_c) = (
+                        state.clone(),
+                        sender_id.to_string(),
+                        name.clone(),
+                        intent.clone(),
+                        entities.clone(),
+                    );
                     let task = tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs_f64(delay.max(0.0))).await;
                         if let Some(state) = weak.upgrade() {
                             fire(&state, &sender, &name_c, &intent_c, entities_c).await;
-                            state.reminders.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(sender.clone(), name_c.clone()));
+                            state
+                                .reminders
+                                .jobs
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&(sender.clone(), name_c.clone()));
                         }
                     });
                     // A reminder with the same name replaces the previous one (as in Rasa).
-                    if let Some((_, _, old)) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (intent.clone(), entities.clone(), task.abort_handle())) {
+                    if let Some((_, _, old)) = self
+                        .jobs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, (intent.clone(), entities.clone(), task.abort_handle()))
+                    {
                         old.abort();
                     }
                 }
-                EventKind::CancelReminder { name, intent, entities } => {
+                EventKind::CancelReminder {
+                    name,
+                    intent,
+                    entities,
+                } => {
                     let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
                     jobs.retain(|(sender, job_name), (job_intent, job_entities, handle)| {
                         let matches = sender == sender_id
@@ -69,7 +101,13 @@ impl Scheduler {
     }
 
     pub fn scheduled(&self, sender_id: &str) -> Vec<String> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).keys().filter(|(s, _)| s == sender_id).map(|(_, n)| n.clone()).collect()
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(s, _)| s == sender_id)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 }
 
@@ -80,26 +118,62 @@ async fn fire(state: &Arc<AppState>, sender_id: &str, name: &str, intent: &str, 
         _ => return,
     };
     // Dropped when it is no longer applied (a restart) or the user spoke after it.
-    let Some(pos) = log.events.iter().rposition(|e| matches!(&e.kind, EventKind::Reminder { name: n, .. } if n == name)) else { return };
-    let kill = matches!(&log.events[pos].kind, EventKind::Reminder { kill_on_user_msg: true, .. });
+    let Some(pos) = log
+        .events
+        .iter()
+        .rposition(|e| matches!(&e.kind, EventKind::Reminder { name: n, .. } if n == name))
+    else {
+        return;
+    };
+    let kill = matches!(
+        &log.events[pos].kind,
+        EventKind::Reminder {
+            kill_on_user_msg: true,
+            ..
+        }
+    );
     let applied = TrackerState::compute(&agent.domain, &log.events).applied;
     if !applied.contains(&pos) {
-        tracing::info!(conversation = sender_id, reminder = name, "reminder dropped: the conversation restarted");
+        tracing::info!(
+            conversation = sender_id,
+            reminder = name,
+            "reminder dropped: the conversation restarted"
+        );
         return;
     }
-    if kill && log.events[pos..].iter().any(|e| matches!(e.kind, EventKind::User { .. })) {
-        tracing::info!(conversation = sender_id, reminder = name, "reminder dropped: the user spoke since");
+    if kill
+        && log.events[pos..]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::User { .. }))
+    {
+        tracing::info!(
+            conversation = sender_id,
+            reminder = name,
+            "reminder dropped: the user spoke since"
+        );
         return;
     }
     let entities: Vec<Value> = entities.as_array().cloned().unwrap_or_default();
-    match state.processor.trigger_intent(state, agent, sender_id, intent, entities).await {
+    match state
+        .processor
+        .trigger_intent(state, agent, sender_id, intent, entities)
+        .await
+    {
         Ok(out) => {
             if let Some(cb) = &state.channels.callback {
                 if let Err(e) = cb.send(&out.messages).await {
-                    tracing::error!(conversation = sender_id, "reminder messages not delivered: {e}");
+                    tracing::error!(
+                        conversation = sender_id,
+                        "reminder messages not delivered: {e}"
+                    );
                 }
             }
         }
-        Err(e) => tracing::error!(conversation = sender_id, reminder = name, "reminder failed: {}", e.message),
+        Err(e) => tracing::error!(
+            conversation = sender_id,
+            reminder = name,
+            "reminder failed: {}",
+            e.message
+        ),
     }
 }

@@ -19,7 +19,7 @@ use crate::engine::story::story_yaml;
 use crate::engine::tracker::{session_start_events, starts_with_session_start, truncate_until};
 use crate::engine::{tracker_json, Event};
 
-const SUFFIXES: [&str; 8] = [
+pub(crate) const SUFFIXES: [&str; 8] = [
     "/tracker/events",
     "/tracker",
     "/story",
@@ -242,7 +242,11 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
         ));
     }
     let side_effects = req.query.flag("execute_side_effects", false);
-    let posted = if side_effects { events.clone() } else { Vec::new() };
+    let posted = if side_effects {
+        events.clone()
+    } else {
+        Vec::new()
+    };
     let (log, ()) = req
         .state
         .conversations
@@ -265,10 +269,18 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
 
 /// `execute_side_effects=true`: posted `bot` events go to `output_channel`, reminders are
 /// scheduled, `cancel_reminder` cancels. Only once the events are stored.
-async fn execute_side_effects(req: &Request<'_>, events: &[Event], posted: &[Event]) -> Result<(), ApiError> {
-    req.state.reminders.handle(&req.state.self_ref(), req.id, posted);
-    let messages: Vec<serde_json::Value> =
-        posted.iter().flat_map(|e| crate::dialogue::output::channel_messages(req.id, e)).collect();
+async fn execute_side_effects(
+    req: &Request<'_>,
+    events: &[Event],
+    posted: &[Event],
+) -> Result<(), ApiError> {
+    req.state
+        .reminders
+        .handle(&req.state.self_ref(), req.id, posted);
+    let messages: Vec<serde_json::Value> = posted
+        .iter()
+        .flat_map(|e| crate::dialogue::output::channel_messages(req.id, e))
+        .collect();
     if messages.is_empty() {
         return Ok(());
     }

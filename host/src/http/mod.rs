@@ -6,6 +6,7 @@ pub mod dialogue;
 pub mod error;
 pub mod meta;
 pub mod model;
+pub mod openapi;
 pub mod query;
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_events_per_request: usize,
     pub max_conversation_id_len: usize,
+    /// Appends that would take a conversation beyond this many events are refused (400).
+    pub max_events_per_conversation: usize,
+    /// Longest pause between two chunks of a request body before the request fails (408).
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +41,8 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_events_per_request: 10_000,
             max_conversation_id_len: 1024,
+            max_events_per_conversation: 100_000,
+            body_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -80,18 +87,73 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Every `(method, path)` the router can serve (with all channels and the API enabled), in the
+/// OpenAPI document's spelling. `openapi.rs` tests it against `host/openapi.yaml` and against
+/// the `.route(` calls below; the black-box tests probe each one on a live server.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    let mut r = vec![
+        (Method::GET, "/"),
+        (Method::GET, "/version"),
+        (Method::GET, "/openapi.json"),
+        (Method::GET, "/webhooks/rest/"),
+        (Method::POST, "/webhooks/rest/webhook"),
+        (Method::GET, "/webhooks/callback/"),
+        (Method::POST, "/webhooks/callback/webhook"),
+        (Method::GET, "/status"),
+        (Method::GET, "/domain"),
+        (Method::GET, "/conversations"),
+        (Method::POST, "/model/parse"),
+        (Method::PUT, "/model"),
+        (Method::DELETE, "/model"),
+        (Method::POST, "/model"),
+        (Method::POST, "/model/train"),
+        (Method::POST, "/parse"),
+        (Method::POST, "/model/predict"),
+        (Method::POST, "/predict"),
+    ];
+    // `/conversations/{*rest}`: dispatched by suffix in conversations.rs.
+    for (method, suffix) in [
+        (Method::GET, "/tracker"),
+        (Method::POST, "/tracker/events"),
+        (Method::PUT, "/tracker/events"),
+        (Method::GET, "/story"),
+        (Method::POST, "/messages"),
+        (Method::POST, "/predict"),
+        (Method::POST, "/execute"),
+        (Method::POST, "/trigger_intent"),
+        (Method::GET, "/respond"),
+        (Method::POST, "/respond"),
+    ] {
+        let path: &'static str =
+            Box::leak(format!("/conversations/{{conversation_id}}{suffix}").into_boxed_str());
+        r.push((method, path));
+    }
+    r
+}
+
 /// Builds the router. Without `enable_api` only `/`, `/version` and channels are served.
 pub fn router(state: SharedState) -> Router {
-    let mut app = Router::new().route("/", get(meta::root)).route("/version", get(meta::version));
+    let mut app = Router::new()
+        .route("/", get(meta::root))
+        .route("/version", get(meta::version));
     if state.channels.rest {
         app = app
             .route("/webhooks/rest/", get(crate::channels::rest::health))
-            .route("/webhooks/rest/webhook", axum::routing::post(crate::channels::rest::webhook));
+            .route(
+                "/webhooks/rest/webhook",
+                axum::routing::post(crate::channels::rest::webhook),
+            );
     }
     if state.channels.callback.is_some() {
         app = app
-            .route("/webhooks/callback/", get(crate::channels::callback::health))
-            .route("/webhooks/callback/webhook", axum::routing::post(crate::channels::callback::webhook));
+            .route(
+                "/webhooks/callback/",
+                get(crate::channels::callback::health),
+            )
+            .route(
+                "/webhooks/callback/webhook",
+                axum::routing::post(crate::channels::callback::webhook),
+            );
     }
     if state.enable_api {
         app = app
@@ -117,9 +179,12 @@ pub fn router(state: SharedState) -> Router {
             );
     }
     let limit = state.limits.max_body_bytes;
+    let body_timeout = state.limits.body_read_timeout;
     app.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::map_response(error::rasa_error_body))
         .with_state(state)
 }
 

@@ -50,8 +50,14 @@ pub const NLU: &str = "nlu.json";
 /// The trained embedded NLU (`crate::nlu::NluModel`); absent in archives made before it existed.
 pub const NLU_MODEL: &str = "nlu_model.json";
 
-const ADJECTIVES: &[&str] = &["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively", "proud", "quick", "witty"];
-const NOUNS: &[&str] = &["otter", "falcon", "maple", "harbor", "meadow", "comet", "lantern", "pebble", "river", "summit", "willow", "zephyr"];
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively", "proud",
+    "quick", "witty",
+];
+const NOUNS: &[&str] = &[
+    "otter", "falcon", "maple", "harbor", "meadow", "comet", "lantern", "pebble", "river",
+    "summit", "willow", "zephyr",
+];
 
 /// `20240101-120000-brave-otter.tar.gz`, or `<fixed>.tar.gz`.
 pub fn model_file_name(fixed: Option<&str>) -> String {
@@ -76,7 +82,11 @@ fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-fn append(tar: &mut tar::Builder<GzEncoder<Vec<u8>>>, name: &str, data: &[u8]) -> std::io::Result<()> {
+fn append(
+    tar: &mut tar::Builder<GzEncoder<Vec<u8>>>,
+    name: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
@@ -85,14 +95,32 @@ fn append(tar: &mut tar::Builder<GzEncoder<Vec<u8>>>, name: &str, data: &[u8]) -
     tar.append_data(&mut h, name, data)
 }
 
-pub fn write(domain: &Domain, policies: &PolicyEnsemble, nlu: &NluData, nlu_model: &crate::nlu::NluModel, mut meta: ModelMetadata) -> Result<Vec<u8>, String> {
+pub fn write(
+    domain: &Domain,
+    policies: &PolicyEnsemble,
+    nlu: &NluData,
+    nlu_model: &crate::nlu::NluModel,
+    mut meta: ModelMetadata,
+) -> Result<Vec<u8>, String> {
     let members: Vec<(&str, Vec<u8>)> = vec![
-        (DOMAIN, serde_json::to_vec_pretty(&domain.to_json()).map_err(|e| e.to_string())?),
-        (POLICIES, serde_json::to_vec(policies).map_err(|e| e.to_string())?),
+        (
+            DOMAIN,
+            serde_json::to_vec_pretty(&domain.to_json()).map_err(|e| e.to_string())?,
+        ),
+        (
+            POLICIES,
+            serde_json::to_vec(policies).map_err(|e| e.to_string())?,
+        ),
         (NLU, serde_json::to_vec(nlu).map_err(|e| e.to_string())?),
-        (NLU_MODEL, serde_json::to_vec(nlu_model).map_err(|e| e.to_string())?),
+        (
+            NLU_MODEL,
+            serde_json::to_vec(nlu_model).map_err(|e| e.to_string())?,
+        ),
     ];
-    meta.files = members.iter().map(|(n, b)| (n.to_string(), sha(b))).collect();
+    meta.files = members
+        .iter()
+        .map(|(n, b)| (n.to_string(), sha(b)))
+        .collect();
     let meta_bytes = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
     let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), flate2::Compression::default()));
     let io = |e: std::io::Error| e.to_string();
@@ -109,16 +137,24 @@ pub fn members(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ModelError> {
     let mut ar = tar::Archive::new(GzDecoder::new(bytes));
     let mut out = BTreeMap::new();
     let mut total = 0;
-    let entries = ar.entries().map_err(|e| ModelError::Invalid(format!("not a .tar.gz archive: {e}")))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| ModelError::Invalid(format!("not a .tar.gz archive: {e}")))?;
     for e in entries {
         let mut e = e.map_err(|e| ModelError::Invalid(format!("corrupt archive: {e}")))?;
-        let name = e.path().map_err(|e| ModelError::Invalid(e.to_string()))?.to_string_lossy().trim_start_matches("./").to_string();
+        let name = e
+            .path()
+            .map_err(|e| ModelError::Invalid(e.to_string()))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         total += e.size();
         if total > MAX {
             return Err(ModelError::Invalid("archive too large".into()));
         }
         let mut buf = Vec::new();
-        e.read_to_end(&mut buf).map_err(|e| ModelError::Invalid(format!("corrupt archive: {e}")))?;
+        e.read_to_end(&mut buf)
+            .map_err(|e| ModelError::Invalid(format!("corrupt archive: {e}")))?;
         out.insert(name, buf);
     }
     Ok(out)
@@ -128,7 +164,9 @@ pub fn members(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ModelError> {
 pub fn read_metadata(path: &Path) -> Result<ModelMetadata, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::Io(path.display().to_string(), e))?;
     let m = members(&bytes)?;
-    let raw = m.get(METADATA).ok_or_else(|| ModelError::Invalid(format!("{METADATA} missing: not a Colloquy model")))?;
+    let raw = m
+        .get(METADATA)
+        .ok_or_else(|| ModelError::Invalid(format!("{METADATA} missing: not a Colloquy model")))?;
     serde_json::from_slice(raw).map_err(|e| ModelError::Invalid(format!("{METADATA}: {e}")))
 }
 
@@ -138,5 +176,10 @@ pub fn newest_archive(dir: &Path) -> Option<PathBuf> {
     rd.filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_file() && p.to_string_lossy().ends_with(".tar.gz"))
-        .max_by_key(|p| (std::fs::metadata(p).and_then(|m| m.modified()).ok(), p.clone()))
+        .max_by_key(|p| {
+            (
+                std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                p.clone(),
+            )
+        })
 }

@@ -441,7 +441,11 @@ impl Registry {
             ),
         )?;
         // Downloads may take minutes (a model server allows 300 s by default).
-        Ok(ModelSourceHandle::new(type_name, boxed, self.call_timeout.max(std::time::Duration::from_secs(600))))
+        Ok(ModelSourceHandle::new(
+            type_name,
+            boxed,
+            self.call_timeout.max(std::time::Duration::from_secs(600)),
+        ))
     }
 }
 

@@ -30,13 +30,21 @@ pub struct DataError {
 
 impl DataError {
     pub fn at(file: &str, line: usize, message: String) -> DataError {
-        DataError { file: file.to_string(), line: (line > 0).then_some(line), message }
+        DataError {
+            file: file.to_string(),
+            line: (line > 0).then_some(line),
+            message,
+        }
     }
 }
 
 impl From<DomainError> for DataError {
     fn from(e: DomainError) -> Self {
-        DataError { file: e.file, line: e.line, message: e.message }
+        DataError {
+            file: e.file,
+            line: e.line,
+            message: e.message,
+        }
     }
 }
 
@@ -51,14 +59,20 @@ pub enum TrainError {
     #[error("rule problems found:\n{}", .0.iter().map(|c| format!("- {c}")).collect::<Vec<_>>().join("\n"))]
     RuleContradictions(Vec<RuleContradiction>),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write the model archive: {0}")]
     Archive(String),
 }
 
 impl TrainError {
     fn io(path: &Path, source: std::io::Error) -> TrainError {
-        TrainError::Io { path: path.display().to_string(), source }
+        TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -108,7 +122,10 @@ impl ProjectSources {
     /// change to any input, or to the archive format, gives a new fingerprint.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
-        h.update(format!("colloquy-model-format-{}\n", archive::FORMAT_VERSION));
+        h.update(format!(
+            "colloquy-model-format-{}\n",
+            archive::FORMAT_VERSION
+        ));
         let mut feed = |kind: &str, s: &Source| {
             h.update(format!("{kind}\0{}\0{}\0", s.name, s.text.len()));
             h.update(s.text.as_bytes());
@@ -157,7 +174,8 @@ pub fn compile(p: &ProjectSources, progress: &mut dyn FnMut(&str)) -> Result<Com
             md_stories = true;
             stories_md::parse(s, &mut blocks).map_err(TrainError::Data)?;
         } else {
-            stories_yaml::parse(s, &mut blocks, &mut nlu, &mut warnings).map_err(TrainError::Data)?;
+            stories_yaml::parse(s, &mut blocks, &mut nlu, &mut warnings)
+                .map_err(TrainError::Data)?;
         }
     }
     story::validate(&blocks, &domain, &mut warnings).map_err(TrainError::Data)?;
@@ -179,18 +197,35 @@ pub fn compile(p: &ProjectSources, progress: &mut dyn FnMut(&str)) -> Result<Com
             config::default_policies(domain.legacy || md_stories, &domain)
         }
     };
-    let policies = config::build_ensemble(&cfg, &specs, &domain, &trackers, progress, &mut warnings)?;
-    let nlu_config = crate::nlu::NluConfig { fallback_threshold: cfg.fallback_threshold, ambiguity_threshold: cfg.fallback_ambiguity_threshold };
+    let policies =
+        config::build_ensemble(&cfg, &specs, &domain, &trackers, progress, &mut warnings)?;
+    let nlu_config = crate::nlu::NluConfig {
+        fallback_threshold: cfg.fallback_threshold,
+        ambiguity_threshold: cfg.fallback_ambiguity_threshold,
+    };
     let nlu_model = crate::nlu::NluModel::train(&nlu, &nlu_config);
-    progress(&format!("Trained the embedded NLU ({} intents)", nlu_model.intents().len()));
+    progress(&format!(
+        "Trained the embedded NLU ({} intents)",
+        nlu_model.intents().len()
+    ));
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    Ok(Compiled { domain, policies, nlu, nlu_model, assistant_id: cfg.assistant_id, warnings })
+    Ok(Compiled {
+        domain,
+        policies,
+        nlu,
+        nlu_model,
+        assistant_id: cfg.assistant_id,
+        warnings,
+    })
 }
 
 fn names(s: &[Source]) -> String {
-    s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    s.iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn collect_files(path: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -198,12 +233,19 @@ fn collect_files(path: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> std::io:
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             collect_files(&p, exts, out)?;
-        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)) {
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| exts.contains(&e))
+        {
             out.push(p);
         }
     }
@@ -214,10 +256,17 @@ fn collect_files(path: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> std::io:
 pub fn read_sources(opts: &TrainOptions) -> Result<ProjectSources, TrainError> {
     let mut files = Vec::new();
     if !opts.domain.exists() {
-        return Err(TrainError::io(&opts.domain, std::io::Error::new(std::io::ErrorKind::NotFound, "domain file not found")));
+        return Err(TrainError::io(
+            &opts.domain,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "domain file not found"),
+        ));
     }
-    collect_files(&opts.domain, &["yml", "yaml"], &mut files).map_err(|e| TrainError::io(&opts.domain, e))?;
-    let domain = files.iter().map(|f| Source::read(f).map_err(|e| TrainError::io(f, e))).collect::<Result<Vec<_>, _>>()?;
+    collect_files(&opts.domain, &["yml", "yaml"], &mut files)
+        .map_err(|e| TrainError::io(&opts.domain, e))?;
+    let domain = files
+        .iter()
+        .map(|f| Source::read(f).map_err(|e| TrainError::io(f, e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let config = if opts.config.is_file() {
         Some(Source::read(&opts.config).map_err(|e| TrainError::io(&opts.config, e))?)
     } else {
@@ -226,7 +275,10 @@ pub fn read_sources(opts: &TrainOptions) -> Result<ProjectSources, TrainError> {
     let mut data = Vec::new();
     for d in &opts.data {
         if !d.exists() {
-            return Err(TrainError::io(d, std::io::Error::new(std::io::ErrorKind::NotFound, "training data not found")));
+            return Err(TrainError::io(
+                d,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "training data not found"),
+            ));
         }
         let mut files = Vec::new();
         collect_files(d, &["yml", "yaml", "md"], &mut files).map_err(|e| TrainError::io(d, e))?;
@@ -234,15 +286,25 @@ pub fn read_sources(opts: &TrainOptions) -> Result<ProjectSources, TrainError> {
             data.push(Source::read(&f).map_err(|e| TrainError::io(&f, e))?);
         }
     }
-    Ok(ProjectSources { domain, config, data })
+    Ok(ProjectSources {
+        domain,
+        config,
+        data,
+    })
 }
 
 /// `colloquy train`: writes `<out>/<timestamp>-<name>.tar.gz` (or `<out>/<fixed>.tar.gz`),
 /// unless the newest model in `out` already has this fingerprint (and `force` is off).
-pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&str)) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TrainOutcome, TrainError> {
     let sources = read_sources(opts)?;
     if sources.config.is_none() {
-        progress(&format!("{} not found: using Rasa's default configuration", opts.config.display()));
+        progress(&format!(
+            "{} not found: using Rasa's default configuration",
+            opts.config.display()
+        ));
     }
     let fingerprint = sources.fingerprint();
     if !opts.force {
@@ -252,16 +314,30 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&str)) -> Result<Trai
                     "Nothing changed since {}: training skipped (use --force to train anyway)",
                     newest.display()
                 ));
-                return Ok(TrainOutcome { path: newest, skipped: true, fingerprint, warnings: Vec::new() });
+                return Ok(TrainOutcome {
+                    path: newest,
+                    skipped: true,
+                    fingerprint,
+                    warnings: Vec::new(),
+                });
             }
         }
     }
-    let (name, bytes, warnings) = build_archive(&sources, opts.fixed_model_name.as_deref(), progress)?;
+    let (name, bytes, warnings) =
+        build_archive(&sources, opts.fixed_model_name.as_deref(), progress)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::io(&opts.out, e))?;
     let path = opts.out.join(&name);
     std::fs::write(&path, &bytes).map_err(|e| TrainError::io(&path, e))?;
-    progress(&format!("Your Colloquy model is trained and saved at '{}'.", path.display()));
-    Ok(TrainOutcome { path, skipped: false, fingerprint, warnings })
+    progress(&format!(
+        "Your Colloquy model is trained and saved at '{}'.",
+        path.display()
+    ));
+    Ok(TrainOutcome {
+        path,
+        skipped: false,
+        fingerprint,
+        warnings,
+    })
 }
 
 fn build_archive(
@@ -280,18 +356,40 @@ fn build_archive(
         trained_at: chrono::Utc::now().to_rfc3339(),
         training_time_seconds: started.elapsed().as_secs_f64(),
         assistant_id: compiled.assistant_id.clone(),
-        policies: compiled.policies.policy_names().iter().map(|s| s.to_string()).collect(),
+        policies: compiled
+            .policies
+            .policy_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         legacy: compiled.domain.legacy,
         warnings: compiled.warnings.clone(),
         files: Default::default(),
     };
     progress(&format!("Writing model {name}"));
-    let bytes = archive::write(&compiled.domain, &compiled.policies, &compiled.nlu, &compiled.nlu_model, meta).map_err(TrainError::Archive)?;
+    let bytes = archive::write(
+        &compiled.domain,
+        &compiled.policies,
+        &compiled.nlu,
+        &compiled.nlu_model,
+        meta,
+    )
+    .map_err(TrainError::Archive)?;
     Ok((name, bytes, compiled.warnings))
 }
 
-const DOMAIN_KEYS: &[&str] =
-    &["version", "intents", "entities", "slots", "responses", "templates", "actions", "forms", "session_config", "e2e_actions"];
+const DOMAIN_KEYS: &[&str] = &[
+    "version",
+    "intents",
+    "entities",
+    "slots",
+    "responses",
+    "templates",
+    "actions",
+    "forms",
+    "session_config",
+    "e2e_actions",
+];
 const CONFIG_KEYS: &[&str] = &["recipe", "language", "pipeline", "policies", "assistant_id"];
 
 fn yaml_text(map: &Map<String, Value>) -> String {
@@ -301,19 +399,45 @@ fn yaml_text(map: &Map<String, Value>) -> String {
 /// `POST /model/train`: one YAML document with domain, config and training-data keys at the
 /// top level (3.x), or 0.x-style string values under `domain`, `config`, `nlu`, `stories`.
 /// Returns the archive's file name and bytes; writes it to `out_dir` too when given.
-pub fn train_from_yaml_document(yaml: &str, out_dir: Option<&Path>) -> Result<(String, Vec<u8>), TrainError> {
+pub fn train_from_yaml_document(
+    yaml: &str,
+    out_dir: Option<&Path>,
+) -> Result<(String, Vec<u8>), TrainError> {
     const REQ: &str = "request body";
     let doc = crate::domain::parse::yaml_to_json(yaml, REQ)?;
-    let map = doc.as_object().cloned().ok_or_else(|| TrainError::Data(DataError::at(REQ, 1, "the body must be a YAML mapping".into())))?;
+    let map = doc.as_object().cloned().ok_or_else(|| {
+        TrainError::Data(DataError::at(
+            REQ,
+            1,
+            "the body must be a YAML mapping".into(),
+        ))
+    })?;
     let mut p = ProjectSources::default();
     let (mut dom, mut cfg, mut data) = (Map::new(), Map::new(), Map::new());
     for (k, v) in &map {
         match (k.as_str(), v) {
-            ("domain", Value::String(s)) => p.domain.push(Source { name: "domain".into(), text: s.clone() }),
-            ("config", Value::String(s)) => p.config = Some(Source { name: "config".into(), text: s.clone() }),
-            ("nlu", Value::String(s)) => p.data.push(Source { name: "nlu.md".into(), text: s.clone() }),
-            ("stories", Value::String(s)) => p.data.push(Source { name: "stories.md".into(), text: s.clone() }),
-            ("rules", Value::String(s)) => p.data.push(Source { name: "rules.yml".into(), text: s.clone() }),
+            ("domain", Value::String(s)) => p.domain.push(Source {
+                name: "domain".into(),
+                text: s.clone(),
+            }),
+            ("config", Value::String(s)) => {
+                p.config = Some(Source {
+                    name: "config".into(),
+                    text: s.clone(),
+                })
+            }
+            ("nlu", Value::String(s)) => p.data.push(Source {
+                name: "nlu.md".into(),
+                text: s.clone(),
+            }),
+            ("stories", Value::String(s)) => p.data.push(Source {
+                name: "stories.md".into(),
+                text: s.clone(),
+            }),
+            ("rules", Value::String(s)) => p.data.push(Source {
+                name: "rules.yml".into(),
+                text: s.clone(),
+            }),
             ("config", Value::Object(m)) => cfg.extend(m.clone()),
             ("domain", Value::Object(m)) => dom.extend(m.clone()),
             (k, _) if DOMAIN_KEYS.contains(&k) => {
@@ -340,16 +464,29 @@ pub fn train_from_yaml_document(yaml: &str, out_dir: Option<&Path>) -> Result<(S
         }
     }
     if !dom.is_empty() {
-        p.domain.push(Source { name: "domain.yml".into(), text: yaml_text(&dom) });
+        p.domain.push(Source {
+            name: "domain.yml".into(),
+            text: yaml_text(&dom),
+        });
     }
     if !cfg.is_empty() {
-        p.config = Some(Source { name: "config.yml".into(), text: yaml_text(&cfg) });
+        p.config = Some(Source {
+            name: "config.yml".into(),
+            text: yaml_text(&cfg),
+        });
     }
     if data.keys().any(|k| k != "version") {
-        p.data.push(Source { name: "data.yml".into(), text: yaml_text(&data) });
+        p.data.push(Source {
+            name: "data.yml".into(),
+            text: yaml_text(&data),
+        });
     }
     if p.domain.is_empty() {
-        return Err(TrainError::Data(DataError::at(REQ, 1, "the training request has no domain".into())));
+        return Err(TrainError::Data(DataError::at(
+            REQ,
+            1,
+            "the training request has no domain".into(),
+        )));
     }
     let (name, bytes, _) = build_archive(&p, None, &mut |m| tracing::info!("{m}"))?;
     if let Some(dir) = out_dir {
@@ -362,10 +499,16 @@ pub fn train_from_yaml_document(yaml: &str, out_dir: Option<&Path>) -> Result<(S
 
 /// `colloquy test nlu --cross-validation`: k-fold cross-validation of the embedded NLU on the
 /// NLU data found in `paths` (files or directories).
-pub fn evaluate_nlu(paths: &[PathBuf], folds: usize, seed: u64) -> Result<crate::nlu::Report, TrainError> {
+pub fn evaluate_nlu(
+    paths: &[PathBuf],
+    folds: usize,
+    seed: u64,
+) -> Result<crate::nlu::Report, TrainError> {
     let arg_error = |m: String| TrainError::Config(DataError::at("command line", 0, m));
     if folds < 2 {
-        return Err(arg_error(format!("--folds must be at least 2, not {folds}")));
+        return Err(arg_error(format!(
+            "--folds must be at least 2, not {folds}"
+        )));
     }
     let mut files = Vec::new();
     for p in paths {
@@ -380,7 +523,8 @@ pub fn evaluate_nlu(paths: &[PathBuf], folds: usize, seed: u64) -> Result<crate:
                 nlu::parse_md(&s, &mut nlu).map_err(TrainError::Data)?;
             }
         } else {
-            stories_yaml::parse(&s, &mut blocks, &mut nlu, &mut warnings).map_err(TrainError::Data)?;
+            stories_yaml::parse(&s, &mut blocks, &mut nlu, &mut warnings)
+                .map_err(TrainError::Data)?;
         }
     }
     if nlu.examples.is_empty() {

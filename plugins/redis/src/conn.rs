@@ -141,7 +141,10 @@ fn is_temporarily_unavailable(e: &RedisError) -> bool {
     const CODES: [&str; 4] = ["LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
     let text = e.to_string();
     // During connection set-up (SELECT) the code is lost and only the message remains.
-    CODES.iter().any(|code| e.code() == Some(*code) || text.contains(code)) || text.contains("loading the dataset")
+    CODES
+        .iter()
+        .any(|code| e.code() == Some(*code) || text.contains(code))
+        || text.contains("loading the dataset")
 }
 
 pub fn map_error(url: &str, what: &str, e: &RedisError) -> PluginError {
