@@ -110,6 +110,24 @@ pub struct RunArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long = "max-body-bytes", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Most events one request may post (`…/tracker/events`, `/model/predict`).
+    #[arg(long = "max-events-per-request", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events_per_request: u64,
+    /// Most events a conversation may hold; appends beyond it are refused (400), nothing stored.
+    #[arg(long = "max-events-per-conversation", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events_per_conversation: u64,
+    /// Longest conversation id (characters).
+    #[arg(long = "max-conversation-id-length", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_conversation_id_length: u64,
+    /// Most client connections served at once; further clients wait until one closes.
+    #[arg(long = "max-connections", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seconds a client has to send a request's head (idle keep-alive connections too).
+    #[arg(long = "header-read-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Longest pause, in seconds, between two chunks of a request body (then 408).
+    #[arg(long = "body-read-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
     /// Conversations whose parsed events are kept in memory between requests.
     #[arg(long = "cache-conversations", default_value_t = 10_000)]
     pub cache_conversations: usize,

@@ -25,6 +25,8 @@ pub enum ConversationError {
     Store(PluginCallError),
     #[error("could not lock the conversation: {0}")]
     Lock(PluginCallError),
+    #[error("The conversation would hold {total} events, more than the limit of {limit} (--max-events-per-conversation); nothing was stored.")]
+    TooManyEvents { total: usize, limit: usize },
     #[error("a stored event of conversation '{id}' is invalid: {source}")]
     Corrupt { id: String, source: EventError },
 }
@@ -68,6 +70,8 @@ pub struct Conversations {
     pub lock_lifetime: Option<Duration>,
     pub lock_wait: Duration,
     pub counters: Counters,
+    /// Writes that would take a conversation beyond this many events are refused.
+    pub max_events: usize,
 }
 
 impl Conversations {
@@ -87,6 +91,7 @@ impl Conversations {
             lock_lifetime: lock_lifetime_from_env(),
             lock_wait: Duration::from_secs(60),
             counters: Counters::default(),
+            max_events: usize::MAX,
         }
     }
 
@@ -275,6 +280,7 @@ impl Conversations {
         if new.is_empty() {
             return Ok(old);
         }
+        self.check_size(old.events.len().saturating_add(new.len()))?;
         let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
         let pos = self
             .store
@@ -310,6 +316,7 @@ impl Conversations {
         old: &Log,
         events: Vec<Event>,
     ) -> Result<Log, ConversationError> {
+        self.check_size(events.len())?;
         let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
         let pos = self
             .store
@@ -328,6 +335,16 @@ impl Conversations {
         let tail: Vec<String> = texts.into_iter().skip(old.events.len()).collect();
         self.publish(id, tail).await;
         Ok(log)
+    }
+
+    fn check_size(&self, total: usize) -> Result<(), ConversationError> {
+        if total > self.max_events {
+            return Err(ConversationError::TooManyEvents {
+                total,
+                limit: self.max_events,
+            });
+        }
+        Ok(())
     }
 
     async fn publish(&self, id: &str, events: Vec<String>) {

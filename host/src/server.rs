@@ -140,12 +140,27 @@ pub fn build_state(
         ),
         None => None,
     };
+    // 0 (a `RunArgs::default()`, as `colloquy shell` builds) means the default limit.
+    let defaults = Limits::default();
+    let or = |v: u64, d: usize| if v == 0 { d } else { usize::try_from(v).unwrap_or(usize::MAX) };
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
-        ..Limits::default()
+        max_events_per_request: or(args.max_events_per_request, defaults.max_events_per_request),
+        max_conversation_id_len: or(args.max_conversation_id_length, defaults.max_conversation_id_len),
+        max_events_per_conversation: or(
+            args.max_events_per_conversation,
+            defaults.max_events_per_conversation,
+        ),
+        body_read_timeout: if args.body_read_timeout == 0 {
+            defaults.body_read_timeout
+        } else {
+            Duration::from_secs(args.body_read_timeout)
+        },
     };
+    let mut conversations = Conversations::new(store, locks, broker, args.cache_conversations);
+    conversations.max_events = limits.max_events_per_conversation;
     let state = Arc::new(AppState {
-        conversations: Conversations::new(store, locks, broker, args.cache_conversations),
+        conversations,
         auth,
         agent: RwLock::new(agent),
         processor: crate::dialogue::Processor {
@@ -214,10 +229,12 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     }
     // Tests and scripts wait for this line on stdout.
     println!("listening on {local}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let opts = crate::http::serve::ServeOptions {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        drain_timeout: Duration::from_secs(30),
+    };
+    crate::http::serve::serve(listener, app, opts, shutdown_signal()).await;
     tracing::info!("shutting down: flushing the event broker");
     state.conversations.close(Duration::from_secs(10)).await;
     Ok(())

@@ -86,6 +86,44 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware: an error answer that is not already Rasa's error body (axum's own rejections:
+/// body too large, a body that could not be read, a path that is not UTF-8, a bad multipart
+/// body) gets it, with the original text as the message.
+pub async fn rasa_error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let timed_out = text.contains("timed out") || text.contains("TimedOut");
+    let (status, reason) = match status {
+        _ if timed_out => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+        StatusCode::BAD_REQUEST => (status, "BadRequest"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "PayloadTooLarge"),
+        StatusCode::REQUEST_TIMEOUT => (status, "RequestTimeout"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (status, "UnsupportedMediaType"),
+        StatusCode::NOT_FOUND => (status, "NotFound"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "MethodNotAllowed"),
+        StatusCode::SERVICE_UNAVAILABLE => (status, "ServiceUnavailable"),
+        s if s.is_server_error() => (s, "ServerError"),
+        s => (s, "BadRequest"),
+    };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("Request failed").to_string()
+    } else {
+        text
+    };
+    ApiError::new(status, reason, message).into_response()
+}
+
 impl From<EventError> for ApiError {
     fn from(e: EventError) -> ApiError {
         ApiError::bad_parameter(
@@ -117,6 +155,9 @@ impl From<ConversationError> for ApiError {
                     api.reason = "ConversationError";
                 }
                 api
+            }
+            ConversationError::TooManyEvents { .. } => {
+                ApiError::bad_parameter(e.to_string(), "", "body")
             }
             ConversationError::Corrupt { .. } => {
                 ApiError::internal("ConversationError", e.to_string())

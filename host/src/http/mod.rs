@@ -8,6 +8,7 @@ pub mod meta;
 pub mod model;
 pub mod openapi;
 pub mod query;
+pub mod serve;
 
 use std::sync::{Arc, RwLock};
 
@@ -89,7 +90,7 @@ pub type SharedState = Arc<AppState>;
 
 /// Every `(method, path)` the router can serve (with all channels and the API enabled), in the
 /// OpenAPI document's spelling. `openapi.rs` tests it against `host/openapi.yaml` and against
-/// the `.route(` calls below; the black-box tests probe each one on a live server.
+/// the router's route registrations below; the black-box tests probe each one on a live server.
 pub fn routes() -> Vec<(Method, &'static str)> {
     let mut r = vec![
         (Method::GET, "/"),
@@ -112,22 +113,18 @@ pub fn routes() -> Vec<(Method, &'static str)> {
         (Method::POST, "/predict"),
     ];
     // `/conversations/{*rest}`: dispatched by suffix in conversations.rs.
-    for (method, suffix) in [
-        (Method::GET, "/tracker"),
-        (Method::POST, "/tracker/events"),
-        (Method::PUT, "/tracker/events"),
-        (Method::GET, "/story"),
-        (Method::POST, "/messages"),
-        (Method::POST, "/predict"),
-        (Method::POST, "/execute"),
-        (Method::POST, "/trigger_intent"),
-        (Method::GET, "/respond"),
-        (Method::POST, "/respond"),
-    ] {
-        let path: &'static str =
-            Box::leak(format!("/conversations/{{conversation_id}}{suffix}").into_boxed_str());
-        r.push((method, path));
-    }
+    r.extend([
+        (Method::GET, "/conversations/{conversation_id}/tracker"),
+        (Method::POST, "/conversations/{conversation_id}/tracker/events"),
+        (Method::PUT, "/conversations/{conversation_id}/tracker/events"),
+        (Method::GET, "/conversations/{conversation_id}/story"),
+        (Method::POST, "/conversations/{conversation_id}/messages"),
+        (Method::POST, "/conversations/{conversation_id}/predict"),
+        (Method::POST, "/conversations/{conversation_id}/execute"),
+        (Method::POST, "/conversations/{conversation_id}/trigger_intent"),
+        (Method::GET, "/conversations/{conversation_id}/respond"),
+        (Method::POST, "/conversations/{conversation_id}/respond"),
+    ]);
     r
 }
 
