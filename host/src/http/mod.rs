@@ -132,7 +132,8 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 pub fn router(state: SharedState) -> Router {
     let mut app = Router::new()
         .route("/", get(meta::root))
-        .route("/version", get(meta::version));
+        .route("/version", get(meta::version))
+        .route("/openapi.json", get(openapi::openapi_json));
     if state.channels.rest {
         app = app
             .route("/webhooks/rest/", get(crate::channels::rest::health))
