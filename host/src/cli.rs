@@ -129,7 +129,7 @@ pub struct RunArgs {
     #[arg(long = "body-read-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
     /// Conversations whose parsed events are kept in memory between requests.
-    #[arg(long = "cache-conversations", default_value_t = 10_000)]
+    #[arg(long = "cache-conversations", default_value_t = 1_000)]
     pub cache_conversations: usize,
     /// Verbose logs (`RUST_LOG` overrides).
     #[arg(short = 'v', long = "verbose", alias = "debug")]

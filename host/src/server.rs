@@ -142,11 +142,20 @@ pub fn build_state(
     };
     // 0 (a `RunArgs::default()`, as `colloquy shell` builds) means the default limit.
     let defaults = Limits::default();
-    let or = |v: u64, d: usize| if v == 0 { d } else { usize::try_from(v).unwrap_or(usize::MAX) };
+    let or = |v: u64, d: usize| {
+        if v == 0 {
+            d
+        } else {
+            usize::try_from(v).unwrap_or(usize::MAX)
+        }
+    };
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         max_events_per_request: or(args.max_events_per_request, defaults.max_events_per_request),
-        max_conversation_id_len: or(args.max_conversation_id_length, defaults.max_conversation_id_len),
+        max_conversation_id_len: or(
+            args.max_conversation_id_length,
+            defaults.max_conversation_id_len,
+        ),
         max_events_per_conversation: or(
             args.max_events_per_conversation,
             defaults.max_events_per_conversation,
@@ -170,6 +179,7 @@ pub fn build_state(
         plugin_dirs: args.plugins.plugin_dirs.clone(),
         channels,
         reminders: Default::default(),
+        states: crate::http::state_cache::StateCache::new(args.cache_conversations),
         me: Default::default(),
         empty_domain: Arc::new(Domain::empty()),
         limits,

@@ -423,114 +423,13 @@ impl Event {
         }
     }
 
-    /// The event as 3.6 serialises it.
+    /// The event as 3.6 serialises it (see the `Serialize` impl, the one definition).
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("event".into(), Value::String(self.type_name().into()));
-        m.insert("timestamp".into(), num(self.timestamp));
-        let always_metadata = matches!(self.kind, EventKind::User { .. } | EventKind::Bot { .. });
-        if always_metadata || !self.metadata.is_empty() {
-            m.insert("metadata".into(), Value::Object(self.metadata.clone()));
-        }
-        let s = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
-        let f = |v: &Option<f64>| v.map(num).unwrap_or(Value::Null);
-        match &self.kind {
-            EventKind::User {
-                text,
-                input_channel,
-                message_id,
-                ..
-            } => {
-                m.insert("text".into(), s(text));
-                m.insert(
-                    "parse_data".into(),
-                    Value::Object(self.user_parse_data().unwrap_or_default()),
-                );
-                m.insert("input_channel".into(), s(input_channel));
-                m.insert("message_id".into(), s(message_id));
-            }
-            EventKind::Bot { text, data } => {
-                m.insert("text".into(), s(text));
-                m.insert("data".into(), data.clone());
-            }
-            EventKind::Slot { name, value } => {
-                m.insert("name".into(), Value::String(name.clone()));
-                m.insert("value".into(), value.clone());
-            }
-            EventKind::Reminder {
-                intent,
-                entities,
-                date_time,
-                name,
-                kill_on_user_msg,
-            } => {
-                m.insert("intent".into(), Value::String(intent.clone()));
-                m.insert("date_time".into(), Value::String(date_time.clone()));
-                m.insert("entities".into(), entities.clone());
-                m.insert("name".into(), Value::String(name.clone()));
-                m.insert("kill_on_user_msg".into(), Value::Bool(*kill_on_user_msg));
-            }
-            EventKind::Followup { name } => {
-                m.insert("name".into(), Value::String(name.clone()));
-            }
-            EventKind::Action {
-                name,
-                policy,
-                confidence,
-                action_text,
-                hide_rule_turn,
-            } => {
-                m.insert("name".into(), s(name));
-                m.insert("policy".into(), s(policy));
-                m.insert("confidence".into(), f(confidence));
-                m.insert("action_text".into(), s(action_text));
-                m.insert("hide_rule_turn".into(), Value::Bool(*hide_rule_turn));
-            }
-            EventKind::Agent { text, data } => {
-                m.insert("text".into(), s(text));
-                m.insert("data".into(), data.clone());
-            }
-            EventKind::ActiveLoop { name } => {
-                m.insert("name".into(), s(name));
-            }
-            EventKind::LoopInterrupted { is_interrupted } => {
-                m.insert("is_interrupted".into(), Value::Bool(*is_interrupted));
-            }
-            EventKind::ActionExecutionRejected {
-                name,
-                policy,
-                confidence,
-            } => {
-                m.insert("name".into(), s(name));
-                m.insert("policy".into(), s(policy));
-                m.insert("confidence".into(), f(confidence));
-            }
-            EventKind::Entities { entities } => {
-                m.insert("entities".into(), Value::Array(entities.clone()));
-            }
-            EventKind::UserFeaturization {
-                use_text_for_featurization,
-            } => {
-                m.insert(
-                    "use_text_for_featurization".into(),
-                    Value::Bool(*use_text_for_featurization),
-                );
-            }
-            EventKind::Restart
-            | EventKind::Rewind
-            | EventKind::Undo
-            | EventKind::ResetSlots
-            | EventKind::CancelReminder { .. }
-            | EventKind::Export { .. }
-            | EventKind::Pause
-            | EventKind::Resume
-            | EventKind::SessionStarted => {}
-        }
-        Value::Object(m)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Adds `model_id` and `assistant_id` unless present (3.6 keeps an existing `model_id`).
@@ -783,5 +682,150 @@ mod tests {
             e.to_string(),
             r#"{"event":"user","timestamp":1.0,"metadata":{},"text":"hi","parse_data":{"intent":{"name":"greet","confidence":1.0},"entities":[],"text":"hi","message_id":null,"metadata":{}},"input_channel":null,"message_id":null}"#
         );
+    }
+}
+
+/// Serialises without building an intermediate `Value` tree: responses with hundreds of events
+/// write straight into the output buffer. Key order is 3.6's: `event`, `timestamp`,
+/// `metadata` (always for `user`/`bot`, else only when non-empty), then the type's fields.
+impl serde::Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("event", self.type_name())?;
+        m.serialize_entry("timestamp", &F64(self.timestamp))?;
+        let always_metadata = matches!(self.kind, EventKind::User { .. } | EventKind::Bot { .. });
+        if always_metadata || !self.metadata.is_empty() {
+            m.serialize_entry("metadata", &self.metadata)?;
+        }
+        match &self.kind {
+            EventKind::User {
+                text,
+                parse_data,
+                input_channel,
+                message_id,
+            } => {
+                m.serialize_entry("text", text)?;
+                m.serialize_entry(
+                    "parse_data",
+                    &ParseData {
+                        text,
+                        parse_data,
+                        message_id,
+                    },
+                )?;
+                m.serialize_entry("input_channel", input_channel)?;
+                m.serialize_entry("message_id", message_id)?;
+            }
+            EventKind::Bot { text, data } | EventKind::Agent { text, data } => {
+                m.serialize_entry("text", text)?;
+                m.serialize_entry("data", data)?;
+            }
+            EventKind::Slot { name, value } => {
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("value", value)?;
+            }
+            EventKind::Reminder {
+                intent,
+                entities,
+                date_time,
+                name,
+                kill_on_user_msg,
+            } => {
+                m.serialize_entry("intent", intent)?;
+                m.serialize_entry("date_time", date_time)?;
+                m.serialize_entry("entities", entities)?;
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("kill_on_user_msg", kill_on_user_msg)?;
+            }
+            EventKind::Followup { name } => m.serialize_entry("name", name)?,
+            EventKind::Action {
+                name,
+                policy,
+                confidence,
+                action_text,
+                hide_rule_turn,
+            } => {
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("policy", policy)?;
+                m.serialize_entry("confidence", &confidence.map(F64))?;
+                m.serialize_entry("action_text", action_text)?;
+                m.serialize_entry("hide_rule_turn", hide_rule_turn)?;
+            }
+            EventKind::ActiveLoop { name } => m.serialize_entry("name", name)?,
+            EventKind::LoopInterrupted { is_interrupted } => {
+                m.serialize_entry("is_interrupted", is_interrupted)?
+            }
+            EventKind::ActionExecutionRejected {
+                name,
+                policy,
+                confidence,
+            } => {
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("policy", policy)?;
+                m.serialize_entry("confidence", &confidence.map(F64))?;
+            }
+            EventKind::Entities { entities } => m.serialize_entry("entities", entities)?,
+            EventKind::UserFeaturization {
+                use_text_for_featurization,
+            } => m.serialize_entry("use_text_for_featurization", use_text_for_featurization)?,
+            EventKind::Restart
+            | EventKind::Rewind
+            | EventKind::Undo
+            | EventKind::ResetSlots
+            | EventKind::CancelReminder { .. }
+            | EventKind::Export { .. }
+            | EventKind::Pause
+            | EventKind::Resume
+            | EventKind::SessionStarted => {}
+        }
+        m.end()
+    }
+}
+
+/// A float as Python prints it: integral values keep their `.0`; non-finite ones are null.
+struct F64(f64);
+
+impl serde::Serialize for F64 {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            ser.serialize_f64(self.0)
+        } else {
+            ser.serialize_unit()
+        }
+    }
+}
+
+/// A user event's parse data in 3.6's shape (see [`Event::user_parse_data`]), written
+/// without copying the map.
+pub(crate) struct ParseData<'a> {
+    pub text: &'a Option<String>,
+    pub parse_data: &'a Map<String, Value>,
+    pub message_id: &'a Option<String>,
+}
+
+impl serde::Serialize for ParseData<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        const FIRST: [&str; 5] = ["intent", "entities", "text", "message_id", "metadata"];
+        let mut m = ser.serialize_map(None)?;
+        let empty_obj = Value::Object(Map::new());
+        let empty_arr = Value::Array(Vec::new());
+        for key in FIRST {
+            match (key, self.parse_data.get(key)) {
+                ("intent", None | Some(Value::Null)) => m.serialize_entry(key, &empty_obj)?,
+                ("entities", None | Some(Value::Null)) => m.serialize_entry(key, &empty_arr)?,
+                (_, Some(v)) => m.serialize_entry(key, v)?,
+                ("text", None) => m.serialize_entry(key, self.text)?,
+                ("message_id", None) => m.serialize_entry(key, self.message_id)?,
+                (_, None) => m.serialize_entry(key, &empty_obj)?,
+            }
+        }
+        for (k, v) in self.parse_data {
+            if !FIRST.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
     }
 }

@@ -52,6 +52,10 @@ pub struct TrackerState {
     pub latest_bot_utterance: Option<usize>,
     /// Indices (into the event list) of the applied events.
     pub applied: Vec<usize>,
+    /// How many events this state has seen (for `extend`).
+    pub seen: usize,
+    /// The last user event's `input_channel` over all events (reverted ones included).
+    pub latest_input_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +89,8 @@ impl TrackerState {
             active_loop: None,
             latest_bot_utterance: None,
             applied: Vec::new(),
+            seen: 0,
+            latest_input_channel: None,
         };
         s.reset(domain);
         // A fresh tracker has no pending follow-up until something asks for one.
@@ -96,17 +102,28 @@ impl TrackerState {
     /// undo reset, then replay the applied events without the reverted ones.
     pub fn compute(domain: &Domain, events: &[Event]) -> TrackerState {
         let mut st = TrackerState::new(domain);
-        let mut applied: Vec<usize> = Vec::new();
-        for (i, e) in events.iter().enumerate() {
+        st.extend(domain, events, 0);
+        st
+    }
+
+    /// Applies `events[from..]` to a state computed from `events[..from]`: the same result as
+    /// `compute(domain, events)`, in time proportional to the new events (a rewind or undo
+    /// among them replays the applied events).
+    pub fn extend(&mut self, domain: &Domain, events: &[Event], from: usize) {
+        let mut applied = std::mem::take(&mut self.applied);
+        for (i, e) in events.iter().enumerate().skip(from) {
+            if let EventKind::User { input_channel, .. } = &e.kind {
+                self.latest_input_channel = input_channel.clone();
+            }
             match &e.kind {
                 EventKind::Restart => {
                     applied.clear();
-                    st.reset(domain);
-                    st.followup_action = Some(ACTION_SESSION_START.into());
+                    self.reset(domain);
+                    self.followup_action = Some(ACTION_SESSION_START.into());
                 }
                 EventKind::SessionStarted => {
                     applied.clear();
-                    st.reset(domain);
+                    self.reset(domain);
                 }
                 EventKind::Rewind => {
                     // Back to and including the last user event, then the action before it.
@@ -122,7 +139,7 @@ impl TrackerState {
                             applied.truncate(pos);
                         }
                     }
-                    st.replay(domain, events, &applied);
+                    self.replay(domain, events, &applied);
                 }
                 EventKind::Undo => {
                     if let Some(pos) = applied
@@ -131,16 +148,16 @@ impl TrackerState {
                     {
                         applied.truncate(pos);
                     }
-                    st.replay(domain, events, &applied);
+                    self.replay(domain, events, &applied);
                 }
                 _ => {
                     applied.push(i);
-                    st.apply(domain, events, i);
+                    self.apply(domain, events, i);
                 }
             }
         }
-        st.applied = applied;
-        st
+        self.applied = applied;
+        self.seen = events.len();
     }
 
     fn replay(&mut self, domain: &Domain, events: &[Event], applied: &[usize]) {
@@ -264,76 +281,83 @@ pub fn tracker_json(
     events: &[Event],
     verbosity: EventVerbosity,
 ) -> Value {
-    let st = TrackerState::compute(domain, events);
-    let mut m = Map::new();
-    m.insert("sender_id".into(), Value::String(sender_id.into()));
-    m.insert(
-        "slots".into(),
-        Value::Object(st.slots.iter().cloned().collect()),
-    );
-    m.insert("latest_message".into(), st.latest_message_json(events));
-    m.insert(
-        "latest_event_time".into(),
-        events
-            .last()
-            .map(|e| num(e.timestamp))
-            .unwrap_or(Value::Null),
-    );
-    m.insert(
-        "followup_action".into(),
-        st.followup_action
-            .clone()
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-    );
-    m.insert("paused".into(), Value::Bool(st.paused));
-    let listed: Option<Vec<Value>> = match verbosity {
-        EventVerbosity::None => None,
-        EventVerbosity::All => Some(events.iter().map(Event::to_json).collect()),
-        EventVerbosity::AfterRestart => {
-            let start = events
-                .iter()
-                .rposition(|e| matches!(e.kind, EventKind::Restart))
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            Some(events[start..].iter().map(Event::to_json).collect())
+    let state = TrackerState::compute(domain, events);
+    serde_json::to_value(TrackerView {
+        sender_id,
+        events,
+        state: &state,
+        verbosity,
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// A tracker ready to serialise: its events, their state, and which events to list. Written
+/// straight to the response, without an intermediate `Value` per event.
+pub struct TrackerView<'a> {
+    pub sender_id: &'a str,
+    pub events: &'a [Event],
+    pub state: &'a TrackerState,
+    pub verbosity: EventVerbosity,
+}
+
+struct Listed<'a, I: Iterator<Item = &'a Event> + Clone>(I);
+
+impl<'a, I: Iterator<Item = &'a Event> + Clone> serde::Serialize for Listed<'a, I> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.0.clone())
+    }
+}
+
+impl serde::Serialize for TrackerView<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (st, events) = (self.state, self.events);
+        let mut m = ser.serialize_map(Some(11))?;
+        m.serialize_entry("sender_id", self.sender_id)?;
+        let slots: Map<String, Value> = st.slots.iter().cloned().collect();
+        m.serialize_entry("slots", &slots)?;
+        m.serialize_entry("latest_message", &st.latest_message_json(events))?;
+        m.serialize_entry(
+            "latest_event_time",
+            &events
+                .last()
+                .map(|e| num(e.timestamp))
+                .unwrap_or(Value::Null),
+        )?;
+        m.serialize_entry("followup_action", &st.followup_action)?;
+        m.serialize_entry("paused", &st.paused)?;
+        match self.verbosity {
+            EventVerbosity::None => m.serialize_entry("events", &Value::Null)?,
+            EventVerbosity::All => m.serialize_entry("events", &Listed(events.iter()))?,
+            EventVerbosity::AfterRestart => {
+                let start = events
+                    .iter()
+                    .rposition(|e| matches!(e.kind, EventKind::Restart))
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                m.serialize_entry("events", &Listed(events[start..].iter()))?
+            }
+            EventVerbosity::Applied => {
+                m.serialize_entry("events", &Listed(st.applied.iter().map(|&i| &events[i])))?
+            }
         }
-        EventVerbosity::Applied => Some(st.applied.iter().map(|&i| events[i].to_json()).collect()),
-    };
-    m.insert(
-        "events".into(),
-        listed.map(Value::Array).unwrap_or(Value::Null),
-    );
-    let channel = events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::User { input_channel, .. } => Some(input_channel.clone()),
-        _ => None,
-    });
-    m.insert(
-        "latest_input_channel".into(),
-        channel.flatten().map(Value::String).unwrap_or(Value::Null),
-    );
-    m.insert(
-        "active_loop".into(),
-        match &st.active_loop {
-            Some(l) => json!({"name": l.name, "is_interrupted": l.is_interrupted, "rejected": l.rejected, "trigger_message": l.trigger_message}),
+        m.serialize_entry("latest_input_channel", &st.latest_input_channel)?;
+        let active_loop = match &st.active_loop {
+            Some(l) => {
+                json!({"name": l.name, "is_interrupted": l.is_interrupted, "rejected": l.rejected, "trigger_message": l.trigger_message})
+            }
             None => json!({}),
-        },
-    );
-    m.insert(
-        "latest_action".into(),
-        match &st.latest_action {
+        };
+        m.serialize_entry("active_loop", &active_loop)?;
+        let latest_action = match &st.latest_action {
             Some(LatestAction::Name(n)) => json!({"action_name": n}),
             Some(LatestAction::Text(t)) => json!({"action_text": t}),
             None => json!({}),
-        },
-    );
-    m.insert(
-        "latest_action_name".into(),
-        st.latest_action_name()
-            .map(|s| Value::String(s.into()))
-            .unwrap_or(Value::Null),
-    );
-    Value::Object(m)
+        };
+        m.serialize_entry("latest_action", &latest_action)?;
+        m.serialize_entry("latest_action_name", &st.latest_action_name())?;
+        m.end()
+    }
 }
 
 /// Events up to `until`: a truncation at the first later timestamp, not a filter (§5c).
@@ -495,5 +519,48 @@ mod tests {
         );
         assert_eq!(truncate_until(&ev, Some(2.5)).len(), 1);
         assert_eq!(truncate_until(&ev, None).len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod extend_tests {
+    use super::*;
+
+    #[test]
+    fn extending_equals_recomputing_at_every_split() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        let mut domain = Domain::empty();
+        domain.slots.insert(
+            0,
+            crate::domain::Slot::implicit("bench_slot", crate::domain::SlotKind::Any),
+        );
+        for file in ["tracker-ALL.json", "conv1-tracker-ALL.json"] {
+            let t: Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                    .unwrap();
+            let events = Event::list_from_json(t["events"].as_array().unwrap()).unwrap();
+            let full = serde_json::to_string(&TrackerView {
+                sender_id: "x",
+                events: &events,
+                state: &TrackerState::compute(&domain, &events),
+                verbosity: EventVerbosity::All,
+            })
+            .unwrap();
+            for k in 0..=events.len() {
+                let mut st = TrackerState::compute(&domain, &events[..k]);
+                st.extend(&domain, &events, k);
+                let got = serde_json::to_string(&TrackerView {
+                    sender_id: "x",
+                    events: &events,
+                    state: &st,
+                    verbosity: EventVerbosity::All,
+                })
+                .unwrap();
+                assert_eq!(got, full, "{file} split at {k}");
+            }
+        }
     }
 }

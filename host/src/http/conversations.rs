@@ -84,6 +84,30 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The tracker of a stored log, its state extended from the previous request's.
+    pub(super) fn tracker_of(&self, log: &crate::conversations::Log) -> Result<Response, ApiError> {
+        let verbosity = self.query.verbosity()?;
+        let domain = self.state.domain();
+        let state = self
+            .state
+            .states
+            .take(self.id, log.epoch, &domain, &log.events);
+        let view = crate::engine::tracker::TrackerView {
+            sender_id: self.id,
+            events: &log.events,
+            state: &state,
+            verbosity,
+        };
+        let body = serde_json::to_vec(&view)
+            .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
+        self.state.states.put(self.id, log.epoch, &domain, state);
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response())
+    }
+
     pub(super) fn tracker(&self, events: &[Event]) -> Result<Response, ApiError> {
         let verbosity = self.query.verbosity()?;
         Ok(Json(tracker_json(
@@ -174,6 +198,7 @@ async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
     req.query.verbosity()?;
     let log = req.state.conversations.read(req.id).await?;
     let events: Arc<Vec<Event>> = match log {
+        Some(l) if !l.events.is_empty() && until.is_none() => return req.tracker_of(&l),
         Some(l) if !l.events.is_empty() => l.events,
         _ => {
             let mut fresh = session_start_events(Vec::new(), None);
@@ -264,7 +289,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
     if side_effects {
         execute_side_effects(&req, &log.events, &posted).await?;
     }
-    req.tracker(&log.events)
+    req.tracker_of(&log)
 }
 
 /// `execute_side_effects=true`: posted `bot` events go to `output_channel`, reminders are
@@ -309,7 +334,7 @@ async fn replace_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiEr
         .conversations
         .modify(req.id, |_| Ok((Some(Write::Replace(events)), ())))
         .await?;
-    req.tracker(&log.events)
+    req.tracker_of(&log)
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
         ..Default::default()
     };
     let out = req.state.processor.log_only(req.state, agent, msg).await?;
-    req.tracker(&out.log.events)
+    req.tracker_of(&out.log)
 }
 
 /// `POST …/predict`: the policies' scores for the next action, nothing executed or stored.

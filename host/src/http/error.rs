@@ -117,7 +117,10 @@ pub async fn rasa_error_body(response: Response) -> Response {
         s => (s, "BadRequest"),
     };
     let message = if text.trim().is_empty() {
-        status.canonical_reason().unwrap_or("Request failed").to_string()
+        status
+            .canonical_reason()
+            .unwrap_or("Request failed")
+            .to_string()
     } else {
         text
     };

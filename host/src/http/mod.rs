@@ -9,6 +9,7 @@ pub mod model;
 pub mod openapi;
 pub mod query;
 pub mod serve;
+pub mod state_cache;
 
 use std::sync::{Arc, RwLock};
 
@@ -50,6 +51,8 @@ impl Default for Limits {
 
 pub struct AppState {
     pub processor: crate::dialogue::Processor,
+    /// Tracker states between requests (see `state_cache.rs`).
+    pub states: state_cache::StateCache,
     pub channels: crate::channels::Channels,
     pub reminders: crate::dialogue::reminders::Scheduler,
     /// Set once at start-up, for background tasks (reminders) that need the state.
@@ -115,13 +118,22 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     // `/conversations/{*rest}`: dispatched by suffix in conversations.rs.
     r.extend([
         (Method::GET, "/conversations/{conversation_id}/tracker"),
-        (Method::POST, "/conversations/{conversation_id}/tracker/events"),
-        (Method::PUT, "/conversations/{conversation_id}/tracker/events"),
+        (
+            Method::POST,
+            "/conversations/{conversation_id}/tracker/events",
+        ),
+        (
+            Method::PUT,
+            "/conversations/{conversation_id}/tracker/events",
+        ),
         (Method::GET, "/conversations/{conversation_id}/story"),
         (Method::POST, "/conversations/{conversation_id}/messages"),
         (Method::POST, "/conversations/{conversation_id}/predict"),
         (Method::POST, "/conversations/{conversation_id}/execute"),
-        (Method::POST, "/conversations/{conversation_id}/trigger_intent"),
+        (
+            Method::POST,
+            "/conversations/{conversation_id}/trigger_intent",
+        ),
         (Method::GET, "/conversations/{conversation_id}/respond"),
         (Method::POST, "/conversations/{conversation_id}/respond"),
     ]);
@@ -181,7 +193,9 @@ pub fn router(state: SharedState) -> Router {
     app.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .layer(axum::middleware::map_response(error::rasa_error_body))
         .with_state(state)
 }
