@@ -59,12 +59,28 @@ pub async fn webhook(
             "body",
         ));
     }
-    let metadata = obj.get("metadata").and_then(Value::as_object).cloned();
-    let input_channel = obj
-        .get("input_channel")
-        .and_then(Value::as_str)
-        .unwrap_or("rest")
-        .to_string();
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                format!("'metadata' must be an object, got {other}."),
+                "metadata",
+                "body",
+            ))
+        }
+    };
+    let input_channel = match obj.get("input_channel") {
+        None | Some(Value::Null) => "rest".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                format!("'input_channel' must be a string, got {other}."),
+                "input_channel",
+                "body",
+            ))
+        }
+    };
     let Some(agent) = state.agent() else {
         return Err(ApiError::conflict(
             "No model is loaded: the bot cannot answer yet.",

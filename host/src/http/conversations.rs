@@ -39,12 +39,44 @@ fn split(rest: &str) -> Option<(&str, &'static str)> {
     })
 }
 
-fn route_not_found(method: &str, rest: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("Requested URL {method} /conversations/{rest} not found"),
-    )
+/// The methods a conversation route answers (the `Allow` header of a 405).
+fn allowed(suffix: &str) -> &'static str {
+    match suffix {
+        "/tracker" | "/story" => "GET,HEAD",
+        "/tracker/events" => "POST,PUT",
+        "/respond" => "GET,HEAD,POST",
+        _ => "POST",
+    }
+}
+
+/// A known conversation route with another method: 405 with `Allow`; anything else: 404.
+fn route_not_found(method: &str, rest: &str) -> Response {
+    match split(rest) {
+        Some((_, suffix)) => {
+            let mut r = ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("Method {method} not allowed for URL /conversations/{rest}"),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::ALLOW,
+                axum::http::HeaderValue::from_static(allowed(suffix)),
+            );
+            r
+        }
+        None => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Requested URL {method} /conversations/{rest} not found"),
+        )
+        .into_response(),
+    }
+}
+
+/// Methods other than GET, POST and PUT under `/conversations/`.
+pub async fn other_dispatch(method: axum::http::Method, Path(rest): Path<String>) -> Response {
+    route_not_found(method.as_str(), &rest)
 }
 
 pub(super) struct Request<'a> {
@@ -143,7 +175,7 @@ pub async fn get_dispatch(
         Some((id, "/respond")) => {
             super::dialogue::respond(Request::new(&state, id, &headers, q)?, None).await
         }
-        _ => Err(route_not_found("GET", &rest)),
+        _ => Ok(route_not_found("GET", &rest)),
     }
 }
 
@@ -173,7 +205,7 @@ pub async fn post_dispatch(
         Some((id, "/respond")) => {
             super::dialogue::respond(Request::new(&state, id, &headers, q)?, Some(body)).await
         }
-        _ => Err(route_not_found("POST", &rest)),
+        _ => Ok(route_not_found("POST", &rest)),
     }
 }
 
@@ -188,7 +220,7 @@ pub async fn put_dispatch(
         Some((id, "/tracker/events")) => {
             replace_events(Request::new(&state, id, &headers, q)?, body).await
         }
-        _ => Err(route_not_found("PUT", &rest)),
+        _ => Ok(route_not_found("PUT", &rest)),
     }
 }
 

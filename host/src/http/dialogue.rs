@@ -41,10 +41,9 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
     let agent = req.state.require_agent()?;
     let m = body_object(&body)?;
     // 0.12+ prefers `message` over `text`.
-    let text = match opt_string(&m, "message")? {
-        Some(t) => Some(t),
-        None => opt_string(&m, "text")?,
-    };
+    // Both are type-checked; `message` wins when both are given.
+    let (message, text) = (opt_string(&m, "message")?, opt_string(&m, "text")?);
+    let text = message.or(text);
     let Some(text) = text else {
         return Err(ApiError::bad_parameter(
             "The message must have a 'text'.",
@@ -211,9 +210,10 @@ pub(super) async fn respond(req: Request<'_>, body: Option<Bytes>) -> Result<Res
     let text = match &body {
         Some(b) if !b.iter().all(u8::is_ascii_whitespace) => {
             let m = body_object(b)?;
-            match (opt_string(&m, "query")?, opt_string(&m, "q")?) {
-                (Some(t), _) | (None, Some(t)) => Some(t),
-                _ => None,
+            // `query` first; `q` only when there is no `query`.
+            match opt_string(&m, "query")? {
+                Some(t) => Some(t),
+                None => opt_string(&m, "q")?,
             }
         }
         _ => req

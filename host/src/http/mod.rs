@@ -185,7 +185,8 @@ pub fn router(state: SharedState) -> Router {
                 "/conversations/{*rest}",
                 get(conversations::get_dispatch)
                     .post(conversations::post_dispatch)
-                    .put(conversations::put_dispatch),
+                    .put(conversations::put_dispatch)
+                    .fallback(conversations::other_dispatch),
             );
     }
     let limit = state.limits.max_body_bytes;

@@ -75,8 +75,19 @@ pub async fn parse_legacy(
     Ok(Json(parse_text(&state, text).await?).into_response())
 }
 
-fn events_body(body: &Bytes) -> Result<Vec<Event>, ApiError> {
+fn events_body(state: &SharedState, body: &Bytes) -> Result<Vec<Event>, ApiError> {
     match json_body(body)? {
+        Value::Array(items) if items.len() > state.limits.max_events_per_request => {
+            Err(ApiError::bad_parameter(
+                format!(
+                    "Too many events in one request ({} > {}).",
+                    items.len(),
+                    state.limits.max_events_per_request
+                ),
+                "",
+                "body",
+            ))
+        }
         Value::Array(items) => Ok(Event::list_from_json(&items)?),
         other => Err(ApiError::bad_parameter(
             format!("Supplied events are not valid: expected a list of events, got {other}."),
@@ -97,7 +108,7 @@ pub async fn predict(
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     let agent = state.require_agent()?;
-    let events = events_body(&body)?;
+    let events = events_body(&state, &body)?;
     Ok(Json(super::dialogue::prediction_json(
         &agent, "default", &events, false,
     ))
@@ -114,7 +125,7 @@ pub async fn predict_legacy(
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
     let agent = state.require_agent()?;
-    let events = events_body(&body)?;
+    let events = events_body(&state, &body)?;
     let mut out = super::dialogue::prediction_json(&agent, "default", &events, false);
     if let Some(o) = out.as_object_mut() {
         o.remove("confidence");
