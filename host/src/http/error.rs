@@ -103,7 +103,8 @@ pub async fn rasa_error_body(response: Response) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let timed_out = text.contains("timed out") || text.contains("TimedOut");
+    // A body stalled beyond `--body-read-timeout` (tower-http's TimeoutBody).
+    let timed_out = text.contains("timed out") || text.contains("designated timeout");
     let (status, reason) = match status {
         _ if timed_out => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
         StatusCode::BAD_REQUEST => (status, "BadRequest"),
