@@ -86,7 +86,7 @@ pub(super) async fn predict(req: Request<'_>) -> Result<Response, ApiError> {
     let Some(log) = req.state.conversations.read(req.id).await? else {
         return Err(ApiError::conversation_not_found());
     };
-    Ok(Json(prediction_json(&agent, req.id, &log.events, true)).into_response())
+    Ok(Json(prediction_json(&agent, req.id, &log.events, true, EventVerbosity::AfterRestart)).into_response())
 }
 
 /// The predict response: sorted scores (conversation route) or in domain order (`/model/predict`).
@@ -95,6 +95,7 @@ pub fn prediction_json(
     sender_id: &str,
     events: &[crate::engine::Event],
     sorted: bool,
+    verbosity: EventVerbosity,
 ) -> Value {
     let state = crate::engine::TrackerState::compute(&agent.domain, events);
     let story: Vec<_> = state
@@ -111,12 +112,7 @@ pub fn prediction_json(
                 .then_with(|| a.0.cmp(&b.0))
         });
     }
-    let mut tracker = tracker_json(
-        sender_id,
-        &agent.domain,
-        events,
-        EventVerbosity::AfterRestart,
-    );
+    let mut tracker = tracker_json(sender_id, &agent.domain, events, verbosity);
     // A pending follow-up is consumed by this prediction.
     if let Some(t) = tracker.as_object_mut() {
         t.insert("followup_action".into(), Value::Null);

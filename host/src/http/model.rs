@@ -107,10 +107,11 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     state.auth.check(&headers, q.get("token"), None)?;
+    let verbosity = q.verbosity()?;
     let agent = state.require_agent()?;
     let events = events_body(&state, &body)?;
     Ok(Json(super::dialogue::prediction_json(
-        &agent, "default", &events, false,
+        &agent, "default", &events, false, verbosity,
     ))
     .into_response())
 }
@@ -126,7 +127,13 @@ pub async fn predict_legacy(
     state.auth.check(&headers, q.get("token"), None)?;
     let agent = state.require_agent()?;
     let events = events_body(&state, &body)?;
-    let mut out = super::dialogue::prediction_json(&agent, "default", &events, false);
+    let mut out = super::dialogue::prediction_json(
+        &agent,
+        "default",
+        &events,
+        false,
+        crate::engine::EventVerbosity::AfterRestart,
+    );
     if let Some(o) = out.as_object_mut() {
         o.remove("confidence");
     }
