@@ -578,113 +578,6 @@ impl Fields<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn round(v: Value) -> Value {
-        Event::from_json(&v).unwrap().unwrap().to_json()
-    }
-
-    #[test]
-    fn captured_events_round_trip_exactly() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/rasa/captured-3.6.21/"
-        );
-        for file in [
-            "conv1-tracker-ALL.json",
-            "tracker-ALL.json",
-            "events-append-list-new-conv.json",
-        ] {
-            let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
-            let tracker: Value = serde_json::from_str(&text).unwrap();
-            for e in tracker["events"].as_array().unwrap() {
-                assert_eq!(&round(e.clone()), e, "in {file}");
-                assert_eq!(
-                    round(e.clone()).to_string(),
-                    e.to_string(),
-                    "key order in {file}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn slot_values_keep_their_types() {
-        for v in [
-            json!(34),
-            json!("34"),
-            json!(null),
-            json!([34, "34", null]),
-            json!(1.5),
-            json!({"a": [1]}),
-        ] {
-            let e = json!({"event": "slot", "timestamp": 1.0, "name": "cuisine", "value": v});
-            assert_eq!(round(e.clone())["value"], v);
-        }
-    }
-
-    #[test]
-    fn legacy_forms_are_reemitted_as_loops() {
-        let e = round(json!({"event": "form", "timestamp": 2.0, "name": "f"}));
-        assert_eq!(
-            e,
-            json!({"event": "active_loop", "timestamp": 2.0, "name": "f"})
-        );
-        let e = round(json!({"event": "form_validation", "timestamp": 2.0, "validate": false}));
-        assert_eq!(
-            e,
-            json!({"event": "loop_interrupted", "timestamp": 2.0, "is_interrupted": true})
-        );
-    }
-
-    #[test]
-    fn bad_events_are_refused_with_a_reason() {
-        for bad in [
-            json!(null),
-            json!(0),
-            json!("AAA"),
-            json!({}),
-            json!({"event": "nope"}),
-            json!({"event": "user"}),
-            json!({"event": "user", "parse_data": null}),
-            json!({"event": "slot"}),
-            json!({"event": "slot", "name": "x"}),
-            json!({"event": "action"}),
-            json!({"event": "reminder"}),
-            json!({"event": "action", "name": 3}),
-            json!({"event": "user", "parse_data": {"entities": {"a": 1}}}),
-            json!({"event": "slot", "name": "x", "value": 1, "timestamp": "soon"}),
-            json!({"event": "slot", "name": "x", "value": 1, "metadata": []}),
-        ] {
-            assert!(Event::from_json(&bad).is_err(), "accepted {bad}");
-        }
-        assert_eq!(Event::from_json(&json!({"event": "topic"})).unwrap(), None);
-    }
-
-    #[test]
-    fn timestamp_zero_or_missing_means_now() {
-        let before = now();
-        let e = Event::from_json(&json!({"event": "pause", "timestamp": 0}))
-            .unwrap()
-            .unwrap();
-        assert!(e.timestamp >= before);
-    }
-
-    #[test]
-    fn user_parse_data_is_completed() {
-        let e = round(
-            json!({"event": "user", "timestamp": 1.0, "text": "hi", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}}),
-        );
-        assert_eq!(
-            e.to_string(),
-            r#"{"event":"user","timestamp":1.0,"metadata":{},"text":"hi","parse_data":{"intent":{"name":"greet","confidence":1.0},"entities":[],"text":"hi","message_id":null,"metadata":{}},"input_channel":null,"message_id":null}"#
-        );
-    }
-}
-
 /// Serialises without building an intermediate `Value` tree: responses with hundreds of events
 /// write straight into the output buffer. Key order is 3.6's: `event`, `timestamp`,
 /// `metadata` (always for `user`/`bot`, else only when non-empty), then the type's fields.
@@ -827,5 +720,112 @@ impl serde::Serialize for ParseData<'_> {
             }
         }
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round(v: Value) -> Value {
+        Event::from_json(&v).unwrap().unwrap().to_json()
+    }
+
+    #[test]
+    fn captured_events_round_trip_exactly() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        for file in [
+            "conv1-tracker-ALL.json",
+            "tracker-ALL.json",
+            "events-append-list-new-conv.json",
+        ] {
+            let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+            let tracker: Value = serde_json::from_str(&text).unwrap();
+            for e in tracker["events"].as_array().unwrap() {
+                assert_eq!(&round(e.clone()), e, "in {file}");
+                assert_eq!(
+                    round(e.clone()).to_string(),
+                    e.to_string(),
+                    "key order in {file}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slot_values_keep_their_types() {
+        for v in [
+            json!(34),
+            json!("34"),
+            json!(null),
+            json!([34, "34", null]),
+            json!(1.5),
+            json!({"a": [1]}),
+        ] {
+            let e = json!({"event": "slot", "timestamp": 1.0, "name": "cuisine", "value": v});
+            assert_eq!(round(e.clone())["value"], v);
+        }
+    }
+
+    #[test]
+    fn legacy_forms_are_reemitted_as_loops() {
+        let e = round(json!({"event": "form", "timestamp": 2.0, "name": "f"}));
+        assert_eq!(
+            e,
+            json!({"event": "active_loop", "timestamp": 2.0, "name": "f"})
+        );
+        let e = round(json!({"event": "form_validation", "timestamp": 2.0, "validate": false}));
+        assert_eq!(
+            e,
+            json!({"event": "loop_interrupted", "timestamp": 2.0, "is_interrupted": true})
+        );
+    }
+
+    #[test]
+    fn bad_events_are_refused_with_a_reason() {
+        for bad in [
+            json!(null),
+            json!(0),
+            json!("AAA"),
+            json!({}),
+            json!({"event": "nope"}),
+            json!({"event": "user"}),
+            json!({"event": "user", "parse_data": null}),
+            json!({"event": "slot"}),
+            json!({"event": "slot", "name": "x"}),
+            json!({"event": "action"}),
+            json!({"event": "reminder"}),
+            json!({"event": "action", "name": 3}),
+            json!({"event": "user", "parse_data": {"entities": {"a": 1}}}),
+            json!({"event": "slot", "name": "x", "value": 1, "timestamp": "soon"}),
+            json!({"event": "slot", "name": "x", "value": 1, "metadata": []}),
+        ] {
+            assert!(Event::from_json(&bad).is_err(), "accepted {bad}");
+        }
+        assert_eq!(Event::from_json(&json!({"event": "topic"})).unwrap(), None);
+    }
+
+    #[test]
+    fn timestamp_zero_or_missing_means_now() {
+        let before = now();
+        let e = Event::from_json(&json!({"event": "pause", "timestamp": 0}))
+            .unwrap()
+            .unwrap();
+        assert!(e.timestamp >= before);
+    }
+
+    #[test]
+    fn user_parse_data_is_completed() {
+        let e = round(
+            json!({"event": "user", "timestamp": 1.0, "text": "hi", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}}),
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"{"event":"user","timestamp":1.0,"metadata":{},"text":"hi","parse_data":{"intent":{"name":"greet","confidence":1.0},"entities":[],"text":"hi","message_id":null,"metadata":{}},"input_channel":null,"message_id":null}"#
+        );
     }
 }
