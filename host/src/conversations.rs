@@ -199,6 +199,53 @@ impl Conversations {
         Ok(Some(log))
     }
 
+    /// Drops the cached log of `id` so that the caller's copy is the only reference (it is
+    /// about to extend it in place; see [`Self::append_turn`], which caches the result).
+    pub fn detach(&self, id: &str) {
+        self.forget(id);
+    }
+
+    /// Stores `events[stored..]` — the new events of a turn that started from the log at
+    /// `epoch` with `stored` events — and caches `events` as the new log, without copying.
+    pub async fn append_turn(
+        &self,
+        id: &str,
+        epoch: u64,
+        stored: usize,
+        events: Vec<Event>,
+    ) -> Result<Log, ConversationError> {
+        if events.len() == stored {
+            let log = Log {
+                epoch,
+                events: Arc::new(events),
+            };
+            self.remember(id, log.clone());
+            return Ok(log);
+        }
+        self.check_size(events.len())?;
+        let texts: Vec<String> = events[stored..].iter().map(Event::to_json_string).collect();
+        let pos = self
+            .store
+            .append(id, texts.clone())
+            .await
+            .map_err(ConversationError::Store)?;
+        let log = Log {
+            epoch: pos.epoch,
+            events: Arc::new(events),
+        };
+        if pos.epoch == epoch && pos.length == log.events.len() as u64 {
+            self.remember(id, log.clone());
+        } else {
+            // Written elsewhere meanwhile (or a brand-new conversation's first epoch): re-read next time.
+            self.forget(id);
+        }
+        self.counters
+            .events_stored
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.publish(id, texts).await;
+        Ok(log)
+    }
+
     /// Runs `decide` on the current log under the conversation's lock, persists what it
     /// returns, publishes it, and returns the new log with `decide`'s extra output.
     pub async fn modify<T>(

@@ -53,16 +53,22 @@ pub struct Turn<'a> {
     pub sender_id: &'a str,
     pub events: Vec<Event>,
     pub stored: usize,
+    /// The epoch of the stored log the turn started from.
+    pub epoch: u64,
     pub channel: Option<String>,
 }
 
 impl<'a> Turn<'a> {
-    fn new(agent: &'a Agent, sender_id: &'a str, log: &Log, channel: Option<String>) -> Turn<'a> {
+    /// Takes the conversation's events over. The caller detached the log from the cache
+    /// (`Conversations::detach`), so the vector is usually ours alone and is not copied.
+    fn new(agent: &'a Agent, sender_id: &'a str, log: Log, channel: Option<String>) -> Turn<'a> {
+        let stored = log.events.len();
         Turn {
             agent,
             sender_id,
-            events: log.events.as_ref().clone(),
-            stored: log.events.len(),
+            events: Arc::try_unwrap(log.events).unwrap_or_else(|shared| shared.as_ref().clone()),
+            stored,
+            epoch: log.epoch,
             channel,
         }
     }
@@ -369,7 +375,8 @@ impl Processor {
         let conv = &state.conversations;
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
-            let mut turn = Turn::new(&agent, &msg.sender_id, &log, msg.input_channel.clone());
+            conv.detach(&msg.sender_id);
+            let mut turn = Turn::new(&agent, &msg.sender_id, log, msg.input_channel.clone());
             self.log_message(&mut turn, &msg).await?;
             let st = turn.state();
             let restart_asked = turn.events.last().and_then(|_| {
@@ -380,7 +387,7 @@ impl Processor {
             if !st.paused || restart_asked {
                 self.predict_and_run(&mut turn).await?;
             }
-            self.finish(state, &log, turn).await
+            self.finish(state, turn).await
         })
         .await
     }
@@ -395,9 +402,10 @@ impl Processor {
         let conv = &state.conversations;
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
-            let mut turn = Turn::new(&agent, &msg.sender_id, &log, msg.input_channel.clone());
+            conv.detach(&msg.sender_id);
+            let mut turn = Turn::new(&agent, &msg.sender_id, log, msg.input_channel.clone());
             self.log_message(&mut turn, &msg).await?;
-            self.finish(state, &log, turn).await
+            self.finish(state, turn).await
         })
         .await
     }
@@ -425,7 +433,8 @@ impl Processor {
                 .read(sender_id)
                 .await?
                 .ok_or_else(ApiError::conversation_not_found)?;
-            let mut turn = Turn::new(&agent, sender_id, &log, None);
+            conv.detach(sender_id);
+            let mut turn = Turn::new(&agent, sender_id, log, None);
             match actions::run(self, &mut turn, action).await {
                 Ok(events) => {
                     turn.push(Event::action_with(action, policy.as_deref(), confidence));
@@ -441,7 +450,7 @@ impl Processor {
                     ));
                 }
             }
-            self.finish(state, &log, turn).await
+            self.finish(state, turn).await
         })
         .await
     }
@@ -458,11 +467,12 @@ impl Processor {
         let conv = &state.conversations;
         conv.locked(sender_id, || async {
             let log = conv.read(sender_id).await?.unwrap_or_else(Log::empty);
+            conv.detach(sender_id);
             let channel = log.events.iter().rev().find_map(|e| match &e.kind {
                 EventKind::User { input_channel, .. } => input_channel.clone(),
                 _ => None,
             });
-            let mut turn = Turn::new(&agent, sender_id, &log, channel.clone());
+            let mut turn = Turn::new(&agent, sender_id, log, channel.clone());
             let parse_data: Map<String, Value> = serde_json::from_value(json!({
                 "intent": {"name": intent, "confidence": 1.0},
                 "entities": entities,
@@ -478,31 +488,25 @@ impl Processor {
             };
             self.log_message(&mut turn, &msg).await?;
             self.predict_and_run(&mut turn).await?;
-            self.finish(state, &log, turn).await
+            self.finish(state, turn).await
         })
         .await
     }
 
     /// Stores the turn's new events and collects its bot messages.
-    async fn finish(
-        &self,
-        state: &AppState,
-        old: &Log,
-        turn: Turn<'_>,
-    ) -> Result<TurnOutput, ApiError> {
+    async fn finish(&self, state: &AppState, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
+        let sender_id = turn.sender_id;
         let new = turn.new_events();
         let messages: Vec<Value> = new
             .iter()
-            .flat_map(|e| output::channel_messages(turn.sender_id, e))
+            .flat_map(|e| output::channel_messages(sender_id, e))
             .collect();
         let log = state
             .conversations
-            .append_locked(turn.sender_id, old, new.clone())
+            .append_turn(sender_id, turn.epoch, turn.stored, turn.events)
             .await?;
         // Side effects only once the events are stored.
-        state
-            .reminders
-            .handle(&state.self_ref(), turn.sender_id, &new);
+        state.reminders.handle(&state.self_ref(), sender_id, &new);
         Ok(TurnOutput { log, messages })
     }
 }

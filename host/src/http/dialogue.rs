@@ -86,7 +86,14 @@ pub(super) async fn predict(req: Request<'_>) -> Result<Response, ApiError> {
     let Some(log) = req.state.conversations.read(req.id).await? else {
         return Err(ApiError::conversation_not_found());
     };
-    Ok(Json(prediction_json(&agent, req.id, &log.events, true, EventVerbosity::AfterRestart)).into_response())
+    Ok(Json(prediction_json(
+        &agent,
+        req.id,
+        &log.events,
+        true,
+        EventVerbosity::AfterRestart,
+    ))
+    .into_response())
 }
 
 /// The predict response: sorted scores (conversation route) or in domain order (`/model/predict`).
