@@ -33,6 +33,7 @@ async fn validate_with(
     }
     let outcome = custom(p, turn, validate).await;
     turn.events.truncate(mark);
+    turn.invalidate();
     outcome
 }
 
@@ -119,6 +120,7 @@ pub async fn run(
                     && !validator_spoke
                 {
                     turn.events.truncate(start);
+                    turn.invalidate();
                     return Err(ActionOutcome::Rejected(format!(
                         "form '{name}' failed to extract requested slot '{r}'"
                     )));
@@ -166,6 +168,7 @@ pub async fn run(
     }
     // Hand the events back to the caller, who logs them after the form's `action` event.
     out.extend(turn.events.drain(start..));
+    turn.invalidate();
     out.extend(tail);
     Ok(out)
 }

@@ -55,6 +55,8 @@ pub struct Turn<'a> {
     pub stored: usize,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
+    /// The state of `events` as last computed (see [`Turn::state`]).
+    state: std::sync::Mutex<Option<TrackerState>>,
     pub channel: Option<String>,
 }
 
@@ -69,6 +71,7 @@ impl<'a> Turn<'a> {
             events: Arc::try_unwrap(log.events).unwrap_or_else(|shared| shared.as_ref().clone()),
             stored,
             epoch: log.epoch,
+            state: std::sync::Mutex::new(None),
             channel,
         }
     }
@@ -79,8 +82,22 @@ impl<'a> Turn<'a> {
         self.events.push(e);
     }
 
+    /// The tracker state of the events so far. Kept between calls and extended by the events
+    /// pushed since (a turn asks for it several times per prediction).
     pub fn state(&self) -> TrackerState {
-        TrackerState::compute(&self.agent.domain, &self.events)
+        let mut cached = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match cached.as_mut() {
+            Some(st) if st.seen <= self.events.len() => {
+                st.extend(&self.agent.domain, &self.events, st.seen)
+            }
+            _ => *cached = Some(TrackerState::compute(&self.agent.domain, &self.events)),
+        }
+        cached.as_ref().expect("just computed").clone()
+    }
+
+    /// Must follow any change to `events` other than `push` (truncating, draining).
+    pub fn invalidate(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn new_events(&self) -> Vec<Event> {
