@@ -57,6 +57,8 @@ pub struct Turn<'a> {
     pub epoch: u64,
     /// The state of `events` as last computed (see [`Turn::state`]).
     state: std::sync::Mutex<Option<TrackerState>>,
+    /// The applied indices and their story events as last converted (see [`Turn::story_events`]).
+    stories: std::sync::Mutex<Option<(Vec<usize>, Vec<StoryEvent>)>>,
     pub channel: Option<String>,
 }
 
@@ -72,6 +74,7 @@ impl<'a> Turn<'a> {
             stored,
             epoch: log.epoch,
             state: std::sync::Mutex::new(None),
+            stories: std::sync::Mutex::new(None),
             channel,
         }
     }
@@ -98,6 +101,7 @@ impl<'a> Turn<'a> {
     /// Must follow any change to `events` other than `push` (truncating, draining).
     pub fn invalidate(&self) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.stories.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn new_events(&self) -> Vec<Event> {
@@ -135,12 +139,30 @@ impl<'a> Turn<'a> {
     }
 
     /// The applied events as the policies see them.
+    /// The applied events as the policies see them. Kept between calls: when the applied list
+    /// only grew, just the new entries are converted.
     pub fn story_events(&self) -> Vec<StoryEvent> {
+        self.with_story_events(|s| s.to_vec())
+    }
+
+    /// Runs `f` on the story events without copying them.
+    pub fn with_story_events<R>(&self, f: impl FnOnce(&[StoryEvent]) -> R) -> R {
         let st = self.state();
-        st.applied
-            .iter()
-            .filter_map(|&i| story_event(&self.events[i]))
-            .collect()
+        let mut cached = self.stories.lock().unwrap_or_else(|p| p.into_inner());
+        let (applied, stories) = cached.get_or_insert_with(Default::default);
+        let is_prefix =
+            applied.len() <= st.applied.len() && st.applied[..applied.len()] == applied[..];
+        if !is_prefix {
+            applied.clear();
+            stories.clear();
+        }
+        stories.extend(
+            st.applied[applied.len()..]
+                .iter()
+                .filter_map(|&i| story_event(&self.events[i])),
+        );
+        *applied = st.applied;
+        f(stories)
     }
 }
 
@@ -327,14 +349,11 @@ impl Processor {
                 );
                 break;
             }
-            let story = turn.story_events();
             let prediction = match default_rule(turn, after_user) {
                 Some(p) => p,
-                None => turn
-                    .agent
-                    .model
-                    .policies
-                    .predict(&turn.agent.domain, &story),
+                None => turn.with_story_events(|story| {
+                    turn.agent.model.policies.predict(&turn.agent.domain, story)
+                }),
             };
             if after_user {
                 turn.push(Event::new(EventKind::UserFeaturization {
