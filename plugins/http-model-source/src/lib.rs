@@ -53,29 +53,11 @@ static FILE_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl HttpModelSource {
     /// Builds the client (no request is made here).
     pub fn new(config: ModelSourceConfig) -> Result<Self, PluginError> {
-        let mut builder = Client::builder()
-            .timeout(config.timeout)
+        let builder = Client::builder()
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(30)))
             .user_agent(concat!("colloquy-model-source/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &config.cafile {
-            let pem = std::fs::read(path)
-                .map_err(|e| config::key_error("cafile", &format!("cannot read `{path}`: {e}")))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                config::key_error("cafile", &format!("`{path}` is not a PEM bundle: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(config::key_error(
-                    "cafile",
-                    &format!("`{path}` holds no certificate"),
-                ));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| PluginError::config(format!("HTTP client: {e}")))?;
+        let client =
+            colloquy_plugin_http_common::client(builder, config.timeout, config.cafile.as_deref())?;
         Ok(HttpModelSource {
             display_url: config::redacted_url(&config.url),
             config,

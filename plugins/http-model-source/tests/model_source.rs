@@ -443,40 +443,6 @@ async fn through_the_abi_box() {
     assert!(module.new_nlu_connector().is_none());
 }
 
-/// A 200 without ETag is a warning; a failure streak is warned once and its end noted; the
-/// token never appears (current-thread runtime: the captured subscriber is thread-local).
-#[tokio::test]
-async fn warnings_once_per_streak_and_without_the_token() {
-    let logs = common::Logs::default();
-    let _guard = logs.capture();
-    let dir = tempfile::tempdir().unwrap();
-
-    let server = FakeServer::start(|_| Reply::status(200).body(ARCHIVE)).await;
-    let src = source(json!({"url": server.url("/m"), "token": "s3cret"}));
-    src.fetch(request(None, dir.path())).await.unwrap();
-    assert!(logs.text().contains("without an ETag"), "{}", logs.text());
-
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    let server = FakeServer::start(move |_| {
-        if c.fetch_add(1, Ordering::SeqCst) < 3 {
-            Reply::status(500)
-        } else {
-            Reply::status(304)
-        }
-    })
-    .await;
-    let src = source(json!({"url": server.url("/m"), "token": "s3cret"}));
-    for _ in 0..3 {
-        src.fetch(request(None, dir.path())).await.unwrap_err();
-    }
-    src.fetch(request(None, dir.path())).await.unwrap();
-    let text = logs.text();
-    assert_eq!(text.matches("model pull failed").count(), 1, "{text}");
-    assert!(text.contains("reachable again"), "{text}");
-    assert!(!text.contains("s3cret"), "token leaked: {text}");
-}
-
 /// The host drops the fetch future at its call timeout in the middle of a download: the
 /// partial file does not stay behind. A stalled body also hits the plugin's own `timeout`.
 #[tokio::test(flavor = "multi_thread")]

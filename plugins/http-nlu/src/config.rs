@@ -9,11 +9,11 @@ use std::fmt;
 use std::time::Duration;
 
 use colloquy_plugin_api::{sdk::parse_config, PluginError};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use colloquy_plugin_http_common::{header_map, parse_url, scalar_string, secs};
+pub use colloquy_plugin_http_common::{key_error, redacted_url, BasicAuth, Scalar};
+use reqwest::header::HeaderMap;
 use reqwest::Url;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use serde_json::Value;
 
 /// Default request timeout, seconds.
 pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
@@ -46,41 +46,6 @@ struct Raw {
     #[serde(default, deserialize_with = "scalar_string")]
     model: Option<String>,
     cafile: Option<String>,
-}
-
-#[derive(Deserialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .finish()
-    }
-}
-
-/// A header or query value: any YAML scalar, sent as its text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scalar(pub Option<String>);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Null => Ok(Scalar(None)),
-            Value::String(s) => Ok(Scalar(Some(s))),
-            Value::Bool(b) => Ok(Scalar(Some(b.to_string()))),
-            Value::Number(n) => Ok(Scalar(Some(n.to_string()))),
-            other => Err(de::Error::custom(format!(
-                "expected a string, number or boolean, got {other}"
-            ))),
-        }
-    }
 }
 
 /// The validated configuration of the HTTP NLU connector.
@@ -126,7 +91,7 @@ impl NluConfig {
     pub fn parse(json: &str) -> Result<Self, PluginError> {
         let json = if json.trim().is_empty() { "{}" } else { json };
         let raw: Raw = parse_config(json)?;
-        let url = parse_url(raw.url)?;
+        let url = parse_url(raw.url, "the NLU server's base URL")?;
         let token_name = raw.token_name.unwrap_or_else(|| "token".to_string());
         if token_name.is_empty() {
             return Err(key_error("token_name", "must not be empty"));
@@ -160,72 +125,6 @@ impl NluConfig {
             cafile: raw.cafile,
         })
     }
-}
-
-pub(crate) fn key_error(key: &str, text: &str) -> PluginError {
-    PluginError::config(format!("config key `{key}`: {text}"))
-        .with_details(serde_json::json!({"key": key}))
-}
-
-fn parse_url(url: Option<String>) -> Result<Url, PluginError> {
-    let url = url
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| key_error("url", "is required (the NLU server's base URL)"))?;
-    let parsed = Url::parse(url.trim())
-        .map_err(|e| key_error("url", &format!("`{url}` is not a valid URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(key_error(
-            "url",
-            &format!(
-                "`{}` must be an http:// or https:// URL",
-                redacted_url(&parsed)
-            ),
-        ));
-    }
-    Ok(parsed)
-}
-
-/// The URL without user info or query, for logs and errors.
-pub fn redacted_url(url: &Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.to_string()
-}
-
-fn header_map(headers: BTreeMap<String, Scalar>) -> Result<HeaderMap, PluginError> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let key = format!("headers.{name}");
-        let Some(value) = value.0 else { continue };
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| key_error(&key, "is not a valid HTTP header name"))?;
-        let v = HeaderValue::from_str(&value)
-            .map_err(|_| key_error(&key, "is not a valid HTTP header value"))?;
-        map.insert(n, v);
-    }
-    Ok(map)
-}
-
-fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let v = Value::deserialize(d)?;
-    let n = match &v {
-        Value::Null => return Ok(None),
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match n.filter(|f| f.is_finite()) {
-        Some(n) => Ok(Some(n)),
-        None => Err(de::Error::custom(format!(
-            "expected a number of seconds, got {v}"
-        ))),
-    }
-}
-
-fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Scalar::deserialize(d)?.0)
 }
 
 #[cfg(test)]

@@ -57,28 +57,10 @@ pub fn join_url(base: &Url, sub: &str) -> Url {
 impl HttpNlu {
     /// Builds the client (no request is made here).
     pub fn new(config: NluConfig) -> Result<Self, PluginError> {
-        let mut builder = Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("colloquy-nlu/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &config.cafile {
-            let pem = std::fs::read(path)
-                .map_err(|e| config::key_error("cafile", &format!("cannot read `{path}`: {e}")))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                config::key_error("cafile", &format!("`{path}` is not a PEM bundle: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(config::key_error(
-                    "cafile",
-                    &format!("`{path}` holds no certificate"),
-                ));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| PluginError::config(format!("HTTP client: {e}")))?;
+        let builder =
+            Client::builder().user_agent(concat!("colloquy-nlu/", env!("CARGO_PKG_VERSION")));
+        let client =
+            colloquy_plugin_http_common::client(builder, config.timeout, config.cafile.as_deref())?;
         let endpoint = match config.protocol {
             Protocol::Rasa => join_url(&config.url, "model/parse"),
             Protocol::RasaCore => join_url(&config.url, "parse"),

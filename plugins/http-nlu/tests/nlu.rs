@@ -354,21 +354,3 @@ async fn through_the_abi_box() {
     assert!(module.new_nlu_connector().is_some());
     assert!(module.new_model_source().is_none());
 }
-
-/// A failure is a warning that names the server but never the token (current-thread runtime:
-/// the captured subscriber is thread-local).
-#[tokio::test]
-async fn failures_are_warned_without_the_token() {
-    let logs = common::Logs::default();
-    let _guard = logs.capture();
-    let server = FakeServer::start(|_| Reply::status(503)).await;
-    let n = nlu(json!({"url": server.url("/nlu"), "token": "s3cret"}));
-    n.parse(msg("hi")).await.unwrap();
-    let down = nlu(json!({"url": unreachable_url().await, "token": "s3cret", "model": "p/m"}));
-    down.parse(msg("hi")).await.unwrap();
-    let text = logs.text();
-    assert_eq!(text.matches("WARN").count(), 2, "{text}");
-    assert!(text.contains("503"), "{text}");
-    assert!(text.contains("/nlu/model/parse"), "{text}");
-    assert!(!text.contains("s3cret"), "token leaked: {text}");
-}
