@@ -105,7 +105,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403]
 "#;
 
 /// Runs `schemathesis run`; panics with its report unless it passes.
-fn run_schemathesis(dir: &Path, location: &str, extra: &[&str], bound: Duration) {
+fn run_schemathesis(dir: &Path, location: &str, phases: &str, extra: &[&str], bound: Duration) {
     assert!(
         schemathesis_available(),
         "schemathesis is not installed: `python3 -m pip install \"schemathesis>=4,<5\"` \
@@ -126,7 +126,7 @@ fn run_schemathesis(dir: &Path, location: &str, extra: &[&str], bound: Duration)
             "--max-examples",
             "12",
             "--phases",
-            "coverage,fuzzing",
+            phases,
             "--exclude-method",
             "DELETE",
             "--workers",
@@ -193,15 +193,19 @@ fn schemathesis_colloquy_spec_all_checks_and_rasa_spec_no_server_errors() {
     run_schemathesis(
         work.path(),
         &url,
+        "coverage,fuzzing",
         &["--checks", "all"],
         Duration::from_secs(240),
     );
     // (b) Rasa's spec, read in place, against the same live server: no 5xx.
     let rasa = shared("rasa/rasa-3.6.4/spec/rasa.yml");
     let base = format!("http://127.0.0.1:{}", server.port);
+    // Fuzzing only: schemathesis 4.x's coverage phase has crashed inside schemathesis itself
+    // (a KeyError in its own generator) on Rasa's spec in one CI run out of three.
     run_schemathesis(
         work.path(),
         rasa.to_str().unwrap(),
+        "fuzzing",
         &["--url", &base, "--checks", "not_a_server_error"],
         Duration::from_secs(180),
     );
