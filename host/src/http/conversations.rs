@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::query::{json_body, Query};
+use super::query::{admin_query, json_body, Query};
 use super::{ApiError, SharedState};
 use crate::conversations::Write;
 use crate::engine::story::story_yaml;
@@ -158,8 +158,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
-    state.auth.check(&headers, query.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     Ok(Json(state.conversations.keys().await?).into_response())
 }
 

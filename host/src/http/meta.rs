@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::error::RASA_VERSION;
-use super::query::Query;
+use super::query::admin_query;
 use super::{ApiError, SharedState};
 use std::sync::atomic::Ordering;
 
@@ -33,8 +33,7 @@ pub async fn status(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let agent = state.agent();
     let conv = &state.conversations;
     let (store, locks) = tokio::join!(conv.store().health(), conv.locks().health());
@@ -66,8 +65,7 @@ pub async fn domain(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

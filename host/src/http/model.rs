@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::query::{json_body, Query};
+use super::query::{admin_query, json_body};
 use super::{ApiError, SharedState};
 use crate::engine::Event;
 
@@ -31,8 +31,7 @@ pub async fn parse(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    let q = admin_query(&state, &headers, q.as_deref())?;
     if let Some(mode) = q.get("emulation_mode") {
         return Err(ApiError::bad_parameter(
             format!("emulation_mode '{mode}' is not supported by Colloquy."),
@@ -58,8 +57,7 @@ pub async fn parse_legacy(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let body = json_body(&body)?;
     let Some(text) = body
         .get("q")
@@ -105,8 +103,7 @@ pub async fn predict(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    let q = admin_query(&state, &headers, q.as_deref())?;
     let verbosity = q.verbosity()?;
     let agent = state.require_agent()?;
     let events = events_body(&state, &body)?;
@@ -123,8 +120,7 @@ pub async fn predict_legacy(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let agent = state.require_agent()?;
     let events = events_body(&state, &body)?;
     let mut out = super::dialogue::prediction_json(
@@ -147,8 +143,7 @@ pub async fn replace_model(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let body = json_body(&body)?;
     let Some(obj) = body.as_object() else {
         return Err(ApiError::bad_parameter(
@@ -251,8 +246,7 @@ pub async fn unload_model(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     crate::models::unload(&state);
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }
@@ -264,8 +258,7 @@ pub async fn upload_model(
     RawQuery(q): RawQuery,
     mut form: axum::extract::Multipart,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    admin_query(&state, &headers, q.as_deref())?;
     let mut archive = None;
     while let Some(field) = form.next_field().await.map_err(|e| {
         ApiError::bad_parameter(format!("Invalid multipart body: {e}"), "model", "body")
@@ -309,8 +302,7 @@ pub async fn train(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    state.auth.check(&headers, q.get("token"), None)?;
+    let q = admin_query(&state, &headers, q.as_deref())?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_parameter("The request body must be UTF-8 YAML.", "", "body"))?
         .to_string();

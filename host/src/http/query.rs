@@ -56,6 +56,17 @@ impl Query {
     }
 }
 
+/// Parses the query and checks auth for a route without a conversation id (admin only).
+pub fn admin_query(
+    state: &super::AppState,
+    headers: &axum::http::HeaderMap,
+    raw: Option<&str>,
+) -> Result<Query, ApiError> {
+    let q = Query::parse(raw);
+    state.auth.check(headers, q.get("token"), None)?;
+    Ok(q)
+}
+
 /// The body as JSON; an empty or invalid body is a 400 with Rasa's error JSON.
 pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -58,8 +58,18 @@ fn strings(items: Vec<String>) -> RVec<RString> {
     items.into_iter().map(RString::from).collect()
 }
 
-fn json_health(component: &str, text: RString) -> Value {
-    serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({"ok": false, "error": format!("{component} returned invalid health JSON")}))
+/// A component's health as JSON; a failed call or invalid JSON is `{"ok": false, "error"}`.
+async fn health_of(
+    component: &str,
+    timeout: Duration,
+    fut: FfiFuture<RResult<RString, PluginError>>,
+) -> Value {
+    match call(component, "health", timeout, fut).await {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|_| {
+            serde_json::json!({"ok": false, "error": format!("{component} returned invalid health JSON")})
+        }),
+        Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+    }
 }
 
 /// A tracker store, built in or loaded.
@@ -130,10 +140,7 @@ impl TrackerStoreHandle {
         .await
     }
     pub async fn health(&self) -> Value {
-        match call(&self.label, "health", self.timeout, self.inner.health()).await {
-            Ok(text) => json_health(&self.label, text),
-            Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
-        }
+        health_of(&self.label, self.timeout, self.inner.health()).await
     }
     pub async fn close(&self) -> Result<(), PluginCallError> {
         call(&self.label, "close", self.timeout, self.inner.close()).await
@@ -191,10 +198,7 @@ impl LockStoreHandle {
         .await
     }
     pub async fn health(&self) -> Value {
-        match call(&self.label, "health", self.timeout, self.inner.health()).await {
-            Ok(text) => json_health(&self.label, text),
-            Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
-        }
+        health_of(&self.label, self.timeout, self.inner.health()).await
     }
     pub async fn close(&self) -> Result<(), PluginCallError> {
         call(&self.label, "close", self.timeout, self.inner.close()).await
@@ -240,10 +244,7 @@ impl BrokerHandle {
         .await
     }
     pub async fn health(&self) -> Value {
-        match call(&self.label, "health", self.timeout, self.inner.health()).await {
-            Ok(text) => json_health(&self.label, text),
-            Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
-        }
+        health_of(&self.label, self.timeout, self.inner.health()).await
     }
     pub async fn close(&self) -> Result<(), PluginCallError> {
         call(&self.label, "close", self.timeout, self.inner.close()).await
