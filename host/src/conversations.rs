@@ -16,7 +16,7 @@ use std::time::Duration;
 use lru::LruCache;
 use thiserror::Error;
 
-use crate::engine::{Event, EventError};
+use crate::engine::{Event, EventError, EventTexts};
 use crate::plugins::{BrokerHandle, LockStoreHandle, PluginCallError, TrackerStoreHandle};
 
 #[derive(Debug, Error)]
@@ -36,6 +36,8 @@ pub enum ConversationError {
 pub struct Log {
     pub epoch: u64,
     pub events: Arc<Vec<Event>>,
+    /// The JSON text of each of `events` (same length), for answering trackers by copying.
+    pub texts: Arc<EventTexts>,
 }
 
 impl Log {
@@ -43,6 +45,16 @@ impl Log {
         Log {
             epoch: 0,
             events: Arc::new(Vec::new()),
+            texts: Arc::new(EventTexts::default()),
+        }
+    }
+
+    /// A log of `events`, their texts serialised here.
+    fn of(epoch: u64, events: Vec<Event>) -> Log {
+        Log {
+            epoch,
+            texts: Arc::new(EventTexts::of(&events)),
+            events: Arc::new(events),
         }
     }
 }
@@ -163,12 +175,18 @@ impl Conversations {
                 if slice.events.is_empty() {
                     c
                 } else {
+                    let new = parse(&slice.events)?;
                     let mut events = Vec::with_capacity(slice.length as usize);
                     events.extend(c.events.iter().cloned());
-                    events.extend(parse(&slice.events)?);
+                    let mut texts = c.texts.as_ref().clone();
+                    for e in &new {
+                        texts.push(&e.to_json_string());
+                    }
+                    events.extend(new);
                     Log {
                         epoch: slice.epoch,
                         events: Arc::new(events),
+                        texts: Arc::new(texts),
                     }
                 }
             }
@@ -180,20 +198,16 @@ impl Conversations {
                     .await
                     .map_err(ConversationError::Store)?;
                 match full {
-                    Some(full) => Log {
-                        epoch: full.epoch,
-                        events: Arc::new(parse(&full.events)?),
-                    },
+                    Some(full) => Log::of(full.epoch, parse(&full.events)?),
                     None => {
                         self.forget(id);
                         return Ok(None);
                     }
                 }
             }
-            None => Log {
-                epoch: slice.epoch,
-                events: Arc::new(parse(&slice.events)?),
-            },
+            // Serialised again rather than kept as stored: another writer (Rasa) may have
+            // formatted them differently, and trackers are answered in one format.
+            None => Log::of(slice.epoch, parse(&slice.events)?),
         };
         self.remember(id, log.clone());
         Ok(Some(log))
@@ -206,32 +220,46 @@ impl Conversations {
     }
 
     /// Stores `events[stored..]` — the new events of a turn that started from the log at
-    /// `epoch` with `stored` events — and caches `events` as the new log, without copying.
+    /// `epoch` with `stored` events, whose texts are `stored_texts` — and caches `events` as
+    /// the new log, without copying.
     pub async fn append_turn(
         &self,
         id: &str,
         epoch: u64,
         stored: usize,
         events: Vec<Event>,
+        stored_texts: EventTexts,
     ) -> Result<Log, ConversationError> {
+        let mut all_texts = if stored_texts.len() == stored {
+            stored_texts
+        } else {
+            EventTexts::of(&events[..stored.min(events.len())])
+        };
         if events.len() == stored {
             let log = Log {
                 epoch,
                 events: Arc::new(events),
+                texts: Arc::new(all_texts),
             };
             self.remember(id, log.clone());
             return Ok(log);
         }
         self.check_size(events.len())?;
         let texts: Vec<String> = events[stored..].iter().map(Event::to_json_string).collect();
+        for t in &texts {
+            all_texts.push(t);
+        }
+        let published = self.broker.is_some().then(|| texts.clone());
+        let count = texts.len() as u64;
         let pos = self
             .store
-            .append(id, texts.clone())
+            .append(id, texts)
             .await
             .map_err(ConversationError::Store)?;
         let log = Log {
             epoch: pos.epoch,
             events: Arc::new(events),
+            texts: Arc::new(all_texts),
         };
         if pos.epoch == epoch && pos.length == log.events.len() as u64 {
             self.remember(id, log.clone());
@@ -241,8 +269,10 @@ impl Conversations {
         }
         self.counters
             .events_stored
-            .fetch_add(texts.len() as u64, Ordering::Relaxed);
-        self.publish(id, texts).await;
+            .fetch_add(count, Ordering::Relaxed);
+        if let Some(texts) = published {
+            self.publish(id, texts).await;
+        }
         Ok(log)
     }
 
@@ -329,22 +359,35 @@ impl Conversations {
         }
         self.check_size(old.events.len().saturating_add(new.len()))?;
         let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
+        // The store takes the texts; the broker (if any) gets its own copy, the log a third
+        // (appended to one buffer, not one allocation per event).
+        let published = self.broker.is_some().then(|| texts.clone());
+        // Drop the cache's reference so that `old`'s vectors are usually ours alone; a
+        // concurrent reader may still hold them, then `make_mut` copies (the cache is re-filled
+        // below). Should the store fail, the cache is merely cold.
+        self.forget(id);
+        let mut all_texts = old.texts;
+        {
+            let t = Arc::make_mut(&mut all_texts);
+            for text in &texts {
+                t.push(text);
+            }
+        }
+        let count = texts.len();
         let pos = self
             .store
-            .append(id, texts.clone())
+            .append(id, texts)
             .await
             .map_err(ConversationError::Store)?;
-        // Drop the cache's reference so that `old`'s vector is usually ours alone; a concurrent
-        // reader may still hold it, then `make_mut` copies (the cache is re-filled below).
-        self.forget(id);
         let (old_epoch, old_len) = (old.epoch, old.events.len());
         let mut events = old.events;
         Arc::make_mut(&mut events).extend(new);
         let log = Log {
             epoch: pos.epoch,
             events,
+            texts: all_texts,
         };
-        if pos.epoch == old_epoch && pos.length == (old_len + texts.len()) as u64 {
+        if pos.epoch == old_epoch && pos.length == (old_len + count) as u64 {
             self.remember(id, log.clone());
         } else {
             // Someone wrote without holding the lock: do not trust the cache.
@@ -352,8 +395,10 @@ impl Conversations {
         }
         self.counters
             .events_stored
-            .fetch_add(texts.len() as u64, Ordering::Relaxed);
-        self.publish(id, texts).await;
+            .fetch_add(count as u64, Ordering::Relaxed);
+        if let Some(texts) = published {
+            self.publish(id, texts).await;
+        }
         Ok(log)
     }
 
@@ -370,9 +415,14 @@ impl Conversations {
             .replace(id, texts.clone())
             .await
             .map_err(ConversationError::Store)?;
+        let mut all_texts = EventTexts::default();
+        for t in &texts {
+            all_texts.push(t);
+        }
         let log = Log {
             epoch: pos.epoch,
             events: Arc::new(events),
+            texts: Arc::new(all_texts),
         };
         self.remember(id, log.clone());
         self.counters

@@ -20,7 +20,8 @@ use serde_json::{json, Map, Value};
 use crate::agent::Agent;
 use crate::conversations::Log;
 use crate::engine::tracker::{ACTION_LISTEN, ACTION_SESSION_START};
-use crate::engine::{Event, EventKind, TrackerState};
+use crate::engine::{Event, EventKind, EventTexts, TrackerState};
+use crate::http::state_cache::{Stories, Warm};
 use crate::http::{ApiError, AppState};
 use crate::policy::StoryEvent;
 
@@ -52,31 +53,58 @@ pub struct Turn<'a> {
     pub agent: &'a Agent,
     pub sender_id: &'a str,
     pub events: Vec<Event>,
+    /// The JSON texts of the stored events (`events[..stored]`).
+    stored_texts: EventTexts,
     pub stored: usize,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
     /// The state of `events` as last computed (see [`Turn::state`]).
     state: std::sync::Mutex<Option<TrackerState>>,
     /// The applied indices and their story events as last converted (see [`Turn::story_events`]).
-    stories: std::sync::Mutex<Option<(Vec<usize>, Vec<StoryEvent>)>>,
+    stories: std::sync::Mutex<Option<Stories>>,
     pub channel: Option<String>,
 }
 
 impl<'a> Turn<'a> {
     /// Takes the conversation's events over. The caller detached the log from the cache
-    /// (`Conversations::detach`), so the vector is usually ours alone and is not copied.
-    fn new(agent: &'a Agent, sender_id: &'a str, log: Log, channel: Option<String>) -> Turn<'a> {
+    /// (`Conversations::detach`), so the vector is usually ours alone and is not copied. The
+    /// state and story events remembered from the previous request (`warm`) are picked up
+    /// where they stopped.
+    fn new(
+        app: &AppState,
+        agent: &'a Agent,
+        sender_id: &'a str,
+        log: Log,
+        channel: Option<String>,
+    ) -> Turn<'a> {
         let stored = log.events.len();
+        let warm = app
+            .states
+            .take(sender_id, log.epoch, &agent.domain, &log.events);
         Turn {
             agent,
             sender_id,
             events: Arc::try_unwrap(log.events).unwrap_or_else(|shared| shared.as_ref().clone()),
+            stored_texts: Arc::try_unwrap(log.texts)
+                .unwrap_or_else(|shared| shared.as_ref().clone()),
             stored,
             epoch: log.epoch,
-            state: std::sync::Mutex::new(None),
-            stories: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(Some(warm.state)),
+            stories: std::sync::Mutex::new(warm.stories),
             channel,
         }
+    }
+
+    /// The state and story events of all the turn's events, to remember for the next request.
+    fn into_warm(self) -> (Warm, Vec<Event>, EventTexts) {
+        self.state();
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("just computed");
+        let stories = self.stories.into_inner().unwrap_or_else(|p| p.into_inner());
+        (Warm { state, stories }, self.events, self.stored_texts)
     }
 
     /// Adds an event: stamped with the model's ids, as 3.6 does for every new event.
@@ -412,7 +440,13 @@ impl Processor {
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
             conv.detach(&msg.sender_id);
-            let mut turn = Turn::new(&agent, &msg.sender_id, log, msg.input_channel.clone());
+            let mut turn = Turn::new(
+                state,
+                &agent,
+                &msg.sender_id,
+                log,
+                msg.input_channel.clone(),
+            );
             self.log_message(&mut turn, &msg).await?;
             let st = turn.state();
             let restart_asked = turn.events.last().and_then(|_| {
@@ -439,7 +473,13 @@ impl Processor {
         conv.locked(&msg.sender_id, || async {
             let log = conv.read(&msg.sender_id).await?.unwrap_or_else(Log::empty);
             conv.detach(&msg.sender_id);
-            let mut turn = Turn::new(&agent, &msg.sender_id, log, msg.input_channel.clone());
+            let mut turn = Turn::new(
+                state,
+                &agent,
+                &msg.sender_id,
+                log,
+                msg.input_channel.clone(),
+            );
             self.log_message(&mut turn, &msg).await?;
             self.finish(state, turn).await
         })
@@ -470,7 +510,7 @@ impl Processor {
                 .await?
                 .ok_or_else(ApiError::conversation_not_found)?;
             conv.detach(sender_id);
-            let mut turn = Turn::new(&agent, sender_id, log, None);
+            let mut turn = Turn::new(state, &agent, sender_id, log, None);
             match actions::run(self, &mut turn, action).await {
                 Ok(events) => {
                     turn.push(Event::action_with(action, policy.as_deref(), confidence));
@@ -508,7 +548,7 @@ impl Processor {
                 EventKind::User { input_channel, .. } => input_channel.clone(),
                 _ => None,
             });
-            let mut turn = Turn::new(&agent, sender_id, log, channel.clone());
+            let mut turn = Turn::new(state, &agent, sender_id, log, channel.clone());
             let parse_data: Map<String, Value> = serde_json::from_value(json!({
                 "intent": {"name": intent, "confidence": 1.0},
                 "entities": entities,
@@ -531,16 +571,19 @@ impl Processor {
 
     /// Stores the turn's new events and collects its bot messages.
     async fn finish(&self, state: &AppState, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
-        let sender_id = turn.sender_id;
+        let (sender_id, epoch, stored, agent) =
+            (turn.sender_id, turn.epoch, turn.stored, turn.agent);
         let new = turn.new_events();
         let messages: Vec<Value> = new
             .iter()
             .flat_map(|e| output::channel_messages(sender_id, e))
             .collect();
+        let (warm, events, texts) = turn.into_warm();
         let log = state
             .conversations
-            .append_turn(sender_id, turn.epoch, turn.stored, turn.events)
+            .append_turn(sender_id, epoch, stored, events, texts)
             .await?;
+        state.states.put(sender_id, log.epoch, &agent.domain, warm);
         // Side effects only once the events are stored.
         state.reminders.handle(&state.self_ref(), sender_id, &new);
         Ok(TurnOutput { log, messages })

@@ -2,7 +2,9 @@
 
 pub mod event;
 pub mod story;
+pub mod texts;
 pub mod tracker;
 
 pub use event::{Event, EventError, EventKind};
+pub use texts::EventTexts;
 pub use tracker::{tracker_json, EventVerbosity, TrackerState};

@@ -3,6 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::event::{num, Event, EventKind};
+use super::texts::EventTexts;
 use crate::domain::Domain;
 
 pub const ACTION_LISTEN: &str = "action_listen";
@@ -300,47 +301,98 @@ pub struct TrackerView<'a> {
     pub verbosity: EventVerbosity,
 }
 
-struct Listed<'a, I: Iterator<Item = &'a Event> + Clone>(I);
-
-impl<'a, I: Iterator<Item = &'a Event> + Clone> serde::Serialize for Listed<'a, I> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_seq(self.0.clone())
-    }
-}
-
-impl serde::Serialize for TrackerView<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let (st, events) = (self.state, self.events);
-        let mut m = ser.serialize_map(Some(11))?;
-        m.serialize_entry("sender_id", self.sender_id)?;
-        let slots: Map<String, Value> = st.slots.iter().cloned().collect();
-        m.serialize_entry("slots", &slots)?;
-        m.serialize_entry("latest_message", &st.latest_message_json(events))?;
-        m.serialize_entry(
-            "latest_event_time",
-            &events
-                .last()
-                .map(|e| num(e.timestamp))
-                .unwrap_or(Value::Null),
-        )?;
-        m.serialize_entry("followup_action", &st.followup_action)?;
-        m.serialize_entry("paused", &st.paused)?;
+impl TrackerView<'_> {
+    /// The events listed at this verbosity (`None`: `"events": null`).
+    fn listed(&self) -> Option<Listing<'_>> {
+        let events = self.events;
         match self.verbosity {
-            EventVerbosity::None => m.serialize_entry("events", &Value::Null)?,
-            EventVerbosity::All => m.serialize_entry("events", &Listed(events.iter()))?,
+            EventVerbosity::None => None,
+            EventVerbosity::All => Some(Listing::Run(0..events.len())),
             EventVerbosity::AfterRestart => {
                 let start = events
                     .iter()
                     .rposition(|e| matches!(e.kind, EventKind::Restart))
                     .map(|i| i + 1)
                     .unwrap_or(0);
-                m.serialize_entry("events", &Listed(events[start..].iter()))?
+                Some(Listing::Run(start..events.len()))
             }
-            EventVerbosity::Applied => {
-                m.serialize_entry("events", &Listed(st.applied.iter().map(|&i| &events[i])))?
+            EventVerbosity::Applied => Some(Listing::Picked(&self.state.applied)),
+        }
+    }
+
+    /// The tracker as JSON bytes, as the `Serialize` impl writes it. With `texts` (the stored
+    /// JSON of each of `events`), the listed events are copied from it instead of serialised.
+    pub fn to_json_bytes(&self, texts: Option<&EventTexts>) -> serde_json::Result<Vec<u8>> {
+        let texts = texts.filter(|t| t.len() == self.events.len());
+        let Some(texts) = texts else {
+            return serde_json::to_vec(self);
+        };
+        // `{<head>,"events":[…],<tail>}`: head and tail are maps of at least one entry.
+        let mut out = serde_json::to_vec(&Head(self))?;
+        out.pop(); // `}`
+        out.extend_from_slice(b",\"events\":");
+        match self.listed() {
+            None => out.extend_from_slice(b"null"),
+            Some(Listing::Run(run)) => {
+                out.push(b'[');
+                out.extend_from_slice(texts.joined(run).as_bytes());
+                out.push(b']');
+            }
+            Some(Listing::Picked(indices)) => {
+                out.push(b'[');
+                for (n, &i) in indices.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(texts.get(i).as_bytes());
+                }
+                out.push(b']');
             }
         }
+        let tail = serde_json::to_vec(&Tail(self))?;
+        out.push(b',');
+        out.extend_from_slice(&tail[1..]); // without `{`
+        Ok(out)
+    }
+}
+
+/// Which events a tracker lists.
+enum Listing<'a> {
+    /// A run of consecutive events.
+    Run(std::ops::Range<usize>),
+    /// The applied events.
+    Picked(&'a [usize]),
+}
+
+/// The entries before `events`, in 3.6's order.
+struct Head<'a, 'v>(&'a TrackerView<'v>);
+/// The entries after `events`.
+struct Tail<'a, 'v>(&'a TrackerView<'v>);
+/// The listed events, serialised.
+struct Listed<'a, 'v>(&'a TrackerView<'v>);
+
+impl Head<'_, '_> {
+    fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        let (v, st) = (self.0, self.0.state);
+        m.serialize_entry("sender_id", v.sender_id)?;
+        let slots: Map<String, Value> = st.slots.iter().cloned().collect();
+        m.serialize_entry("slots", &slots)?;
+        m.serialize_entry("latest_message", &st.latest_message_json(v.events))?;
+        m.serialize_entry(
+            "latest_event_time",
+            &v.events
+                .last()
+                .map(|e| num(e.timestamp))
+                .unwrap_or(Value::Null),
+        )?;
+        m.serialize_entry("followup_action", &st.followup_action)?;
+        m.serialize_entry("paused", &st.paused)
+    }
+}
+
+impl Tail<'_, '_> {
+    fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        let st = self.0.state;
         m.serialize_entry("latest_input_channel", &st.latest_input_channel)?;
         let active_loop = match &st.active_loop {
             Some(l) => {
@@ -355,7 +407,47 @@ impl serde::Serialize for TrackerView<'_> {
             None => json!({}),
         };
         m.serialize_entry("latest_action", &latest_action)?;
-        m.serialize_entry("latest_action_name", &st.latest_action_name())?;
+        m.serialize_entry("latest_action_name", &st.latest_action_name())
+    }
+}
+
+impl serde::Serialize for Head<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(6))?;
+        self.entries(&mut m)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for Tail<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(4))?;
+        self.entries(&mut m)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for Listed<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self.0.listed() {
+            None => ser.serialize_none(),
+            Some(Listing::Run(run)) => ser.collect_seq(&self.0.events[run]),
+            Some(Listing::Picked(indices)) => {
+                ser.collect_seq(indices.iter().map(|&i| &self.0.events[i]))
+            }
+        }
+    }
+}
+
+impl serde::Serialize for TrackerView<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(11))?;
+        Head(self).entries(&mut m)?;
+        m.serialize_entry("events", &Listed(self))?;
+        Tail(self).entries(&mut m)?;
         m.end()
     }
 }
@@ -560,6 +652,54 @@ mod extend_tests {
                 })
                 .unwrap();
                 assert_eq!(got, full, "{file} split at {k}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn spliced_event_texts_give_the_serialised_tracker_byte_for_byte() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        let mut domain = Domain::empty();
+        domain.slots.insert(
+            0,
+            crate::domain::Slot::implicit("bench_slot", crate::domain::SlotKind::Any),
+        );
+        for file in ["tracker-ALL.json", "conv1-tracker-ALL.json"] {
+            let t: Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                    .unwrap();
+            let events = Event::list_from_json(t["events"].as_array().unwrap()).unwrap();
+            let texts = EventTexts::of(&events);
+            let state = TrackerState::compute(&domain, &events);
+            for verbosity in [
+                EventVerbosity::All,
+                EventVerbosity::AfterRestart,
+                EventVerbosity::Applied,
+                EventVerbosity::None,
+            ] {
+                let view = TrackerView {
+                    sender_id: "x",
+                    events: &events,
+                    state: &state,
+                    verbosity,
+                };
+                let serialised = serde_json::to_vec(&view).unwrap();
+                assert_eq!(
+                    String::from_utf8(view.to_json_bytes(Some(&texts)).unwrap()).unwrap(),
+                    String::from_utf8(serialised.clone()).unwrap(),
+                    "{file} {verbosity:?}"
+                );
+                // Texts out of step with the events are not used.
+                let short = EventTexts::of(&events[1..]);
+                assert_eq!(view.to_json_bytes(Some(&short)).unwrap(), serialised);
             }
         }
     }

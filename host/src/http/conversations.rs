@@ -120,19 +120,20 @@ impl<'a> Request<'a> {
     pub(super) fn tracker_of(&self, log: &crate::conversations::Log) -> Result<Response, ApiError> {
         let verbosity = self.query.verbosity()?;
         let domain = self.state.domain();
-        let state = self
+        let warm = self
             .state
             .states
             .take(self.id, log.epoch, &domain, &log.events);
         let view = crate::engine::tracker::TrackerView {
             sender_id: self.id,
             events: &log.events,
-            state: &state,
+            state: &warm.state,
             verbosity,
         };
-        let body = serde_json::to_vec(&view)
+        let body = view
+            .to_json_bytes(Some(&log.texts))
             .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
-        self.state.states.put(self.id, log.epoch, &domain, state);
+        self.state.states.put(self.id, log.epoch, &domain, warm);
         Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,

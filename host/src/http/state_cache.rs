@@ -1,8 +1,9 @@
-//! Tracker states kept between requests, so that answering an append costs the new events,
-//! not a replay of the whole conversation (P3 in docs/benchmarks.md).
+//! Tracker states kept between requests, so that answering an append or running a turn costs
+//! the new events, not a replay of the whole conversation (P2, P3 in docs/benchmarks.md).
 //!
 //! A state is valid for one epoch of a conversation's log and one domain (a model swap
-//! changes the slots); it is extended with the events appended since it was computed.
+//! changes the slots); it is extended with the events appended since it was computed. The
+//! story events the policies featurise ride along, extended the same way by the turn.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -11,11 +12,21 @@ use lru::LruCache;
 
 use crate::domain::Domain;
 use crate::engine::{Event, TrackerState};
+use crate::policy::StoryEvent;
+
+/// The applied event indices and their story events, as last converted.
+pub type Stories = (Vec<usize>, Vec<StoryEvent>);
+
+/// What is remembered of a conversation between requests.
+pub struct Warm {
+    pub state: TrackerState,
+    pub stories: Option<Stories>,
+}
 
 struct Entry {
     epoch: u64,
     domain: usize,
-    state: TrackerState,
+    warm: Warm,
 }
 
 pub struct StateCache {
@@ -32,13 +43,7 @@ impl StateCache {
     }
 
     /// The state of `events` (log `epoch`), from the cache when it can be extended.
-    pub fn take(
-        &self,
-        id: &str,
-        epoch: u64,
-        domain: &Arc<Domain>,
-        events: &[Event],
-    ) -> TrackerState {
+    pub fn take(&self, id: &str, epoch: u64, domain: &Arc<Domain>, events: &[Event]) -> Warm {
         let key = Arc::as_ptr(domain) as usize;
         let cached = self
             .entries
@@ -46,20 +51,26 @@ impl StateCache {
             .unwrap_or_else(|p| p.into_inner())
             .pop(id);
         match cached {
-            Some(mut e) if e.epoch == epoch && e.domain == key && e.state.seen <= events.len() => {
-                e.state.extend(domain, events, e.state.seen);
-                e.state
+            Some(mut e)
+                if e.epoch == epoch && e.domain == key && e.warm.state.seen <= events.len() =>
+            {
+                let seen = e.warm.state.seen;
+                e.warm.state.extend(domain, events, seen);
+                e.warm
             }
-            _ => TrackerState::compute(domain, events),
+            _ => Warm {
+                state: TrackerState::compute(domain, events),
+                stories: None,
+            },
         }
     }
 
-    /// Keeps `state` for the next request of `id`.
-    pub fn put(&self, id: &str, epoch: u64, domain: &Arc<Domain>, state: TrackerState) {
+    /// Keeps `warm` for the next request of `id`.
+    pub fn put(&self, id: &str, epoch: u64, domain: &Arc<Domain>, warm: Warm) {
         let entry = Entry {
             epoch,
             domain: Arc::as_ptr(domain) as usize,
-            state,
+            warm,
         };
         self.entries
             .lock()
