@@ -265,7 +265,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         app = app.layer(cors);
     }
     let addr = format!("{}:{}", args.interface, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let listener = crate::http::serve::bind(&addr)
         .await
         .map_err(|source| StartError::Bind {
             addr: addr.clone(),
