@@ -23,7 +23,7 @@ const PHASES: usize = 3;
 
 /// Raises the soft fd limit to the hard one (the host, our child, inherits it): 1,000
 /// connections need 1,000 fds on each side.
-fn raise_fd_limit() -> u64 {
+fn raise_fd_limit() -> libc::rlim_t {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -36,7 +36,7 @@ fn raise_fd_limit() -> u64 {
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -94,7 +94,7 @@ fn a_thousand_keep_alive_connections_without_errors_or_memory_growth() {
     let started = Instant::now();
     let limit = raise_fd_limit();
     assert!(
-        limit >= 2 * CONNECTIONS as u64 + 100,
+        limit >= (2 * CONNECTIONS + 100) as libc::rlim_t,
         "RLIMIT_NOFILE hard limit {limit} is too low for {CONNECTIONS} connections (raise it with `ulimit -Hn`)"
     );
     let s = Server::builder().start();
