@@ -216,3 +216,48 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// Credentials of the action server endpoint (`token`, a password in the URL, `basic_auth`)
+/// stay out of the logs and the responses when the action server cannot be reached: reqwest's
+/// error text holds the whole URL, query (`?token=`) included.
+#[test]
+fn action_server_credentials_are_not_logged_when_it_fails() {
+    use colloquy_blackbox_tests::bots::train;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
+    let model = train(&dir);
+    // Nothing listens there: connection refused.
+    let port = colloquy_blackbox_tests::free_port();
+    let endpoints = format!(
+        "action_endpoint:\n  url: http://someone:URL_PASSWORD_q2@127.0.0.1:{port}/webhook\n  token: ACTION_TOKEN_q1\n  \
+         basic_auth:\n    username: u\n    password: BASIC_PASSWORD_q3\n  timeout: 2\n"
+    );
+    let s = Server::builder()
+        .arg("--debug")
+        .env("RUST_LOG", "trace")
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
+    let (st, reply) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "s1", "message": "/fail_me"}),
+    );
+    assert_eq!(st, 200, "{reply}");
+    let (st2, executed) = s.post("/conversations/s2/execute", &json!({"name": "action_fail"}));
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = strip_ansi(&format!("{}{}", s.stderr(), s.stdout()));
+    // The failure was logged: the check looks at the right place.
+    assert!(
+        logs.contains("action_fail") || logs.contains("action server"),
+        "{logs}"
+    );
+    for secret in ["ACTION_TOKEN_q1", "URL_PASSWORD_q2", "BASIC_PASSWORD_q3"] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+        for body in [&reply, &executed] {
+            assert!(
+                !body.to_string().contains(secret),
+                "{secret} in a response ({st2}): {body}"
+            );
+        }
+    }
+}
