@@ -219,8 +219,8 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 Method::PATCH,
                 Method::DELETE,
             ])
-            .allow_headers(AllowHeaders::mirror_request())
-            .vary([axum::http::header::ORIGIN]),
+            // tower-http's default `Vary`: Origin and the preflight's request headers.
+            .allow_headers(AllowHeaders::mirror_request()),
     )
 }
 
