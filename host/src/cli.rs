@@ -16,6 +16,38 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments, reading a value that starts with `-` as argparse does.
+    pub fn parse_args() -> Cli {
+        Cli::parse_from(argparse_values(std::env::args_os()))
+    }
+}
+
+/// argparse (Rasa's CLI) takes an argument that starts with `-` but contains a space as a
+/// value, not a flag: `rasa run --jwt-secret "$(cat public.pem)"` passes the PEM text
+/// (`-----BEGIN PUBLIC KEY-----…`). clap would read it as an unknown flag, so such a value is
+/// joined to the long flag before it (`--jwt-secret=-----BEGIN…`).
+pub fn argparse_values(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    for arg in args {
+        let value_like = arg
+            .to_str()
+            .is_some_and(|a| a.starts_with('-') && a.contains(char::is_whitespace));
+        if let (true, Some(prev)) = (value_like, out.last_mut()) {
+            let flag = prev.to_str().unwrap_or("");
+            if flag.starts_with("--") && flag.len() > 2 && !flag.contains('=') {
+                prev.push("=");
+                prev.push(&arg);
+                continue;
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
 // Parsed once at start-up: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -231,4 +263,45 @@ pub struct TestNluArgs {
     /// Where the report goes (also printed).
     #[arg(long, default_value = "results/intent_report.json")]
     pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(argparse_values(args.iter().map(OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn a_pem_value_after_a_flag_is_a_value_as_in_argparse() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
+        for flag in ["--jwt-secret", "--jwt_secret"] {
+            let cli = parse(&[
+                "colloquy",
+                "run",
+                flag,
+                pem,
+                "--jwt-method",
+                "ES256",
+                "--enable-api",
+            ]);
+            let Command::Run(args) = cli.command else {
+                panic!("run")
+            };
+            assert_eq!(args.jwt_secret.as_deref(), Some(pem));
+            assert_eq!(args.jwt_method, "ES256");
+            assert!(args.enable_api);
+        }
+        // Flags and values without spaces are left alone.
+        assert_eq!(
+            argparse_values(["run", "--jwt-secret", "-x", "-p", "1"].map(OsString::from)),
+            ["run", "--jwt-secret", "-x", "-p", "1"]
+        );
+        assert_eq!(
+            argparse_values(["run", "--jwt-secret=a", "- b"].map(OsString::from)),
+            ["run", "--jwt-secret=a", "- b"]
+        );
+    }
 }

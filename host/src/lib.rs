@@ -17,6 +17,7 @@ pub mod models;
 pub mod nlu;
 pub mod plugins;
 pub mod policy;
+pub mod redact;
 pub mod scaffold;
 pub mod server;
 pub mod shell;

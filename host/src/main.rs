@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use colloquy::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +29,7 @@ fn init_logging(verbose: bool, log_file: Option<&std::path::Path>) -> Result<(),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::http::{HeaderValue, Method};
 use thiserror::Error;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::cli::{PluginTestArgs, RunArgs};
 use crate::config::{ComponentConfig, Endpoints, EndpointsError};
@@ -189,18 +190,69 @@ pub fn build_state(
     Ok((state, model_source))
 }
 
+/// Rasa 3.6 wraps the app in sanic-cors (flask-cors' rules) with `origins = --cors or ""`:
+/// a request's `Origin` matches a configured origin compared case-insensitively, or, when the
+/// configured one looks like a regular expression (`*` becomes `.*`), matched by it from the
+/// start, case-insensitively. A matching origin is echoed back, also for `*` (sanic-cors sends
+/// no wildcard by default), with `Vary: Origin`; a preflight gets flask-cors' method list and
+/// the headers it asked for echoed (a `*` would not cover `Authorization`, so a browser could
+/// not send a JWT). Without `--cors` nothing matches and no CORS header is sent.
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let layer = CorsLayer::new()
-        .allow_methods(tower_http::cors::Any)
-        .allow_headers(tower_http::cors::Any);
-    if origins.iter().any(|o| o == "*") {
-        Some(layer.allow_origin(tower_http::cors::Any))
-    } else {
-        let list: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
-        Some(layer.allow_origin(AllowOrigin::list(list)))
+    let patterns: Vec<OriginPattern> = origins.iter().map(|o| OriginPattern::new(o)).collect();
+    let allow = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+        origin
+            .to_str()
+            .is_ok_and(|o| patterns.iter().any(|p| p.matches(o)))
+    });
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::OPTIONS,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            // tower-http's default `Vary`: Origin and the preflight's request headers.
+            .allow_headers(AllowHeaders::mirror_request()),
+    )
+}
+
+/// One `--cors` origin, as flask-cors reads it.
+enum OriginPattern {
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl OriginPattern {
+    fn new(origin: &str) -> OriginPattern {
+        let origin = if origin == "*" { ".*" } else { origin };
+        // flask-cors' `probably_regex`.
+        let regex_like = origin
+            .chars()
+            .any(|c| matches!(c, '*' | '\\' | ']' | '?' | '$' | '^' | '[' | '(' | ')'));
+        if regex_like {
+            match regex::Regex::new(&format!("^(?i:{origin})")) {
+                Ok(r) => return OriginPattern::Regex(r),
+                Err(e) => tracing::warn!(
+                    "--cors {origin:?} is not a valid regex ({e}); compared literally"
+                ),
+            }
+        }
+        OriginPattern::Exact(origin.to_string())
+    }
+
+    fn matches(&self, origin: &str) -> bool {
+        match self {
+            OriginPattern::Exact(o) => o.eq_ignore_ascii_case(origin),
+            OriginPattern::Regex(r) => r.is_match(origin),
+        }
     }
 }
 
@@ -213,7 +265,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         app = app.layer(cors);
     }
     let addr = format!("{}:{}", args.interface, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let listener = crate::http::serve::bind(&addr)
         .await
         .map_err(|source| StartError::Bind {
             addr: addr.clone(),
@@ -324,4 +376,32 @@ pub async fn plugin_test(args: PluginTestArgs) -> Result<bool, String> {
     };
     print!("{}", report.render());
     Ok(report.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OriginPattern;
+
+    #[test]
+    fn cors_origins_match_as_flask_cors_does() {
+        let exact = OriginPattern::new("https://a.example");
+        assert!(exact.matches("https://a.example"));
+        assert!(exact.matches("HTTPS://A.example"));
+        assert!(!exact.matches("https://b.example"));
+        assert!(!exact.matches("https://a.example.evil"));
+        assert!(
+            !exact.matches("https://aXexample"),
+            "a `.` alone is literal"
+        );
+        let any = OriginPattern::new("*");
+        assert!(any.matches("https://whatever.example"));
+        let regex = OriginPattern::new(r"https://.*\.example\.com");
+        assert!(regex.matches("https://x.example.com"));
+        assert!(regex.matches("HTTPS://X.EXAMPLE.COM"));
+        assert!(!regex.matches("http://x.example.com"));
+        assert!(
+            !regex.matches("evil https://x.example.com"),
+            "anchored at the start"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 pub mod bots;
 pub mod capture;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -170,19 +170,23 @@ impl ServerBuilder {
         }
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
+        if !self.env.iter().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .expect("colloquy starts");
         let stdout = child.stdout.take().unwrap();
+        let mut stdout_copy = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(stdout_copy, "{line}");
                 if line.starts_with("listening on") {
                     let _ = tx.send(());
                 }
@@ -268,6 +272,10 @@ impl Server {
     }
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+    /// What the server wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {

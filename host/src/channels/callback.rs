@@ -92,13 +92,14 @@ impl CallbackOutput {
             }
             match req.send().await {
                 Ok(r) if !r.status().is_success() => {
-                    tracing::warn!(url = %self.url, status = %r.status(), "callback answered an error")
+                    tracing::warn!(url = %crate::redact::url(&self.url), status = %r.status(), "callback answered an error")
                 }
                 Ok(_) => {}
                 Err(e) => {
                     return Err(format!(
-                        "cannot deliver to the callback URL {}: {e}",
-                        self.url
+                        "cannot deliver to the callback URL {}: {}",
+                        crate::redact::url(&self.url),
+                        crate::redact::transport_error(e)
                     ))
                 }
             }

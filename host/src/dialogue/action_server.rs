@@ -131,15 +131,18 @@ impl ActionServer {
         };
         let resp = req.send().await.map_err(|e| {
             failed(format!(
-                "cannot reach the action server at {}: {e}",
-                self.url
+                "cannot reach the action server at {}: {}",
+                crate::redact::url(&self.url),
+                crate::redact::transport_error(e)
             ))
         })?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| failed(format!("reading the answer: {e}")))?;
+        let text = resp.text().await.map_err(|e| {
+            failed(format!(
+                "reading the answer: {}",
+                crate::redact::transport_error(e)
+            ))
+        })?;
         if status.as_u16() == 400 {
             let message = serde_json::from_str::<Value>(&text)
                 .ok()

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use axum::http::{HeaderMap, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
@@ -89,7 +90,11 @@ impl Auth {
                     }
                     Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem()).map_err(key_err)?,
                 };
+                // Exactly the configured algorithm: a token whose header names another one
+                // (HS256 signed with the public key's PEM text against an RS256 server, or
+                // `none`) is refused before its signature is looked at.
                 let mut validation = Validation::new(alg);
+                validation.algorithms = vec![alg];
                 // `exp` is checked when present (sanic-jwt's 180 s leeway), not required.
                 validation.required_spec_claims = HashSet::new();
                 validation.leeway = 180;
@@ -115,7 +120,7 @@ impl Auth {
         conversation_id: Option<&str>,
     ) -> Result<(), ApiError> {
         if let (Some(expected), Some(given)) = (&self.token, query_token) {
-            if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+            if token_matches(expected, given) {
                 return Ok(());
             }
         }
@@ -149,6 +154,17 @@ impl Auth {
         }
         Err(unauthenticated("User is not authenticated."))
     }
+}
+
+/// Compares the configured token with the given one in constant time. Comparing the raw bytes
+/// would still end early on a length mismatch (`subtle` does), telling the token's length;
+/// comparing SHA-256 digests takes the same time whatever the given token is.
+fn token_matches(expected: &str, given: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(expected.as_bytes()),
+        Sha256::digest(given.as_bytes()),
+    );
+    bool::from(a[..].ct_eq(&b[..]))
 }
 
 fn scope_allows(user: Option<&User>, conversation_id: Option<&str>) -> bool {
@@ -262,6 +278,39 @@ mod tests {
         let mut bad = HeaderMap::new();
         bad.insert("authorization", "Token abc".parse().unwrap());
         assert_eq!(auth.check(&bad, None, None).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn the_token_comparison_is_by_digest() {
+        assert!(token_matches("rasa", "rasa"));
+        for other in ["", "r", "ras", "Rasa", "rasa ", "rasarasa", "rasb"] {
+            assert!(!token_matches("rasa", other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_configured_algorithm_is_accepted() {
+        let pem = include_str!("../../../tests/fixtures/jwt/rsa.pub.pem");
+        for method in ["RS256", "rs256", "PS384"] {
+            let auth = Auth::new(None, Some(pem.into()), method).unwrap();
+            let (_, validation) = auth.jwt.as_ref().unwrap();
+            assert_eq!(
+                validation.algorithms,
+                [method.to_ascii_uppercase().parse::<Algorithm>().unwrap()]
+            );
+        }
+        // Algorithm confusion: HS256 keyed with the public key's PEM text.
+        let auth = Auth::new(None, Some(pem.into()), "RS256").unwrap();
+        let claims = json!({"user": {"username": "x", "role": "admin"}});
+        for key in [pem, pem.trim_end()] {
+            let confused = hs(claims.clone(), key);
+            assert_eq!(
+                auth.check(&bearer(&confused), None, None)
+                    .unwrap_err()
+                    .status,
+                401
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,38 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The listen backlog: connections the kernel completes before they are accepted. tokio's
+/// `TcpListener::bind` uses std's 128, so a burst of a few hundred connects overflowed it and
+/// the clients beyond stalled 1–8 s in SYN-ACK retransmits (and clients over
+/// `--max-connections` could not wait there). The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`, resolved; the first address that binds wins) with
+/// [`LISTEN_BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As tokio's and std's `bind`: a restarted server can take the port at once.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub max_connections: usize,
@@ -88,5 +120,38 @@ pub async fn serve(
             "shutdown: connections still open after {:?}",
             opts.drain_timeout
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 300 connects complete without a single accept (std's backlog of 128 would stall the
+    /// 130th in SYN retransmits, beyond the 1 s timeout).
+    #[tokio::test]
+    async fn the_backlog_holds_a_burst_of_connects() {
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if somaxconn < 300 {
+            eprintln!("skipped: net.core.somaxconn is {somaxconn}");
+            return;
+        }
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = tokio::task::spawn_blocking(move || {
+            (0..300)
+                .map(|i| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                        .unwrap_or_else(|e| panic!("connect {i}: {e}"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert_eq!(conns.len(), 300);
+        drop(listener);
     }
 }
