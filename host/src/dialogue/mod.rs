@@ -175,21 +175,38 @@ impl<'a> Turn<'a> {
 
     /// Runs `f` on the story events without copying them.
     pub fn with_story_events<R>(&self, f: impl FnOnce(&[StoryEvent]) -> R) -> R {
+        self.with_stories(|s| f(&s.events))
+    }
+
+    /// What the policies predict next. Only the story events added since the last
+    /// prediction (of this turn or the conversation's previous one) are featurised.
+    pub fn predict(&self) -> crate::policy::Prediction {
+        self.with_stories(|s| {
+            self.agent.model.policies.predict_featurised(
+                &self.agent.domain,
+                &s.events,
+                &mut s.featurised,
+            )
+        })
+    }
+
+    /// Runs `f` on the story events, brought up to date with the applied events.
+    fn with_stories<R>(&self, f: impl FnOnce(&mut Stories) -> R) -> R {
         let st = self.state();
         let mut cached = self.stories.lock().unwrap_or_else(|p| p.into_inner());
-        let (applied, stories) = cached.get_or_insert_with(Default::default);
-        let is_prefix =
-            applied.len() <= st.applied.len() && st.applied[..applied.len()] == applied[..];
+        let stories = cached.get_or_insert_with(Default::default);
+        let is_prefix = stories.applied.len() <= st.applied.len()
+            && st.applied[..stories.applied.len()] == stories.applied[..];
         if !is_prefix {
-            applied.clear();
-            stories.clear();
+            // Undone or rewound events: convert (and featurise) from scratch.
+            *stories = Stories::default();
         }
-        stories.extend(
-            st.applied[applied.len()..]
+        stories.events.extend(
+            st.applied[stories.applied.len()..]
                 .iter()
                 .filter_map(|&i| story_event(&self.events[i])),
         );
-        *applied = st.applied;
+        stories.applied = st.applied;
         f(stories)
     }
 }
@@ -379,9 +396,7 @@ impl Processor {
             }
             let prediction = match default_rule(turn, after_user) {
                 Some(p) => p,
-                None => turn.with_story_events(|story| {
-                    turn.agent.model.policies.predict(&turn.agent.domain, story)
-                }),
+                None => turn.predict(),
             };
             if after_user {
                 turn.push(Event::new(EventKind::UserFeaturization {

@@ -12,10 +12,16 @@ use lru::LruCache;
 
 use crate::domain::Domain;
 use crate::engine::{Event, TrackerState};
-use crate::policy::StoryEvent;
+use crate::policy::{Featurised, StoryEvent};
 
-/// The applied event indices and their story events, as last converted.
-pub type Stories = (Vec<usize>, Vec<StoryEvent>);
+/// The applied event indices and their story events as last converted, and the policies'
+/// featurisation of them as last computed.
+#[derive(Default)]
+pub struct Stories {
+    pub applied: Vec<usize>,
+    pub events: Vec<StoryEvent>,
+    pub featurised: Featurised,
+}
 
 /// What is remembered of a conversation between requests.
 pub struct Warm {

@@ -150,6 +150,74 @@ pub fn session_events(events: &[StoryEvent]) -> &[StoryEvent] {
     ev
 }
 
+/// The states of a conversation's current session as the policies see them, kept between
+/// predictions and extended with the story events added since (O(new events) per prediction
+/// instead of O(session)). Folds exactly like [`session_events`] + [`states_with_actions`].
+#[derive(Debug, Clone)]
+pub struct Featurised {
+    /// How many story events were folded in.
+    seen: usize,
+    /// Where the session's events begin (after the last restart / session start and the
+    /// `action_session_start`s that lead it).
+    session_begin: usize,
+    /// Still inside the leading `action_session_start`s of the session.
+    leading: bool,
+    /// The states before each past action of the session.
+    past: Vec<State>,
+    tracker: DialogueTracker,
+}
+
+impl Default for Featurised {
+    fn default() -> Featurised {
+        Featurised {
+            seen: 0,
+            session_begin: 0,
+            // A conversation's first session starts like any other.
+            leading: true,
+            past: Vec::new(),
+            tracker: DialogueTracker::default(),
+        }
+    }
+}
+
+impl Featurised {
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Folds in `events[self.seen..]`.
+    pub fn update(&mut self, domain: &Domain, events: &[StoryEvent]) {
+        if events.len() < self.seen {
+            *self = Featurised::default();
+        }
+        for (i, e) in events.iter().enumerate().skip(self.seen) {
+            match e {
+                StoryEvent::Restart | StoryEvent::SessionStarted => {
+                    self.past.clear();
+                    self.tracker = DialogueTracker::default();
+                    self.session_begin = i + 1;
+                    self.leading = true;
+                    continue;
+                }
+                StoryEvent::Action(a) if self.leading && a == "action_session_start" => {
+                    self.session_begin = i + 1;
+                    continue;
+                }
+                _ => self.leading = false,
+            }
+            if matches!(e, StoryEvent::Action(_)) {
+                let s = self.tracker.state(domain);
+                // The empty state before a conversation's first `action_listen` carries nothing.
+                if !s.is_empty() {
+                    self.past.push(s);
+                }
+            }
+            self.tracker.apply(domain, e);
+        }
+        self.seen = events.len();
+    }
+}
+
 /// The states before each action of `events` (paired with that action), plus the current state.
 pub fn states_with_actions(
     domain: &Domain,
@@ -255,8 +323,8 @@ pub struct PredictContext<'a> {
     pub domain: &'a Domain,
     pub events: &'a [StoryEvent],
     /// States before each past action, then the current state last.
-    pub states: Vec<State>,
-    pub tracker: DialogueTracker,
+    pub states: &'a [State],
+    pub tracker: &'a DialogueTracker,
 }
 
 impl PredictContext<'_> {
@@ -283,13 +351,43 @@ impl PolicyEnsemble {
 
     /// Predicts the next action after the applied events of a conversation.
     pub fn predict(&self, domain: &Domain, applied: &[StoryEvent]) -> Prediction {
-        let events = session_events(applied);
-        let (past, current, tracker) = states_with_actions(domain, events);
+        self.predict_featurised(domain, applied, &mut Featurised::default())
+    }
+
+    /// [`Self::predict`] with the session's states kept in `featurised` between calls, so
+    /// that each prediction folds in only the story events added since the last one.
+    /// `applied[..featurised.seen()]` must be the events it saw before (else pass a new one).
+    pub fn predict_featurised(
+        &self,
+        domain: &Domain,
+        applied: &[StoryEvent],
+        featurised: &mut Featurised,
+    ) -> Prediction {
+        featurised.update(domain, applied);
+        let tracker = &featurised.tracker;
         if let Some(f) = &tracker.followup {
             return prediction(domain, f, "followup_action", 1.0);
         }
-        let mut states: Vec<State> = past.into_iter().map(|(s, _)| s).collect();
-        states.push(current);
+        let mut states = std::mem::take(&mut featurised.past);
+        states.push(tracker.state(domain));
+        let prediction = self.choose(
+            domain,
+            &applied[featurised.session_begin..],
+            &states,
+            tracker,
+        );
+        states.pop();
+        featurised.past = states;
+        prediction
+    }
+
+    fn choose(
+        &self,
+        domain: &Domain,
+        events: &[StoryEvent],
+        states: &[State],
+        tracker: &DialogueTracker,
+    ) -> Prediction {
         let ctx = PredictContext {
             domain,
             events,

@@ -57,3 +57,56 @@ fn nlu_fallback_rewrites_low_confidence_intents() {
     let mut high = json!({"intent": {"name": "greet", "confidence": 0.9}});
     assert!(!ens.apply_nlu_fallback(&mut high));
 }
+
+#[test]
+fn incremental_featurisation_equals_featurising_the_session_at_every_step() {
+    let d = Domain::from_yaml(
+        "intents: [a, b]\nentities: [e]\nslots:\n  s:\n    type: bool\n    mappings: []\n",
+        "d.yml",
+    )
+    .unwrap();
+    let user = |i: &str| StoryEvent::User {
+        intent: Some(i.into()),
+        entities: vec![("e".into(), json!("v"))],
+        text: None,
+    };
+    let act = |a: &str| StoryEvent::Action(a.into());
+    let ev = [
+        act("action_session_start"),
+        act("action_session_start"),
+        act(ACTION_LISTEN),
+        user("a"),
+        act("utter_x"),
+        StoryEvent::Slot {
+            name: "s".into(),
+            value: json!(true),
+        },
+        act(ACTION_LISTEN),
+        user("b"),
+        StoryEvent::Restart,
+        act("action_session_start"),
+        act(ACTION_LISTEN),
+        user("a"),
+        act("utter_y"),
+        StoryEvent::SessionStarted,
+        act(ACTION_LISTEN),
+        user("b"),
+        act("utter_z"),
+        StoryEvent::Followup("utter_x".into()),
+    ];
+    let mut f = Featurised::default();
+    for k in 0..=ev.len() {
+        f.update(&d, &ev[..k]);
+        let session = session_events(&ev[..k]);
+        let (past, cur, tracker) = states_with_actions(&d, session);
+        let past: Vec<State> = past.into_iter().map(|(s, _)| s).collect();
+        assert_eq!(f.past, past, "past states after {k} events");
+        assert_eq!(f.tracker.state(&d), cur, "current state after {k} events");
+        assert_eq!(f.tracker.followup, tracker.followup, "after {k} events");
+        assert_eq!(&ev[f.session_begin..k], session, "session after {k} events");
+        // Starting over at any point gives the same as having followed along.
+        let mut fresh = Featurised::default();
+        fresh.update(&d, &ev[..k]);
+        assert_eq!(fresh.past, f.past);
+    }
+}
