@@ -588,8 +588,7 @@ impl Processor {
     async fn finish(&self, state: &AppState, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
         let (sender_id, epoch, stored, agent) =
             (turn.sender_id, turn.epoch, turn.stored, turn.agent);
-        let new = turn.new_events();
-        let messages: Vec<Value> = new
+        let messages: Vec<Value> = turn.events[stored..]
             .iter()
             .flat_map(|e| output::channel_messages(sender_id, e))
             .collect();
@@ -600,7 +599,9 @@ impl Processor {
             .await?;
         state.states.put(sender_id, log.epoch, &agent.domain, warm);
         // Side effects only once the events are stored.
-        state.reminders.handle(&state.self_ref(), sender_id, &new);
+        state
+            .reminders
+            .handle(&state.self_ref(), sender_id, &log.events[stored..]);
         Ok(TurnOutput { log, messages })
     }
 }
