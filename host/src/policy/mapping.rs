@@ -92,7 +92,7 @@ impl FormPolicy {
                 confidence: 1.0,
             });
         }
-        if ctx.tracker.loop_rejected || self.unhappy.recall(&ctx.states).is_some() {
+        if ctx.tracker.loop_rejected || self.unhappy.recall(ctx.states).is_some() {
             return None;
         }
         if cur.prev_action.as_deref() == Some(ACTION_LISTEN) {

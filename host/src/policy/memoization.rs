@@ -79,7 +79,7 @@ impl MemoizationPolicy {
     }
 
     pub fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
-        self.recall(&ctx.states).map(|a| PolicyOutput {
+        self.recall(ctx.states).map(|a| PolicyOutput {
             action: a.clone(),
             confidence: 1.0,
         })

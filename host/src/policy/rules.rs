@@ -306,7 +306,7 @@ impl RulePolicy {
     }
 
     pub fn predict(&self, ctx: &PredictContext) -> Option<PolicyOutput> {
-        let t = &ctx.tracker;
+        let t = ctx.tracker;
         let cur = ctx.current();
         let sure = |a: &str| {
             Some(PolicyOutput {
@@ -323,7 +323,7 @@ impl RulePolicy {
                 };
             }
         }
-        if let Some(r) = self.find_rule(&ctx.states, t) {
+        if let Some(r) = self.find_rule(ctx.states, t) {
             // A rule for a digression (chitchat during a form) ends by listening; with the
             // loop still active, Rasa returns to the loop instead.
             if r.action == ACTION_LISTEN && !r.mentions_loop() {
