@@ -58,8 +58,9 @@ pub struct Turn<'a> {
     pub stored: usize,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
-    /// The state of `events` as last computed (see [`Turn::state`]).
-    state: std::sync::Mutex<Option<TrackerState>>,
+    /// The state of `events` as last computed (see [`Turn::state`]); shared with the callers
+    /// of `state()` rather than copied for each (its applied list grows with the conversation).
+    state: std::sync::Mutex<Option<Arc<TrackerState>>>,
     /// The applied indices and their story events as last converted (see [`Turn::story_events`]).
     stories: std::sync::Mutex<Option<Stories>>,
     pub channel: Option<String>,
@@ -89,7 +90,7 @@ impl<'a> Turn<'a> {
                 .unwrap_or_else(|shared| shared.as_ref().clone()),
             stored,
             epoch: log.epoch,
-            state: std::sync::Mutex::new(Some(warm.state)),
+            state: std::sync::Mutex::new(Some(Arc::new(warm.state))),
             stories: std::sync::Mutex::new(warm.stories),
             channel,
         }
@@ -103,6 +104,7 @@ impl<'a> Turn<'a> {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .expect("just computed");
+        let state = Arc::try_unwrap(state).unwrap_or_else(|shared| shared.as_ref().clone());
         let stories = self.stories.into_inner().unwrap_or_else(|p| p.into_inner());
         (Warm { state, stories }, self.events, self.stored_texts)
     }
@@ -115,13 +117,21 @@ impl<'a> Turn<'a> {
 
     /// The tracker state of the events so far. Kept between calls and extended by the events
     /// pushed since (a turn asks for it several times per prediction).
-    pub fn state(&self) -> TrackerState {
+    pub fn state(&self) -> Arc<TrackerState> {
         let mut cached = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match cached.as_mut() {
-            Some(st) if st.seen <= self.events.len() => {
+            Some(st) if st.seen == self.events.len() => {}
+            // Copies only if a caller still holds the previous state.
+            Some(st) if st.seen < self.events.len() => {
+                let st = Arc::make_mut(st);
                 st.extend(&self.agent.domain, &self.events, st.seen)
             }
-            _ => *cached = Some(TrackerState::compute(&self.agent.domain, &self.events)),
+            _ => {
+                *cached = Some(Arc::new(TrackerState::compute(
+                    &self.agent.domain,
+                    &self.events,
+                )))
+            }
         }
         cached.as_ref().expect("just computed").clone()
     }
@@ -206,7 +216,8 @@ impl<'a> Turn<'a> {
                 .iter()
                 .filter_map(|&i| story_event(&self.events[i])),
         );
-        stories.applied = st.applied;
+        let known = stories.applied.len();
+        stories.applied.extend_from_slice(&st.applied[known..]);
         f(stories)
     }
 }
