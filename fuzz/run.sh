@@ -11,6 +11,8 @@
 # Logs, the grown corpus and crash inputs land in fuzz/out/<target>/ (FUZZ_OUT), which is
 # scratch: the committed seeds in fuzz/corpus/<target>/ are only copied from.
 set -euo pipefail
+# FUZZ_OUT (default fuzz/out): where logs, grown corpora and crash inputs go.
+OUT="$(mkdir -p "${FUZZ_OUT:-$(dirname "$0")/out}" && cd "${FUZZ_OUT:-$(dirname "$0")/out}" && pwd)"
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${1:-600}"
 shift || true
@@ -19,6 +21,8 @@ ALL_TARGETS=(event_json tracker endpoints domain training regex_shortcut jwt)
 
 # FUZZ_BUILD=full (default): everything instrumented, optimised (the long runs).
 # FUZZ_BUILD=quick: a debug build with only the project's crates instrumented (CI).
+# No --locked: fuzz/Cargo.lock is the root lock plus libfuzzer-sys; when the host gains a
+# dependency, cargo adds it here without moving the versions already pinned.
 HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 case "${FUZZ_BUILD:-full}" in
 full)
@@ -30,12 +34,12 @@ full)
  -Cllvm-args=-sanitizer-coverage-trace-compares \
  --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
     # --target keeps RUSTFLAGS off build scripts and proc macros (they do not link libFuzzer).
-    cargo build --release --locked --target "$HOST_TRIPLE" --bins
+    cargo build --release --target "$HOST_TRIPLE" --bins
     BIN="$CARGO_TARGET_DIR/$HOST_TRIPLE/release"
     ;;
 quick)
     export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target-quick}"
-    RUSTC_WRAPPER="$PWD/sancov-rustc.sh" cargo build --locked --bins
+    RUSTC_WRAPPER="$PWD/sancov-rustc.sh" cargo build --bins
     BIN="$CARGO_TARGET_DIR/debug"
     ;;
 *)
@@ -44,8 +48,6 @@ quick)
     ;;
 esac
 
-OUT="${FUZZ_OUT:-out}"
-mkdir -p "$OUT"
 status=0
 for t in "${TARGETS[@]}"; do
     work="$OUT/$t"
