@@ -39,7 +39,8 @@ full)
     ;;
 quick)
     export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target-quick}"
-    RUSTC_WRAPPER="$PWD/sancov-rustc.sh" cargo build --bins
+    # RUSTFLAGS marks every unit, so nothing built without the wrapper is ever reused here.
+    RUSTFLAGS="--cfg fuzzing" RUSTC_WRAPPER="$PWD/sancov-rustc.sh" cargo build --bins
     BIN="$CARGO_TARGET_DIR/debug"
     ;;
 *)

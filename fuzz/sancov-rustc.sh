@@ -14,8 +14,7 @@ case "$args" in
         -Cllvm-args=-sanitizer-coverage-level=4 \
         -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
         -Cllvm-args=-sanitizer-coverage-pc-table \
-        -Cllvm-args=-sanitizer-coverage-trace-compares \
-        --cfg fuzzing
+        -Cllvm-args=-sanitizer-coverage-trace-compares
     ;;
 esac
 exec "$rustc" "$@"
