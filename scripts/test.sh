@@ -17,3 +17,8 @@ for pkg in colloquy colloquy-plugin-in-memory colloquy-plugin-redis colloquy-plu
 done
 cargo build -q -p colloquy-plugin-kafka --example kafka_tool
 cargo test --workspace --no-fail-fast
+# A short coverage-guided fuzzing run of every target (docs/reliability.md): a quick debug
+# build with the project's crates instrumented, then 10 s per target from the seed corpora
+# (about 3.5 min in all on 2 cores).
+# Fails on any crash, hang or out-of-memory; runs only once the tests have passed.
+FUZZ_BUILD=quick bash fuzz/run.sh 10

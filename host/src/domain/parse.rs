@@ -625,11 +625,40 @@ fn parse_slot(
     })
 }
 
+/// A mapping in the 3.x shape, with every field `parse_mapping` reads, so that the domain a
+/// model stores loads back the same (fuzzing found `value` and the filters dropped).
 fn mapping_json(m: &SlotMapping) -> Value {
     let mut o = Map::new();
     o.insert("type".into(), Value::String(m.mapping_type.clone()));
-    if let Some(e) = &m.entity {
-        o.insert("entity".into(), Value::String(e.clone()));
+    let strings = [
+        ("entity", &m.entity),
+        ("role", &m.role),
+        ("group", &m.group),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            o.insert(key.into(), Value::String(v.clone()));
+        }
+    }
+    if !m.intent.is_empty() {
+        o.insert("intent".into(), serde_json::json!(m.intent));
+    }
+    if !m.not_intent.is_empty() {
+        o.insert("not_intent".into(), serde_json::json!(m.not_intent));
+    }
+    if let Some(v) = &m.value {
+        o.insert("value".into(), v.clone());
+    }
+    if let Some(a) = &m.action {
+        o.insert("action".into(), Value::String(a.clone()));
+    }
+    if !m.conditions.is_empty() {
+        let conditions = m
+            .conditions
+            .iter()
+            .map(|c| serde_json::json!({"active_loop": c.active_loop, "requested_slot": c.requested_slot}))
+            .collect();
+        o.insert("conditions".into(), Value::Array(conditions));
     }
     Value::Object(o)
 }

@@ -84,6 +84,27 @@ fn legacy_domain_loads() {
     assert_eq!(again.action_names(), d.action_names());
 }
 
+/// Fuzzing (fuzz/corpus/domain/legacy_explicit_mappings.yml): a 0.x domain whose slots have
+/// explicit mappings was stored with only `type` and `entity` per mapping, so a `from_intent`
+/// mapping lost its `value` and the model's domain no longer loaded; filters were lost too.
+#[test]
+fn legacy_domain_keeps_explicit_mappings() {
+    let text = "intents: [affirm, deny]\nentities: [city]\ntemplates:\n  utter_x: [x]\nslots:\n  ok:\n    type: bool\n    mappings:\n    - {type: from_intent, intent: affirm, value: true}\n    - {type: from_trigger_intent, intent: deny, not_intent: [affirm], value: null}\n  city:\n    type: text\n    mappings:\n    - {type: from_entity, entity: city, role: to, group: g, conditions: [{active_loop: f, requested_slot: city}]}\n    - {type: custom, action: action_city}\n";
+    let d = Domain::from_yaml(text, "domain.yml").unwrap();
+    assert!(d.legacy);
+    let again = Domain::from_json(&d.to_json()).unwrap();
+    assert_eq!(again.to_json(), d.to_json());
+    for name in ["ok", "city"] {
+        assert_eq!(
+            again.slot(name).unwrap().mappings,
+            d.slot(name).unwrap().mappings
+        );
+    }
+    let ok = &d.slot("ok").unwrap().mappings;
+    assert_eq!(ok[0].value, Some(json!(true)));
+    assert_eq!(ok[1].value, Some(serde_json::Value::Null));
+}
+
 #[test]
 fn errors_name_file_and_line() {
     let e = Domain::from_yaml("intents: [a]\nslots:\n  n:\n    type: float\n    min_value: 5\n    max_value: 1\n    mappings: []\n", "d.yml").unwrap_err();
