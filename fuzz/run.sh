@@ -50,6 +50,8 @@ quick)
 esac
 
 status=0
+passed=0
+failed=0
 for t in "${TARGETS[@]}"; do
     work="$OUT/$t"
     rm -rf "$work"
@@ -71,10 +73,13 @@ for t in "${TARGETS[@]}"; do
     corpus=$(ls "$work/corpus" | wc -l)
     if [ "$rc" -eq 0 ]; then
         echo "fuzz $t: ok, ${SECONDS_PER_TARGET}s, ${execs:-?} execs, cov ${cov:-?} ft ${ft:-?}, corpus $corpus"
+        passed=$((passed + 1))
     else
         echo "fuzz $t: FAILED (exit $rc), see $work/log and $work/artifacts/"
         grep -E -m5 "panicked|ERROR: libFuzzer|SUMMARY" "$work/log" || true
         status=1
+        failed=$((failed + 1))
     fi
 done
+echo "fuzz: $passed passed, $failed failed"
 exit $status
