@@ -9,7 +9,8 @@ use tracing_subscriber::EnvFilter;
 // states); glibc's malloc then spends most of its time in `_int_malloc` sorting its bins (a
 // turn on a new conversation slowed from 0.1 ms to 200 ms at p99 in the P2 benchmark).
 // mimalloc's per-page free lists do not degrade that way, and it is faster on small objects.
-// Plugins keep their own allocator: everything crossing the ABI is an abi_stable type that
+// Transparent huge pages are off for it (`no_thp`): with them an idle host held 16 MB instead
+// of 9 (P6). Plugins keep their own allocator: everything crossing the ABI is an abi_stable type that
 // frees through the side that allocated it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
