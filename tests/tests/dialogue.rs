@@ -523,3 +523,102 @@ fn a_slow_action_server_is_bounded_by_the_endpoint_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn an_action_server_answering_garbage_fails_the_action_only() {
+    // An action server that answers 200 with a body Rasa could not use, one kind per request.
+    let bodies = [
+        "this is not JSON",
+        "[1, 2, 3]",
+        r#"{"events": "not a list", "responses": []}"#,
+        r#"{"events": [{"event": "user"}], "responses": []}"#,
+        r#"{"events": [{"event": "slot"}], "responses": "nope"}"#,
+        r#"{"events": [{"event": "no_such_event", "x": 1}]}"#,
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for (n, stream) in listener.incoming().flatten().enumerate() {
+            let mut stream = stream;
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // Read the head and the body (Content-Length) before answering.
+            loop {
+                let k = stream.read(&mut buf).unwrap_or(0);
+                if k == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..k]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let body = bodies[n % bodies.len()];
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
+    let model = train(&dir);
+    let endpoints =
+        format!("action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 5\n");
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
+    for (n, body) in bodies.iter().enumerate() {
+        // Each garbage answer: the action fails, the turn goes on to the next action.
+        assert_eq!(
+            texts(&say(&s, "garbage", "/fail_me")),
+            ["Something failed, but I am still here."],
+            "answer {n}: {body}"
+        );
+    }
+    // Nothing the action server sent was stored: every stored event is a valid one, and the
+    // conversation reads back whole.
+    let (status, t) = s.get("/conversations/garbage/tracker?include_events=ALL");
+    assert_eq!(status, 200);
+    let events = t["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"] != "user" || e["text"].is_string()),
+        "{events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "action" && e["name"] == "action_fail")
+            .count(),
+        bodies.len()
+    );
+    assert!(!events
+        .iter()
+        .any(|e| e["event"] == "slot" && e["name"].is_null()));
+    // Every garbage answer really was sent.
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        bodies.len()
+    );
+    let (status, _) = s.get("/status");
+    assert_eq!(status, 200);
+}
