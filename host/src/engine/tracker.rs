@@ -618,8 +618,8 @@ mod tests {
 mod extend_tests {
     use super::*;
 
-    #[test]
-    fn extending_equals_recomputing_at_every_split() {
+    /// The captured 3.6.21 conversations (file name, events) and a domain with their slot.
+    fn captured() -> (Domain, Vec<(&'static str, Vec<Event>)>) {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../shared/rasa/captured-3.6.21/"
@@ -629,11 +629,25 @@ mod extend_tests {
             0,
             crate::domain::Slot::implicit("bench_slot", crate::domain::SlotKind::Any),
         );
-        for file in ["tracker-ALL.json", "conv1-tracker-ALL.json"] {
-            let t: Value =
-                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
-                    .unwrap();
-            let events = Event::list_from_json(t["events"].as_array().unwrap()).unwrap();
+        let conversations = ["tracker-ALL.json", "conv1-tracker-ALL.json"]
+            .into_iter()
+            .map(|file| {
+                let t: Value =
+                    serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
+                        .unwrap();
+                (
+                    file,
+                    Event::list_from_json(t["events"].as_array().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        (domain, conversations)
+    }
+
+    #[test]
+    fn extending_equals_recomputing_at_every_split() {
+        let (domain, conversations) = captured();
+        for (file, events) in conversations {
             let full = serde_json::to_string(&TrackerView {
                 sender_id: "x",
                 events: &events,
@@ -655,28 +669,11 @@ mod extend_tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod text_tests {
-    use super::*;
 
     #[test]
     fn spliced_event_texts_give_the_serialised_tracker_byte_for_byte() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/rasa/captured-3.6.21/"
-        );
-        let mut domain = Domain::empty();
-        domain.slots.insert(
-            0,
-            crate::domain::Slot::implicit("bench_slot", crate::domain::SlotKind::Any),
-        );
-        for file in ["tracker-ALL.json", "conv1-tracker-ALL.json"] {
-            let t: Value =
-                serde_json::from_str(&std::fs::read_to_string(format!("{dir}{file}")).unwrap())
-                    .unwrap();
-            let events = Event::list_from_json(t["events"].as_array().unwrap()).unwrap();
+        let (domain, conversations) = captured();
+        for (file, events) in conversations {
             let texts = EventTexts::of(&events);
             let state = TrackerState::compute(&domain, &events);
             for verbosity in [
