@@ -243,7 +243,7 @@ fn moodbot_predictions() {
         p.policy
     );
     assert_eq!(p.confidence, 1.0);
-    assert_eq!(p.scores.len(), d.action_names().len());
+    assert_eq!(p.scores(d).len(), d.action_names().len());
     ev.push(act("utter_greet"));
     assert_eq!(m.policies.predict(d, &ev).action, ACTION_LISTEN);
     ev.extend([act(ACTION_LISTEN), user("mood_unhappy")]);

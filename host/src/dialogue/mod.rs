@@ -275,7 +275,6 @@ fn default_rule(turn: &Turn<'_>, after_user: bool) -> Option<crate::policy::Pred
                 action: f.clone(),
                 policy: "followup_action".into(),
                 confidence: 1.0,
-                scores: Vec::new(),
             });
         }
     }
@@ -296,7 +295,6 @@ fn default_rule(turn: &Turn<'_>, after_user: bool) -> Option<crate::policy::Pred
         action: action.into(),
         policy: "RulePolicy".into(),
         confidence: 1.0,
-        scores: Vec::new(),
     })
 }
 

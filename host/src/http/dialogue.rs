@@ -111,7 +111,7 @@ pub fn prediction_json(
         .filter_map(|&i| crate::dialogue::story_event(&events[i]))
         .collect();
     let p = agent.model.policies.predict(&agent.domain, &story);
-    let mut scores = p.scores.clone();
+    let mut scores = p.scores(&agent.domain);
     if sorted {
         scores.sort_by(|a, b| {
             b.1.partial_cmp(&a.1)

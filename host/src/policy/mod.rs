@@ -263,8 +263,29 @@ pub struct Prediction {
     pub action: String,
     pub policy: String,
     pub confidence: f64,
-    /// One score per domain action, in `Domain::action_names` order.
-    pub scores: Vec<(String, f64)>,
+}
+
+impl Prediction {
+    /// One score per domain action, in `Domain::action_names` order: the predicted action's
+    /// confidence, 0 for the others (derived on demand: only `/predict` shows them).
+    pub fn scores(&self, domain: &Domain) -> Vec<(String, f64)> {
+        let mut scores: Vec<(String, f64)> = domain
+            .action_names()
+            .into_iter()
+            .map(|a| {
+                let s = if a == self.action {
+                    self.confidence
+                } else {
+                    0.0
+                };
+                (a, s)
+            })
+            .collect();
+        if !scores.iter().any(|(a, _)| *a == self.action) {
+            scores.push((self.action.clone(), self.confidence));
+        }
+        scores
+    }
 }
 
 /// A policy's answer: an action and its confidence.
@@ -366,7 +387,7 @@ impl PolicyEnsemble {
         featurised.update(domain, applied);
         let tracker = &featurised.tracker;
         if let Some(f) = &tracker.followup {
-            return prediction(domain, f, "followup_action", 1.0);
+            return prediction(f, "followup_action", 1.0);
         }
         let mut states = std::mem::take(&mut featurised.past);
         states.push(tracker.state(domain));
@@ -410,11 +431,10 @@ impl PolicyEnsemble {
             }
         }
         match best {
-            Some((out, p)) => prediction(domain, &out.action, p.name(), out.confidence),
+            Some((out, p)) => prediction(&out.action, p.name(), out.confidence),
             // Nothing applies (no rule policy to fall back on): Rasa's argmax over all-zero
             // scores is the first action, `action_listen`.
             None => prediction(
-                domain,
                 ACTION_LISTEN,
                 self.policies
                     .first()
@@ -465,23 +485,11 @@ impl PolicyEnsemble {
     }
 }
 
-fn prediction(domain: &Domain, action: &str, policy: &str, confidence: f64) -> Prediction {
-    let mut scores: Vec<(String, f64)> = domain
-        .action_names()
-        .into_iter()
-        .map(|a| {
-            let s = if a == action { confidence } else { 0.0 };
-            (a, s)
-        })
-        .collect();
-    if !scores.iter().any(|(a, _)| a == action) {
-        scores.push((action.to_string(), confidence));
-    }
+fn prediction(action: &str, policy: &str, confidence: f64) -> Prediction {
     Prediction {
         action: action.to_string(),
         policy: policy.to_string(),
         confidence,
-        scores,
     }
 }
 
