@@ -21,18 +21,7 @@ pub fn url(raw: &str) -> String {
 /// A transport error's text without the request URL, with its causes (the bare reqwest
 /// message is only "error sending request").
 pub fn transport_error(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    colloquy_plugin_api::sdk::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

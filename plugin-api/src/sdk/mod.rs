@@ -21,6 +21,23 @@ pub use traits::{
     EventBrokerPlugin, LockStorePlugin, ModelSourcePlugin, NluConnectorPlugin, TrackerStorePlugin,
 };
 
+/// An error's text followed by the texts of its causes (`a: b: c`), each cause only when the
+/// text so far does not already say it. Clients such as reqwest put the useful part ("connection
+/// refused") in a cause and only "error sending request" in the error itself.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::std_types::{RResult, RStr};

@@ -244,7 +244,11 @@ impl HttpModelSource {
         let timed_out = e.is_timeout();
         let connect = e.is_connect();
         let e = e.without_url();
-        let text = format!("model server {}: {}", self.display_url, error_chain(&e));
+        let text = format!(
+            "model server {}: {}",
+            self.display_url,
+            colloquy_plugin_api::sdk::error_chain(&e)
+        );
         if timed_out {
             PluginError::timeout(text)
         } else if connect {
@@ -337,20 +341,6 @@ fn unique_id() -> String {
         .unwrap_or(0);
     let n = FILE_COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{nanos:x}-{:x}-{n}", std::process::id())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The constructor `export_plugin!` registers: parses the config and builds the client.

@@ -192,18 +192,10 @@ fn describe(e: reqwest::Error) -> String {
     } else {
         "failed"
     };
-    let e = e.without_url();
-    let mut text = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    format!(
+        "{kind}: {}",
+        colloquy_plugin_api::sdk::error_chain(&e.without_url())
+    )
 }
 
 fn optional_str<'a>(request: &'a Value, key: &str) -> Result<Option<&'a str>, PluginError> {
