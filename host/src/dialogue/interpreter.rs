@@ -20,9 +20,9 @@ pub fn empty_parse(text: &str) -> Value {
     json!({"text": text, "intent": {"name": null, "confidence": 0.0}, "entities": [], "intent_ranking": []})
 }
 
-/// Parses `text`: the `/intent{…}` shortcut (default intents included), else the model's
-/// embedded NLU (which applies its `FallbackClassifier` itself), else Rasa's empty result.
-pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
+/// The intents (the domain's and Rasa's default ones) and entities a `/intent{…}` shortcut may
+/// name.
+fn shortcut_names(domain: &Domain) -> (Vec<String>, Vec<String>) {
     let mut intents: Vec<String> = domain
         .intent_names()
         .into_iter()
@@ -34,6 +34,13 @@ pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
         .into_iter()
         .map(str::to_string)
         .collect();
+    (intents, entities)
+}
+
+/// Parses `text`: the `/intent{…}` shortcut (default intents included), else the model's
+/// embedded NLU (which applies its `FallbackClassifier` itself), else Rasa's empty result.
+pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
+    let (intents, entities) = shortcut_names(domain);
     let mut parsed =
         crate::nlu::parse_message(model.nlu.as_ref(), text, Some(&intents), Some(&entities));
     if parsed.get("intent").and_then(|i| i.get("name")).is_none() {
@@ -55,17 +62,7 @@ pub async fn parse_with_connector(
     let Some(connector) = connector else {
         return parse(model, domain, text);
     };
-    let mut intents: Vec<String> = domain
-        .intent_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    intents.extend(DEFAULT_INTENTS.iter().map(|i| i.to_string()));
-    let entities: Vec<String> = domain
-        .entity_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let (intents, entities) = shortcut_names(domain);
     if let Some(p) = crate::nlu::parse_shortcut(text, Some(&intents), Some(&entities)) {
         return p;
     }
