@@ -84,6 +84,13 @@ pub struct Conversations {
     pub counters: Counters,
     /// Writes that would take a conversation beyond this many events are refused.
     pub max_events: usize,
+    /// The store is written by this process only (`StoreCapabilities::sole_writer`): a cached
+    /// log is current, so reading it needs no store call. Every write goes through
+    /// [`Self::append_owned`], [`Self::append_turn`] or [`Self::replace_locked`], which
+    /// keep the cache in step or drop the entry.
+    pub sole_writer: bool,
+    /// Writes begun so far (see [`Self::remember_read`]).
+    writes_begun: AtomicU64,
 }
 
 impl Conversations {
@@ -104,6 +111,8 @@ impl Conversations {
             lock_wait: Duration::from_secs(60),
             counters: Counters::default(),
             max_events: usize::MAX,
+            sole_writer: false,
+            writes_begun: AtomicU64::new(0),
         }
     }
 
@@ -132,14 +141,38 @@ impl Conversations {
             .put(id.to_string(), log);
     }
 
+    /// Caches a log read from the store, which began when [`Self::writes_begun`] was
+    /// `writes_before`. For a sole-writer store the cache is trusted without asking the store,
+    /// so a read that may have loaded before a concurrent write landed (a write began since)
+    /// caches nothing: the writer caches its own, newer log.
+    fn remember_read(&self, id: &str, log: Log, writes_before: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.sole_writer || self.writes_begun.load(Ordering::SeqCst) == writes_before {
+            cache.put(id.to_string(), log);
+        }
+    }
+
+    /// Called by every write before its store call: counts it, then drops the cached log.
+    fn begin_write(&self, id: &str) {
+        self.writes_begun.fetch_add(1, Ordering::SeqCst);
+        self.forget(id);
+    }
+
     fn forget(&self, id: &str) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).pop(id);
     }
 
     /// The conversation's events, `None` if it was never stored. One store round trip, which
-    /// brings only the events not yet cached.
+    /// brings only the events not yet cached (none for a cached conversation of a store that
+    /// is its sole writer).
     pub async fn read(&self, id: &str) -> Result<Option<Log>, ConversationError> {
+        let writes_before = self.writes_begun.load(Ordering::SeqCst);
         let cached = self.cached(id);
+        if self.sole_writer {
+            if let Some(log) = cached {
+                return Ok(Some(log));
+            }
+        }
         let from = cached.as_ref().map(|c| c.events.len() as u64).unwrap_or(0);
         let Some(slice) = self
             .store
@@ -209,7 +242,7 @@ impl Conversations {
             // formatted them differently, and trackers are answered in one format.
             None => Log::of(slice.epoch, parse(&slice.events)?),
         };
-        self.remember(id, log.clone());
+        self.remember_read(id, log.clone(), writes_before);
         Ok(Some(log))
     }
 
@@ -251,6 +284,7 @@ impl Conversations {
         }
         let published = self.broker.is_some().then(|| texts.clone());
         let count = texts.len() as u64;
+        self.begin_write(id);
         let pos = self
             .store
             .append(id, texts)
@@ -365,7 +399,7 @@ impl Conversations {
         // Drop the cache's reference so that `old`'s vectors are usually ours alone; a
         // concurrent reader may still hold them, then `make_mut` copies (the cache is re-filled
         // below). Should the store fail, the cache is merely cold.
-        self.forget(id);
+        self.begin_write(id);
         let mut all_texts = old.texts;
         {
             let t = Arc::make_mut(&mut all_texts);
@@ -410,6 +444,7 @@ impl Conversations {
     ) -> Result<Log, ConversationError> {
         self.check_size(events.len())?;
         let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
+        self.begin_write(id);
         let pos = self
             .store
             .replace(id, texts.clone())

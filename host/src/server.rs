@@ -169,6 +169,10 @@ pub fn build_state(
     };
     let mut conversations = Conversations::new(store, locks, broker, args.cache_conversations);
     conversations.max_events = limits.max_events_per_conversation;
+    // Callers run this inside `block_in_place`, where blocking on the runtime is allowed.
+    conversations.sole_writer = tokio::runtime::Handle::current()
+        .block_on(conversations.store().capabilities())
+        .sole_writer;
     let state = Arc::new(AppState {
         conversations,
         auth,

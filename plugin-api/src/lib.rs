@@ -90,6 +90,27 @@ pub use async_ffi;
 /// The contract version this crate defines. Plugins whose major.minor differs are refused.
 pub const CONTRACT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Operations of the reserved `call(op, payload)` method that the host uses. A plugin that
+/// does not know an op answers [`ErrorKind::UNSUPPORTED`] (the SDK's default), and the host
+/// then assumes the conservative answer. Adding an op here changes no ABI.
+pub mod ops {
+    /// Tracker stores: what the host may assume about the store, asked once at start-up.
+    /// Payload `""`; answer a JSON object of [`StoreCapabilities`](super::StoreCapabilities).
+    pub const CAPABILITIES: &str = "capabilities";
+}
+
+/// A tracker store's answer to [`ops::CAPABILITIES`]. Every field defaults to the
+/// conservative `false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct StoreCapabilities {
+    /// Only this host process ever writes the store's conversations (an in-process store, not
+    /// a shared database), so a conversation the host has cached cannot have changed behind
+    /// its back: the host answers from its cache without asking the store for new events.
+    /// Wrongly claimed, the host would miss other writers' events; a shared store must not.
+    pub sole_writer: bool,
+}
+
 /// Log levels used by [`HostApi::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -389,3 +389,74 @@ fn without_enable_api_only_the_root_is_served() {
     assert!(ok);
     assert_eq!(tracker, 404);
 }
+
+/// The in-memory store is its own sole writer, so the host answers cached conversations
+/// without asking it. Reads racing appends (and a cache so small that the conversation is
+/// evicted and re-read all the time) must never leave a stale log in that cache: every read
+/// shows at least the appends acknowledged before it began, and the last one shows all.
+#[test]
+fn reads_racing_appends_never_show_a_stale_tracker() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const APPENDS: usize = 300;
+    let s = Server::builder()
+        .arg("--cache-conversations")
+        .arg("2")
+        .start();
+    let acked = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    let slots = |t: &Value| {
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "slot" && e["name"] == "n")
+            .count()
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..APPENDS {
+                let (st, _) = s.post(
+                    "/conversations/race/tracker/events?include_events=NONE",
+                    &json!({"event": "slot", "name": "n", "value": i}),
+                );
+                assert_eq!(st, 200);
+                acked.store(i + 1, Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        // Other conversations' writes evict `race` from the two-entry cache.
+        scope.spawn(|| {
+            let mut k = 0;
+            while !done.load(Ordering::SeqCst) {
+                let (st, _) = s.post(
+                    &format!(
+                        "/conversations/other{}/tracker/events?include_events=NONE",
+                        k % 5
+                    ),
+                    &json!({"event": "slot", "name": "m", "value": k}),
+                );
+                assert_eq!(st, 200);
+                k += 1;
+            }
+        });
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let before = acked.load(Ordering::SeqCst);
+                    let (st, t) = s.get("/conversations/race/tracker");
+                    assert_eq!(st, 200);
+                    let seen = slots(&t);
+                    assert!(
+                        seen >= before,
+                        "a read after {before} acknowledged appends showed {seen}"
+                    );
+                    reads += 1;
+                }
+                assert!(reads > 10, "only {reads} reads raced the appends");
+            });
+        }
+    });
+    let (_, t) = s.get("/conversations/race/tracker");
+    assert_eq!(slots(&t), APPENDS);
+}

@@ -1,6 +1,6 @@
 //! The tracker: a conversation's state as a pure function of its events (rasa-http-api §4c–5c).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::event::{num, Event, EventKind};
 use super::texts::EventTexts;
@@ -328,10 +328,18 @@ impl TrackerView<'_> {
             return serde_json::to_vec(self);
         };
         // `{<head>,"events":[…],<tail>}`: head and tail are maps of at least one entry.
-        let mut out = serde_json::to_vec(&Head(self))?;
+        let listing = self.listed();
+        // One allocation: the head and tail are a few hundred bytes, the events are copied.
+        let listed_bytes = match &listing {
+            None => 0,
+            Some(Listing::Run(run)) => texts.joined(run.clone()).len(),
+            Some(Listing::Picked(indices)) => indices.iter().map(|&i| texts.get(i).len() + 1).sum(),
+        };
+        let mut out = Vec::with_capacity(512 + listed_bytes);
+        serde_json::to_writer(&mut out, &Head(self))?;
         out.pop(); // `}`
         out.extend_from_slice(b",\"events\":");
-        match self.listed() {
+        match listing {
             None => out.extend_from_slice(b"null"),
             Some(Listing::Run(run)) => {
                 out.push(b'[');
@@ -349,9 +357,10 @@ impl TrackerView<'_> {
                 out.push(b']');
             }
         }
-        let tail = serde_json::to_vec(&Tail(self))?;
-        out.push(b',');
-        out.extend_from_slice(&tail[1..]); // without `{`
+        // The tail's own `{` becomes the `,` after the events.
+        let at = out.len();
+        serde_json::to_writer(&mut out, &Tail(self))?;
+        out[at] = b',';
         Ok(out)
     }
 }
@@ -375,15 +384,11 @@ impl Head<'_, '_> {
     fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         let (v, st) = (self.0, self.0.state);
         m.serialize_entry("sender_id", v.sender_id)?;
-        let slots: Map<String, Value> = st.slots.iter().cloned().collect();
-        m.serialize_entry("slots", &slots)?;
+        m.serialize_entry("slots", &Slots(&st.slots))?;
         m.serialize_entry("latest_message", &st.latest_message_json(v.events))?;
         m.serialize_entry(
             "latest_event_time",
-            &v.events
-                .last()
-                .map(|e| num(e.timestamp))
-                .unwrap_or(Value::Null),
+            &v.events.last().map(|e| num(e.timestamp)),
         )?;
         m.serialize_entry("followup_action", &st.followup_action)?;
         m.serialize_entry("paused", &st.paused)
@@ -394,20 +399,57 @@ impl Tail<'_, '_> {
     fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         let st = self.0.state;
         m.serialize_entry("latest_input_channel", &st.latest_input_channel)?;
-        let active_loop = match &st.active_loop {
-            Some(l) => {
-                json!({"name": l.name, "is_interrupted": l.is_interrupted, "rejected": l.rejected, "trigger_message": l.trigger_message})
-            }
-            None => json!({}),
-        };
-        m.serialize_entry("active_loop", &active_loop)?;
-        let latest_action = match &st.latest_action {
-            Some(LatestAction::Name(n)) => json!({"action_name": n}),
-            Some(LatestAction::Text(t)) => json!({"action_text": t}),
-            None => json!({}),
-        };
-        m.serialize_entry("latest_action", &latest_action)?;
+        m.serialize_entry("active_loop", &ActiveLoopJson(st.active_loop.as_ref()))?;
+        m.serialize_entry(
+            "latest_action",
+            &LatestActionJson(st.latest_action.as_ref()),
+        )?;
         m.serialize_entry("latest_action_name", &st.latest_action_name())
+    }
+}
+
+/// The slots as a JSON object, written without building a map per request. The names are
+/// unique: the domain's `slots` is one YAML mapping, and the implicit slots are added only
+/// when absent (`domain/parse.rs`).
+struct Slots<'a>(&'a [(String, Value)]);
+
+impl serde::Serialize for Slots<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// `active_loop`: `{}` when none is active.
+struct ActiveLoopJson<'a>(Option<&'a ActiveLoop>);
+
+impl serde::Serialize for ActiveLoopJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(l) = self.0 else {
+            return ser.serialize_map(Some(0))?.end();
+        };
+        let mut m = ser.serialize_map(Some(4))?;
+        m.serialize_entry("name", &l.name)?;
+        m.serialize_entry("is_interrupted", &l.is_interrupted)?;
+        m.serialize_entry("rejected", &l.rejected)?;
+        m.serialize_entry("trigger_message", &l.trigger_message)?;
+        m.end()
+    }
+}
+
+/// `latest_action`: `{"action_name": …}`, `{"action_text": …}` or `{}`.
+struct LatestActionJson<'a>(Option<&'a LatestAction>);
+
+impl serde::Serialize for LatestActionJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(self.0.is_some() as usize))?;
+        match self.0 {
+            Some(LatestAction::Name(n)) => m.serialize_entry("action_name", n)?,
+            Some(LatestAction::Text(t)) => m.serialize_entry("action_text", t)?,
+            None => {}
+        }
+        m.end()
     }
 }
 

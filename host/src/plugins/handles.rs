@@ -7,8 +7,8 @@ use std::time::Duration;
 use abi_stable::std_types::{RResult, RString, RVec};
 use async_ffi::FfiFuture;
 use colloquy_plugin_api::{
-    ErrorKind, EventBrokerBox, EventLog, LockStoreBox, LogPosition, ModelSourceBox,
-    NluConnectorBox, PluginError, TrackerStoreBox,
+    ops, ErrorKind, EventBrokerBox, EventLog, LockStoreBox, LogPosition, ModelSourceBox,
+    NluConnectorBox, PluginError, StoreCapabilities, TrackerStoreBox,
 };
 use futures::FutureExt;
 use serde_json::Value;
@@ -141,6 +141,27 @@ impl TrackerStoreHandle {
     }
     pub async fn health(&self) -> Value {
         health_of(&self.label, self.timeout, self.inner.health()).await
+    }
+    /// What the store says the host may assume ([`ops::CAPABILITIES`]). A store that does not
+    /// know the op, fails, or answers something else gets the conservative defaults (logged
+    /// unless the op is merely unsupported).
+    pub async fn capabilities(&self) -> StoreCapabilities {
+        let asked = self.inner.call(ops::CAPABILITIES.into(), RString::new());
+        match call(&self.label, ops::CAPABILITIES, self.timeout, asked).await {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "{} answered `{}` with invalid JSON ({e}); assuming none",
+                    self.label,
+                    ops::CAPABILITIES
+                );
+                StoreCapabilities::default()
+            }),
+            Err(e) if e.kind == ErrorKind::UNSUPPORTED => StoreCapabilities::default(),
+            Err(e) => {
+                tracing::warn!("asking for capabilities: {e}; assuming none");
+                StoreCapabilities::default()
+            }
+        }
     }
     pub async fn close(&self) -> Result<(), PluginCallError> {
         call(&self.label, "close", self.timeout, self.inner.close()).await

@@ -155,6 +155,19 @@ impl TrackerStorePlugin for InMemoryTrackerStore {
             .is_some())
     }
 
+    /// The conversations live in this process, written only by the host that loaded it.
+    async fn call(&self, op: String, _payload: String) -> Result<String, PluginError> {
+        match op.as_str() {
+            crate::ops::CAPABILITIES => {
+                Ok(
+                    serde_json::to_string(&crate::StoreCapabilities { sole_writer: true })
+                        .expect("a struct of booleans serialises"),
+                )
+            }
+            _ => Err(PluginError::unsupported(&op)),
+        }
+    }
+
     async fn health(&self) -> Result<serde_json::Value, PluginError> {
         let conversations: usize = self
             .shards
