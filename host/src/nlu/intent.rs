@@ -53,41 +53,66 @@ pub struct IntentClassifier {
 /// word boundaries, and the regex/lookup patterns found in it.
 pub fn feature_names(tokens: &[Token], pattern_features: &[Vec<String>]) -> Vec<String> {
     let mut set = BTreeSet::new();
-    if tokens.is_empty() {
-        set.insert("<empty>".to_string());
+    for_each_feature(tokens, pattern_features, |f| {
+        if !set.contains(f) {
+            set.insert(f.to_string());
+        }
+    });
+    set.into_iter().collect()
+}
+
+/// Calls `each` with every feature name of a message, in no particular order and possibly
+/// repeated (`feature_names` sorts and dedups them). The names are written into one reused
+/// buffer, so finding the known ones costs no allocation per feature.
+fn for_each_feature(
+    tokens: &[Token],
+    pattern_features: &[Vec<String>],
+    mut each: impl FnMut(&str),
+) {
+    fn emit(buf: &mut String, each: &mut impl FnMut(&str), args: std::fmt::Arguments<'_>) {
+        use std::fmt::Write as _;
+        buf.clear();
+        let _ = buf.write_fmt(args); // writing to a String cannot fail
+        each(buf);
     }
+    let mut buf = String::with_capacity(64);
+    if tokens.is_empty() {
+        emit(&mut buf, &mut each, format_args!("<empty>"));
+    }
+    let mut padded: Vec<char> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
-        set.insert(format!("w:{}", t.lower));
+        emit(&mut buf, &mut each, format_args!("w:{}", t.lower));
         let prev = if i == 0 {
             "<s>"
         } else {
             tokens[i - 1].lower.as_str()
         };
-        set.insert(format!("b:{prev} {}", t.lower));
-        let padded: Vec<char> = std::iter::once(' ')
-            .chain(t.lower.chars())
-            .chain(std::iter::once(' '))
-            .collect();
+        emit(&mut buf, &mut each, format_args!("b:{prev} {}", t.lower));
+        padded.clear();
+        padded.push(' ');
+        padded.extend(t.lower.chars());
+        padded.push(' ');
         // Very long "words" (URLs, garbage) contribute a bounded number of n-grams.
         let limit = padded.len().min(40);
         for n in 2..=5 {
             for s in 0..limit.saturating_sub(n - 1) {
-                let g: String = padded[s..s + n].iter().collect();
-                set.insert(format!("c:{g}"));
+                buf.clear();
+                buf.push_str("c:");
+                buf.extend(&padded[s..s + n]);
+                each(&buf);
             }
         }
     }
     if let Some(last) = tokens.last() {
-        set.insert(format!("b:{} </s>", last.lower));
+        emit(&mut buf, &mut each, format_args!("b:{} </s>", last.lower));
     }
     for f in pattern_features
         .iter()
         .flatten()
         .filter(|f| !f.contains('#'))
     {
-        set.insert(format!("p:{f}"));
+        emit(&mut buf, &mut each, format_args!("p:{f}"));
     }
-    set.into_iter().collect()
 }
 
 fn softmax(logits: &mut [f64]) {
@@ -116,10 +141,14 @@ impl IntentClassifier {
     /// tf-idf (binary tf) vector, L2-normalised; unknown features are ignored.
     fn vectorize(&self, names: &[String]) -> Vec<(u32, f32)> {
         let index = self.index();
-        let mut v: Vec<(u32, f32)> = names
-            .iter()
-            .filter_map(|n| index.get(n).map(|&i| (i, self.idf[i as usize])))
-            .collect();
+        let ids: Vec<u32> = names.iter().filter_map(|n| index.get(n).copied()).collect();
+        self.vectorize_ids(ids)
+    }
+
+    /// [`Self::vectorize`] of known feature ids in ascending order. Ids were assigned in
+    /// sorted name order, so this sums in the same order as over sorted names: the same bits.
+    fn vectorize_ids(&self, ids: Vec<u32>) -> Vec<(u32, f32)> {
+        let mut v: Vec<(u32, f32)> = ids.into_iter().map(|i| (i, self.idf[i as usize])).collect();
         let norm = v.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
             v.iter_mut().for_each(|(_, x)| *x /= norm);
@@ -151,6 +180,26 @@ impl IntentClassifier {
             return Vec::new();
         }
         let mut z = self.logits(&self.vectorize(feature_names));
+        softmax(&mut z);
+        z
+    }
+
+    /// [`Self::predict`] of a message's features, looked up as they are generated instead of
+    /// collected as names first (the serving path; `predict` is what training evaluates).
+    pub fn predict_message(&self, tokens: &[Token], pattern_features: &[Vec<String>]) -> Vec<f64> {
+        if self.labels.is_empty() {
+            return Vec::new();
+        }
+        let index = self.index();
+        let mut ids = Vec::with_capacity(32);
+        for_each_feature(tokens, pattern_features, |f| {
+            if let Some(&i) = index.get(f) {
+                ids.push(i);
+            }
+        });
+        ids.sort_unstable();
+        ids.dedup();
+        let mut z = self.logits(&self.vectorize_ids(ids));
         softmax(&mut z);
         z
     }

@@ -189,7 +189,7 @@ impl NluModel {
         {
             return (none, Vec::new());
         }
-        let probs = self.intents.predict(&intent::feature_names(toks, pf));
+        let probs = self.intents.predict_message(toks, pf);
         let mut ranked: Vec<(&String, f64)> = self.intents.labels.iter().zip(probs).collect();
         // Best first; equal confidences in name order, so the output is deterministic.
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));

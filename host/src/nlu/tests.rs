@@ -553,3 +553,32 @@ fn colloquy_train_stores_the_nlu_model_with_the_pipeline_fallback() {
         json!("search_concerts")
     );
 }
+
+#[test]
+fn serving_features_predict_the_same_bits_as_feature_names() {
+    // `predict_message` looks features up as they are generated; training and evaluation use
+    // `feature_names`. Both must give identical probabilities, to the bit, including for words
+    // the model never saw, regex/lookup patterns, repeated words and odd text.
+    for bot in ["moodbot", "formbot"] {
+        let m = NluModel::train(&load(bot), &NluConfig::default());
+        let texts = [
+            "hello",
+            "hello hello hello",
+            "I am very sad today, really",
+            "are you a bot?",
+            "",
+            "   ",
+            "zzqx unseen wörds ☕ 12345 https://example.com/a?b=c",
+            "restaurant for 4 people in the center, outdoor seating please",
+            &"long".repeat(40),
+        ];
+        for text in texts {
+            let toks = tokens::tokenize(text);
+            let pf = m.patterns.token_features(text, &toks);
+            let by_names = m.intents.predict(&intent::feature_names(&toks, &pf));
+            let served = m.intents.predict_message(&toks, &pf);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&by_names), bits(&served), "{bot}: {text:?}");
+        }
+    }
+}
