@@ -194,10 +194,7 @@ impl NluModel {
         // Best first; equal confidences in name order, so the output is deterministic.
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         ranked.truncate(RANKING_LENGTH);
-        let ranking: Vec<Value> = ranked
-            .iter()
-            .map(|(n, c)| json!({"name": n, "confidence": c}))
-            .collect();
+        let ranking: Vec<Value> = ranked.iter().map(|(n, c)| ranked_intent(n, *c)).collect();
         (ranking[0].clone(), ranking)
     }
 
@@ -286,6 +283,14 @@ impl NluModel {
 /// Parses a message as Rasa 3 does without a remote NLU: a valid `/intent{…}` shortcut wins;
 /// otherwise the embedded model; without a model, an empty intent. `known_intents` and
 /// `known_entities` are the domain's (`None` when there is no domain).
+/// `{"name", "confidence"}`, built at its final size (one per ranked intent per message).
+fn ranked_intent(name: &str, confidence: f64) -> Value {
+    let mut m = serde_json::Map::with_capacity(2);
+    m.insert("name".into(), Value::String(name.to_string()));
+    m.insert("confidence".into(), Value::from(confidence));
+    Value::Object(m)
+}
+
 pub fn parse_message(
     model: Option<&NluModel>,
     text: &str,
