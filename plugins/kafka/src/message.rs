@@ -17,6 +17,22 @@ pub fn environment() -> String {
 /// body.update(event)`: `sender_id` comes first, then the event's keys in their order; an
 /// event that carries its own `sender_id` overrides the value but not the position.
 pub fn render(sender_id: &str, event_json: &str) -> Result<String, PluginError> {
+    // The usual case, an object without its own `sender_id`: the body is the event's text
+    // with `"sender_id":…,` put after its `{`, found without building the object (this runs
+    // once per event on the host's request path).
+    if let Ok(TopLevelKeys { sender_id: false }) = serde_json::from_str(event_json) {
+        let trimmed = event_json.trim_start();
+        let rest = trimmed[1..].trim_start(); // after `{`: a parsed object starts with it
+        let id = Value::String(sender_id.to_string()).to_string();
+        let mut body = String::with_capacity(event_json.len() + id.len() + 16);
+        body.push_str("{\"sender_id\":");
+        body.push_str(&id);
+        if !rest.starts_with('}') {
+            body.push(',');
+        }
+        body.push_str(rest.trim_end());
+        return Ok(body);
+    }
     let event: Map<String, Value> = serde_json::from_str(event_json)
         .map_err(|e| PluginError::invalid_input(format!("event is not a JSON object: {e}")))?;
     let mut body = Map::with_capacity(event.len() + 1);
@@ -30,6 +46,36 @@ pub fn render(sender_id: &str, event_json: &str) -> Result<String, PluginError> 
     Ok(Value::Object(body).to_string())
 }
 
+/// Whether a JSON object has a top-level `sender_id` key; fails for anything but an object.
+/// Values are skipped, not built.
+struct TopLevelKeys {
+    sender_id: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevelKeys, A::Error> {
+                let mut sender_id = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    sender_id |= key == "sender_id";
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(TopLevelKeys { sender_id })
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,13 +84,43 @@ mod tests {
     fn sender_id_first_then_event_keys_in_order() {
         let body = render(
             "user-42",
-            r#"{"event": "slot", "timestamp": 1700000001.3, "name": "city", "value": "Oslo"}"#,
+            r#"{"event":"slot","timestamp":1700000001.3,"name":"city","value":"Oslo"}"#,
         )
         .unwrap();
         assert_eq!(
             body,
             r#"{"sender_id":"user-42","event":"slot","timestamp":1700000001.3,"name":"city","value":"Oslo"}"#
         );
+    }
+
+    #[test]
+    fn spliced_bodies_equal_rebuilt_ones() {
+        // The fast path (splicing the id into the text) must give exactly what building the
+        // object gives, whatever the spacing, nesting, escapes or emptiness of the event.
+        let rebuilt = |id: &str, text: &str| {
+            let event: Map<String, Value> = serde_json::from_str(text).unwrap();
+            let mut body = Map::new();
+            body.insert("sender_id".into(), Value::String(id.into()));
+            body.extend(event);
+            Value::Object(body).to_string()
+        };
+        for (id, text) in [
+            ("a", r#"{"event":"slot","name":"x","value":1}"#),
+            ("quote\"and\\slash ☕", r#"{"event":"bot","text":"hi","data":{"sender_id":1}}"#),
+            ("b", "  {  \"event\" : \"user\", \"parse_data\": {\"intent\": {}} }  "),
+            ("c", "{}"),
+            ("d", " { } "),
+            ("e", r#"{"event":"user","text":"a\u00e9\"b"}"#),
+        ] {
+            let fast = render(id, text).unwrap();
+            let slow = rebuilt(id, text);
+            let v = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+            assert_eq!(v(&fast), v(&slow), "{text}");
+            // Same key order, and the id first.
+            let keys = |s: &str| v(s).as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(&fast), keys(&slow), "{text}");
+            assert!(fast.starts_with("{\"sender_id\":"), "{fast}");
+        }
     }
 
     #[test]
