@@ -106,8 +106,14 @@ mod tests {
         };
         for (id, text) in [
             ("a", r#"{"event":"slot","name":"x","value":1}"#),
-            ("quote\"and\\slash ☕", r#"{"event":"bot","text":"hi","data":{"sender_id":1}}"#),
-            ("b", "  {  \"event\" : \"user\", \"parse_data\": {\"intent\": {}} }  "),
+            (
+                "quote\"and\\slash ☕",
+                r#"{"event":"bot","text":"hi","data":{"sender_id":1}}"#,
+            ),
+            (
+                "b",
+                "  {  \"event\" : \"user\", \"parse_data\": {\"intent\": {}} }  ",
+            ),
             ("c", "{}"),
             ("d", " { } "),
             ("e", r#"{"event":"user","text":"a\u00e9\"b"}"#),
@@ -117,7 +123,13 @@ mod tests {
             let v = |s: &str| serde_json::from_str::<Value>(s).unwrap();
             assert_eq!(v(&fast), v(&slow), "{text}");
             // Same key order, and the id first.
-            let keys = |s: &str| v(s).as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            let keys = |s: &str| {
+                v(s).as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(keys(&fast), keys(&slow), "{text}");
             assert!(fast.starts_with("{\"sender_id\":"), "{fast}");
         }
