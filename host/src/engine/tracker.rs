@@ -385,7 +385,10 @@ impl Head<'_, '_> {
         let (v, st) = (self.0, self.0.state);
         m.serialize_entry("sender_id", v.sender_id)?;
         m.serialize_entry("slots", &Slots(&st.slots))?;
-        m.serialize_entry("latest_message", &st.latest_message_json(v.events))?;
+        match st.latest_message {
+            Some(_) => m.serialize_entry("latest_message", &st.latest_message_json(v.events))?,
+            None => m.serialize_entry("latest_message", &NoLatestMessage)?,
+        }
         m.serialize_entry(
             "latest_event_time",
             &v.events.last().map(|e| num(e.timestamp)),
@@ -416,6 +419,23 @@ struct Slots<'a>(&'a [(String, Value)]);
 impl serde::Serialize for Slots<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         ser.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// `latest_message` before any user message, as `latest_message_json` gives it, written
+/// without building it.
+struct NoLatestMessage;
+
+impl serde::Serialize for NoLatestMessage {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(5))?;
+        m.serialize_entry("intent", &serde_json::Map::new())?;
+        m.serialize_entry("entities", &[(); 0])?;
+        m.serialize_entry("text", &None::<()>)?;
+        m.serialize_entry("message_id", &None::<()>)?;
+        m.serialize_entry("metadata", &serde_json::Map::new())?;
+        m.end()
     }
 }
 
@@ -741,5 +761,14 @@ mod extend_tests {
                 assert_eq!(view.to_json_bytes(Some(&short)).unwrap(), serialised);
             }
         }
+    }
+
+    #[test]
+    fn the_latest_message_before_any_user_message_is_written_as_built() {
+        let state = TrackerState::compute(&Domain::empty(), &[]);
+        assert_eq!(
+            serde_json::to_string(&super::NoLatestMessage).unwrap(),
+            state.latest_message_json(&[]).to_string()
+        );
     }
 }

@@ -231,6 +231,25 @@ impl LockStorePlugin for InMemoryLockStore {
         wait_ms: u64,
     ) -> Result<String, PluginError> {
         let entry = self.entry(&conversation_id);
+        // 0 asks for the store's default lease, 60 s as in Rasa.
+        let lifetime = Duration::from_millis(if lifetime_ms == 0 {
+            60_000
+        } else {
+            lifetime_ms
+        });
+        let hold = |guard: OwnedMutexGuard<()>| {
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
+            *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Held {
+                ticket: ticket.clone(),
+                expires: Instant::now() + lifetime,
+                _guard: guard,
+            });
+            ticket
+        };
+        // Uncontended (the common case): no deadline, no timer.
+        if let Ok(guard) = entry.mutex.clone().try_lock_owned() {
+            return Ok(hold(guard));
+        }
         let deadline = Instant::now() + Duration::from_millis(wait_ms);
         loop {
             let holder_expires = entry
@@ -246,22 +265,7 @@ impl LockStorePlugin for InMemoryLockStore {
             };
             let wait = until.saturating_duration_since(now);
             match tokio::time::timeout(wait, entry.mutex.clone().lock_owned()).await {
-                Ok(guard) => {
-                    let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
-                    // 0 asks for the store's default lease, 60 s as in Rasa.
-                    let lifetime_ms = if lifetime_ms == 0 {
-                        60_000
-                    } else {
-                        lifetime_ms
-                    };
-                    let expires = Instant::now() + Duration::from_millis(lifetime_ms);
-                    *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Held {
-                        ticket: ticket.clone(),
-                        expires,
-                        _guard: guard,
-                    });
-                    return Ok(ticket);
-                }
+                Ok(guard) => return Ok(hold(guard)),
                 Err(_) => {
                     let now = Instant::now();
                     // Expire a holder whose lease is over; its release will then be a no-op.
