@@ -120,6 +120,24 @@ fn suffix(s: &str, n: usize) -> String {
 
 /// The features of every token of a message.
 pub fn token_features(tokens: &[Token], patterns: &[Vec<String>]) -> Vec<Vec<String>> {
+    (0..tokens.len())
+        .map(|i| {
+            let mut f = Vec::with_capacity(18);
+            for_each_token_feature(tokens, patterns, i, |name| f.push(name.to_string()));
+            f
+        })
+        .collect()
+}
+
+/// Calls `each` with the features of token `i`, in [`token_features`]' order (which the
+/// emission sums follow), written into one reused buffer instead of one string each.
+fn for_each_token_feature(
+    tokens: &[Token],
+    patterns: &[Vec<String>],
+    i: usize,
+    mut each: impl FnMut(&str),
+) {
+    use std::fmt::Write as _;
     let word = |i: isize| -> &str {
         if i < 0 {
             "<s>"
@@ -127,51 +145,50 @@ pub fn token_features(tokens: &[Token], patterns: &[Vec<String>]) -> Vec<Vec<Str
             tokens.get(i as usize).map_or("</s>", |t| t.lower.as_str())
         }
     };
-    (0..tokens.len())
-        .map(|i| {
-            let t = &tokens[i];
-            let w = t.lower.as_str();
-            let ii = i as isize;
-            let mut f = vec![
-                "bias".to_string(),
-                format!("w:{w}"),
-                format!("p2:{}", prefix(w, 2)),
-                format!("p3:{}", prefix(w, 3)),
-                format!("s2:{}", suffix(w, 2)),
-                format!("s3:{}", suffix(w, 3)),
-                format!("shape:{}", shape(&t.text)),
-                format!("len:{}", w.chars().count().min(8)),
-                format!("w-1:{}", word(ii - 1)),
-                format!("w+1:{}", word(ii + 1)),
-                format!("w-2:{}", word(ii - 2)),
-                format!("w+2:{}", word(ii + 2)),
-                format!("w-1w:{} {w}", word(ii - 1)),
-                format!("ww+1:{w} {}", word(ii + 1)),
-                format!("s3-1:{}", suffix(word(ii - 1), 3)),
-                format!("s3+1:{}", suffix(word(ii + 1), 3)),
-            ];
-            if i == 0 {
-                f.push("bos".into());
-            }
-            if i + 1 == tokens.len() {
-                f.push("eos".into());
-            }
-            for p in &patterns[i] {
-                f.push(format!("pat:{p}"));
-            }
-            if i > 0 {
-                for p in &patterns[i - 1] {
-                    f.push(format!("pat-1:{p}"));
-                }
-            }
-            if let Some(next) = patterns.get(i + 1) {
-                for p in next {
-                    f.push(format!("pat+1:{p}"));
-                }
-            }
-            f
-        })
-        .collect()
+    let mut buf = String::with_capacity(64);
+    let mut emit = |args: std::fmt::Arguments<'_>| {
+        buf.clear();
+        let _ = buf.write_fmt(args); // writing to a String cannot fail
+        each(&buf);
+    };
+    let t = &tokens[i];
+    let w = t.lower.as_str();
+    let ii = i as isize;
+    emit(format_args!("bias"));
+    emit(format_args!("w:{w}"));
+    emit(format_args!("p2:{}", prefix(w, 2)));
+    emit(format_args!("p3:{}", prefix(w, 3)));
+    emit(format_args!("s2:{}", suffix(w, 2)));
+    emit(format_args!("s3:{}", suffix(w, 3)));
+    emit(format_args!("shape:{}", shape(&t.text)));
+    emit(format_args!("len:{}", w.chars().count().min(8)));
+    emit(format_args!("w-1:{}", word(ii - 1)));
+    emit(format_args!("w+1:{}", word(ii + 1)));
+    emit(format_args!("w-2:{}", word(ii - 2)));
+    emit(format_args!("w+2:{}", word(ii + 2)));
+    emit(format_args!("w-1w:{} {w}", word(ii - 1)));
+    emit(format_args!("ww+1:{w} {}", word(ii + 1)));
+    emit(format_args!("s3-1:{}", suffix(word(ii - 1), 3)));
+    emit(format_args!("s3+1:{}", suffix(word(ii + 1), 3)));
+    if i == 0 {
+        emit(format_args!("bos"));
+    }
+    if i + 1 == tokens.len() {
+        emit(format_args!("eos"));
+    }
+    for p in &patterns[i] {
+        emit(format_args!("pat:{p}"));
+    }
+    if i > 0 {
+        for p in &patterns[i - 1] {
+            emit(format_args!("pat-1:{p}"));
+        }
+    }
+    if let Some(next) = patterns.get(i + 1) {
+        for p in next {
+            emit(format_args!("pat+1:{p}"));
+        }
+    }
 }
 
 /// Gold BILOU tags for tokens, from labelled byte spans `(start, end, label)`. Tokens that
@@ -379,7 +396,32 @@ impl EntityTagger {
         if features.is_empty() || self.labels.is_empty() {
             return Vec::new();
         }
-        let em = self.emissions(&self.ids(features), &self.weights);
+        self.predict_ids(&self.ids(features))
+    }
+
+    /// [`Self::predict`] of a message's tokens, their features looked up as they are
+    /// generated (the serving path; the same ids in the same order, so the same result).
+    pub fn predict_tokens(&self, tokens: &[Token], patterns: &[Vec<String>]) -> Vec<Span> {
+        if tokens.is_empty() || self.labels.is_empty() {
+            return Vec::new();
+        }
+        let index = self.index();
+        let ids: Vec<Vec<u32>> = (0..tokens.len())
+            .map(|i| {
+                let mut ids = Vec::with_capacity(18);
+                for_each_token_feature(tokens, patterns, i, |f| {
+                    if let Some(&id) = index.get(f) {
+                        ids.push(id);
+                    }
+                });
+                ids
+            })
+            .collect();
+        self.predict_ids(&ids)
+    }
+
+    fn predict_ids(&self, ids: &[Vec<u32>]) -> Vec<Span> {
+        let em = self.emissions(ids, &self.weights);
         let path = self.viterbi(&em, &self.transitions);
         let found = spans(&path);
         if found.is_empty() {

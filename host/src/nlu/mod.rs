@@ -172,13 +172,14 @@ impl NluModel {
         let bounds: Vec<usize> = toks.iter().flat_map(|t| [t.start, t.end]).collect();
         let chars = char_offsets(text, &bounds);
         let text_tokens: Vec<Value> = chars.chunks(2).map(|c| json!([c[0], c[1]])).collect();
-        let mut out = json!({
-            "text": text,
-            "intent": intent,
-            "entities": entities,
-            "text_tokens": text_tokens,
-            "intent_ranking": ranking,
-        });
+        // Built by moving the parts in: `json!` would serialise each of them into a copy.
+        let mut parse = serde_json::Map::with_capacity(5);
+        parse.insert("text".into(), Value::String(text.to_string()));
+        parse.insert("intent".into(), intent);
+        parse.insert("entities".into(), Value::Array(entities));
+        parse.insert("text_tokens".into(), Value::Array(text_tokens));
+        parse.insert("intent_ranking".into(), Value::Array(ranking));
+        let mut out = Value::Object(parse);
         self.apply_fallback(&mut out);
         out
     }
@@ -202,8 +203,7 @@ impl NluModel {
         let Some(tagger) = self.entities.as_ref().filter(|t| t.is_consistent()) else {
             return Vec::new();
         };
-        let feats = entities::token_features(toks, pf);
-        let spans = tagger.predict(&feats);
+        let spans = tagger.predict_tokens(toks, pf);
         let starts = char_offsets(
             text,
             &spans

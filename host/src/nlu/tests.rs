@@ -555,7 +555,7 @@ fn colloquy_train_stores_the_nlu_model_with_the_pipeline_fallback() {
 }
 
 #[test]
-fn serving_features_predict_the_same_bits_as_feature_names() {
+fn serving_features_predict_the_same_as_feature_names() {
     // `predict_message` looks features up as they are generated; training and evaluation use
     // `feature_names`. Both must give identical probabilities, to the bit, including for words
     // the model never saw, regex/lookup patterns, repeated words and odd text.
@@ -579,6 +579,15 @@ fn serving_features_predict_the_same_bits_as_feature_names() {
             let served = m.intents.predict_message(&toks, &pf);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&by_names), bits(&served), "{bot}: {text:?}");
+            if let Some(tagger) = &m.entities {
+                let by_names = tagger.predict(&entities::token_features(&toks, &pf));
+                let served = tagger.predict_tokens(&toks, &pf);
+                assert_eq!(
+                    format!("{by_names:?}"),
+                    format!("{served:?}"),
+                    "{bot}: {text:?}"
+                );
+            }
         }
     }
 }
