@@ -8,16 +8,15 @@
 //!   order per conversation (publishing happens while the conversation's lock is held).
 //! - Reading never writes.
 
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use lru::LruCache;
 use thiserror::Error;
 
 use crate::engine::{Event, EventError, EventTexts};
 use crate::plugins::{BrokerHandle, LockStoreHandle, PluginCallError, TrackerStoreHandle};
+use crate::slot_cache::SlotCache;
 
 #[derive(Debug, Error)]
 pub enum ConversationError {
@@ -77,7 +76,7 @@ pub struct Conversations {
     store: TrackerStoreHandle,
     locks: Arc<LockStoreHandle>,
     broker: Option<BrokerHandle>,
-    cache: Mutex<LruCache<String, Log>>,
+    cache: SlotCache<Log>,
     /// `None`: the lock store's own default (its `lifetime` config, else 60 s).
     pub lock_lifetime: Option<Duration>,
     pub lock_wait: Duration,
@@ -104,9 +103,7 @@ impl Conversations {
             store,
             locks: Arc::new(locks),
             broker,
-            cache: Mutex::new(LruCache::new(
-                NonZeroUsize::new(cache_size.max(1)).expect("non-zero"),
-            )),
+            cache: SlotCache::new(cache_size),
             lock_lifetime: lock_lifetime_from_env(),
             lock_wait: Duration::from_secs(60),
             counters: Counters::default(),
@@ -127,18 +124,11 @@ impl Conversations {
     }
 
     fn cached(&self, id: &str) -> Option<Log> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.cache.with(id, Log::clone)
     }
 
     fn remember(&self, id: &str, log: Log) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(id.to_string(), log);
+        self.cache.put(id, log);
     }
 
     /// Caches a log read from the store, which began when [`Self::writes_begun`] was
@@ -146,10 +136,9 @@ impl Conversations {
     /// so a read that may have loaded before a concurrent write landed (a write began since)
     /// caches nothing: the writer caches its own, newer log.
     fn remember_read(&self, id: &str, log: Log, writes_before: u64) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.sole_writer || self.writes_begun.load(Ordering::SeqCst) == writes_before {
-            cache.put(id.to_string(), log);
-        }
+        self.cache.put_if(id, log, || {
+            !self.sole_writer || self.writes_begun.load(Ordering::SeqCst) == writes_before
+        });
     }
 
     /// Called by every write before its store call: counts it, then drops the cached log.
@@ -159,7 +148,7 @@ impl Conversations {
     }
 
     fn forget(&self, id: &str) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).pop(id);
+        self.cache.take(id);
     }
 
     /// The conversation's events, `None` if it was never stored. One store round trip, which

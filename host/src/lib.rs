@@ -21,4 +21,5 @@ pub mod redact;
 pub mod scaffold;
 pub mod server;
 pub mod shell;
+pub mod slot_cache;
 pub mod training;

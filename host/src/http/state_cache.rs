@@ -5,14 +5,12 @@
 //! changes the slots); it is extended with the events appended since it was computed. The
 //! story events the policies featurise ride along, extended the same way by the turn.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
-
-use lru::LruCache;
+use std::sync::Arc;
 
 use crate::domain::Domain;
 use crate::engine::{Event, TrackerState};
 use crate::policy::{Featurised, StoryEvent};
+use crate::slot_cache::SlotCache;
 
 /// The applied event indices and their story events as last converted, and the policies'
 /// featurisation of them as last computed.
@@ -36,26 +34,20 @@ struct Entry {
 }
 
 pub struct StateCache {
-    entries: Mutex<LruCache<String, Entry>>,
+    entries: SlotCache<Entry>,
 }
 
 impl StateCache {
     pub fn new(capacity: usize) -> StateCache {
         StateCache {
-            entries: Mutex::new(LruCache::new(
-                NonZeroUsize::new(capacity.max(1)).expect("non-zero"),
-            )),
+            entries: SlotCache::new(capacity),
         }
     }
 
     /// The state of `events` (log `epoch`), from the cache when it can be extended.
     pub fn take(&self, id: &str, epoch: u64, domain: &Arc<Domain>, events: &[Event]) -> Warm {
         let key = Arc::as_ptr(domain) as usize;
-        let cached = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop(id);
+        let cached = self.entries.take(id);
         match cached {
             Some(mut e)
                 if e.epoch == epoch && e.domain == key && e.warm.state.seen <= events.len() =>
@@ -78,9 +70,6 @@ impl StateCache {
             domain: Arc::as_ptr(domain) as usize,
             warm,
         };
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(id.to_string(), entry);
+        self.entries.put(id, entry);
     }
 }

@@ -1,0 +1,101 @@
+//! A least-recently-used cache of per-conversation values whose entries stay in place while
+//! their value is taken out.
+//!
+//! Every request takes a conversation's cached log and state out (so that it can extend them
+//! without copying) and puts the new ones back. With a plain `LruCache`, that is a removal and
+//! an insertion per request: a node and a key string freed and allocated again. Here a taken
+//! value leaves an empty slot that the next `put` fills in place. An empty slot reads as a
+//! miss and is evicted like any other entry.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use lru::LruCache;
+
+pub struct SlotCache<V> {
+    slots: Mutex<LruCache<String, Option<V>>>,
+}
+
+impl<V> SlotCache<V> {
+    /// A cache of at most `capacity` conversations (at least one).
+    pub fn new(capacity: usize) -> SlotCache<V> {
+        let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least one");
+        SlotCache {
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, LruCache<String, Option<V>>> {
+        // A panic while the lock was held cannot leave a slot half-written (every operation
+        // is a single move), so a poisoned lock is still good.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the value of `id`, if there is one (it counts as a use).
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&V) -> T) -> Option<T> {
+        self.slots().get(id).and_then(Option::as_ref).map(f)
+    }
+
+    /// Takes the value of `id` out, leaving its slot empty.
+    pub fn take(&self, id: &str) -> Option<V> {
+        self.slots().get_mut(id).and_then(Option::take)
+    }
+
+    /// Stores `value` for `id`, in its slot when it has one.
+    pub fn put(&self, id: &str, value: V) {
+        let mut slots = self.slots();
+        match slots.get_mut(id) {
+            Some(slot) => *slot = Some(value),
+            None => {
+                slots.put(id.to_string(), Some(value));
+            }
+        }
+    }
+
+    /// Stores `value` unless `keep` says no, deciding under the cache's lock.
+    pub fn put_if(&self, id: &str, value: V, keep: impl FnOnce() -> bool) {
+        let mut slots = self.slots();
+        if keep() {
+            match slots.get_mut(id) {
+                Some(slot) => *slot = Some(value),
+                None => {
+                    slots.put(id.to_string(), Some(value));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotCache;
+
+    #[test]
+    fn taken_values_leave_a_miss_and_put_fills_the_slot() {
+        let c = SlotCache::new(2);
+        c.put("a", 1);
+        assert_eq!(c.with("a", |v| *v), Some(1));
+        assert_eq!(c.take("a"), Some(1));
+        assert_eq!(c.take("a"), None, "an empty slot is a miss");
+        assert_eq!(c.with("a", |v| *v), None);
+        c.put("a", 2);
+        assert_eq!(c.take("a"), Some(2));
+        c.put_if("a", 3, || false);
+        assert_eq!(c.with("a", |v| *v), None);
+        c.put_if("a", 3, || true);
+        assert_eq!(c.with("a", |v| *v), Some(3));
+    }
+
+    #[test]
+    fn least_recently_used_conversations_are_evicted_empty_or_not() {
+        let c = SlotCache::new(2);
+        c.put("a", 1);
+        c.put("b", 2);
+        assert_eq!(c.take("a"), Some(1)); // `a` used last, now empty
+        c.put("c", 3); // evicts `b`
+        assert_eq!(c.with("b", |v| *v), None);
+        c.put("d", 4); // evicts the empty `a`
+        assert_eq!(c.with("c", |v| *v), Some(3));
+        assert_eq!(c.with("d", |v| *v), Some(4));
+    }
+}
