@@ -332,7 +332,7 @@ impl TrackerView<'_> {
         // One allocation: the head and tail are a few hundred bytes, the events are copied.
         let listed_bytes = match &listing {
             None => 0,
-            Some(Listing::Run(run)) => texts.joined(run.clone()).len(),
+            Some(Listing::Run(run)) => texts.slices(run.clone()).map(|s| s.len() + 1).sum(),
             Some(Listing::Picked(indices)) => indices.iter().map(|&i| texts.get(i).len() + 1).sum(),
         };
         let mut out = Vec::with_capacity(512 + listed_bytes);
@@ -343,7 +343,12 @@ impl TrackerView<'_> {
             None => out.extend_from_slice(b"null"),
             Some(Listing::Run(run)) => {
                 out.push(b'[');
-                out.extend_from_slice(texts.joined(run).as_bytes());
+                for (n, slice) in texts.slices(run).enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(slice.as_bytes());
+                }
                 out.push(b']');
             }
             Some(Listing::Picked(indices)) => {
@@ -734,7 +739,16 @@ mod extend_tests {
 
     #[test]
     fn spliced_event_texts_give_the_serialised_tracker_byte_for_byte() {
-        let (domain, conversations) = captured();
+        let (domain, mut conversations) = captured();
+        // And one long enough for its texts to span several chunks (> 64 KiB each), with
+        // restarts inside, so that every listing crosses chunk boundaries.
+        let long: Vec<Event> = conversations
+            .iter()
+            .flat_map(|(_, events)| events.iter().cloned())
+            .cycle()
+            .take(3000)
+            .collect();
+        conversations.push(("long", long));
         for (file, events) in conversations {
             let texts = EventTexts::of(&events);
             let state = TrackerState::compute(&domain, &events);

@@ -13,53 +13,41 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedMutexGuard;
 
+use super::text_log::TextLog;
 use super::traits::{LockStorePlugin, TrackerStorePlugin};
 use crate::{EventLog, LogPosition, PluginError};
 
 const SHARDS: usize = 32;
 
-/// One conversation: its events' texts back to back in one buffer, with the end offset of
-/// each. One allocation per conversation instead of one per event (P6 in docs/benchmarks.md).
+/// One conversation: its events' texts in a [`TextLog`] (no allocation per event, P6 in
+/// docs/benchmarks.md; a long conversation grows by chunks, never by copying itself).
 #[derive(Default)]
 struct Log {
     epoch: u64,
-    text: String,
-    ends: Vec<usize>,
+    texts: TextLog,
 }
 
 impl Log {
     fn new(epoch: u64, events: &[String]) -> Log {
-        let mut log = Log {
+        Log {
             epoch,
-            text: String::with_capacity(events.iter().map(String::len).sum()),
-            ends: Vec::with_capacity(events.len()),
-        };
-        log.extend(events);
-        log
+            texts: TextLog::of(events.iter().map(String::as_str)),
+        }
     }
 
     fn len(&self) -> usize {
-        self.ends.len()
+        self.texts.len()
     }
 
     fn extend(&mut self, events: &[String]) {
         for e in events {
-            self.text.push_str(e);
-            self.ends.push(self.text.len());
+            self.texts.push(e);
         }
     }
 
     /// The texts of the events from index `from` on.
     fn events_from(&self, from: usize) -> Vec<String> {
-        let mut start = if from == 0 { 0 } else { self.ends[from - 1] };
-        self.ends[from..]
-            .iter()
-            .map(|&end| {
-                let e = self.text[start..end].to_string();
-                start = end;
-                e
-            })
-            .collect()
+        self.texts.texts_from(from)
     }
 }
 

@@ -8,6 +8,7 @@ mod logging;
 pub mod memory;
 mod runtime;
 pub mod testkit;
+pub mod text_log;
 mod traits;
 
 pub use adapters::{
