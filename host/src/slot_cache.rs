@@ -16,7 +16,7 @@ pub struct SlotCache<V> {
     slots: Mutex<LruCache<String, Option<V>>>,
 }
 
-impl<V> SlotCache<V> {
+impl<V: Send + 'static> SlotCache<V> {
     /// A cache of at most `capacity` conversations (at least one).
     pub fn new(capacity: usize) -> SlotCache<V> {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least one");
@@ -43,26 +43,48 @@ impl<V> SlotCache<V> {
 
     /// Stores `value` for `id`, in its slot when it has one.
     pub fn put(&self, id: &str, value: V) {
-        let mut slots = self.slots();
-        match slots.get_mut(id) {
-            Some(slot) => *slot = Some(value),
-            None => {
-                slots.put(id.to_string(), Some(value));
-            }
-        }
+        self.put_if(id, value, || true);
     }
 
     /// Stores `value` unless `keep` says no, deciding under the cache's lock.
     pub fn put_if(&self, id: &str, value: V, keep: impl FnOnce() -> bool) {
-        let mut slots = self.slots();
-        if keep() {
-            match slots.get_mut(id) {
-                Some(slot) => *slot = Some(value),
-                None => {
-                    slots.put(id.to_string(), Some(value));
-                }
+        let evicted = {
+            let mut slots = self.slots();
+            if !keep() {
+                return;
             }
+            match slots.get_mut(id) {
+                Some(slot) => slot.replace(value),
+                None => slots.push(id.to_string(), Some(value)).and_then(|(_, v)| v),
+            }
+        };
+        if let Some(old) = evicted {
+            drop_later(old);
         }
+    }
+}
+
+/// Drops `value` on a background thread. An evicted conversation can hold thousands of
+/// parsed events and story states; freeing them on the request that evicts it stalled that
+/// request and the ones queued behind it (P2's p99 with new senders: 3.5 ms without
+/// evictions, 27–40 ms with). Falls back to dropping here if the thread cannot start.
+fn drop_later<V: Send + 'static>(value: V) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::OnceLock;
+    type Garbage = Box<dyn Send>;
+    static DROPPER: OnceLock<Option<Sender<Garbage>>> = OnceLock::new();
+    let dropper = DROPPER.get_or_init(|| {
+        let (tx, rx) = channel::<Garbage>();
+        std::thread::Builder::new()
+            .name("cache-dropper".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    match dropper {
+        // A send only fails if the thread is gone; the value comes back and is dropped here.
+        Some(tx) => drop(tx.send(Box::new(value))),
+        None => drop(value),
     }
 }
 
