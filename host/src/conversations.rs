@@ -7,10 +7,14 @@
 //! - Publish after persist: events reach the broker only after the store accepted them, in
 //!   order per conversation (publishing happens while the conversation's lock is held).
 //! - Reading never writes.
+//! - A cached log's `texts` always has one entry per event; the texts are the log. Parsed
+//!   events are kept in the cache only where the next request needs them (see [`Log`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::borrow::Cow;
 
 use thiserror::Error;
 
@@ -30,30 +34,126 @@ pub enum ConversationError {
     Corrupt { id: String, source: EventError },
 }
 
-/// A conversation's events as last seen.
+/// A conversation's events as last seen: the JSON text of every event, and the events
+/// parsed while they are useful.
+///
+/// Which parsed events the cache keeps (a conversation costs ~150 bytes per event as text,
+/// ~700 parsed; P6 in docs/benchmarks.md):
+/// - A turn (`dialogue/`) works on all the events parsed and hands its vector back
+///   ([`Conversations::append_turn`]); the next turn starts from it, so a warm turn stays
+///   O(new events). These are *kept*.
+/// - An API append to a log that kept its parsed events extends them (O(new events)), so a
+///   dialogue conversation stays warm; to any other log it adds texts only.
+/// - A replace, and a read that had to parse the store's events, hand the parsed events to
+///   their own request only: the next request answers from the texts and the tracker state
+///   (`http/state_cache.rs`), which needs only the events added since.
+///
+/// Whatever was not kept is parsed back from the texts when a request needs it
+/// ([`Log::events_from`]).
 #[derive(Clone)]
 pub struct Log {
     pub epoch: u64,
-    pub events: Arc<Vec<Event>>,
-    /// The JSON text of each of `events` (same length), for answering trackers by copying.
+    /// The JSON text of every event, in order.
     pub texts: Arc<EventTexts>,
+    parsed: Option<Parsed>,
+}
+
+/// Parsed events of a log: `events[k]` is event `from + k`, through the last one.
+#[derive(Clone)]
+struct Parsed {
+    from: usize,
+    events: Arc<Vec<Event>>,
+    /// Cached with the log (see [`Log`]); otherwise only for the request that has the log.
+    kept: bool,
 }
 
 impl Log {
     pub fn empty() -> Log {
         Log {
             epoch: 0,
-            events: Arc::new(Vec::new()),
             texts: Arc::new(EventTexts::default()),
+            parsed: None,
         }
     }
 
-    /// A log of `events`, their texts serialised here.
+    /// A log of `events`, their texts serialised here. The parsed events are not kept.
     fn of(epoch: u64, events: Vec<Event>) -> Log {
         Log {
             epoch,
             texts: Arc::new(EventTexts::of(&events)),
-            events: Arc::new(events),
+            parsed: Some(Parsed {
+                from: 0,
+                events: Arc::new(events),
+                kept: false,
+            }),
+        }
+    }
+
+    /// How many events the conversation has.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// All the events (see [`Self::events_from`]).
+    pub fn events(&self, id: &str) -> Result<Cow<'_, [Event]>, ConversationError> {
+        self.events_from(id, 0)
+    }
+
+    /// The events from index `from` on: the parsed ones when the log has them, else parsed
+    /// from the texts. `id` names the conversation in the error a damaged text gives.
+    pub fn events_from(
+        &self,
+        id: &str,
+        from: usize,
+    ) -> Result<Cow<'_, [Event]>, ConversationError> {
+        let len = self.len();
+        match &self.parsed {
+            _ if from >= len => Ok(Cow::Borrowed(&[])),
+            Some(p) if p.from <= from => Ok(Cow::Borrowed(&p.events[from - p.from..])),
+            _ => self
+                .texts
+                .parse(from..len)
+                .map(Cow::Owned)
+                .map_err(|source| ConversationError::Corrupt {
+                    id: id.into(),
+                    source,
+                }),
+        }
+    }
+
+    /// The events and their texts, to be extended by a turn: not copied when this log holds
+    /// the only reference to them.
+    pub fn into_events(self, id: &str) -> Result<(Vec<Event>, EventTexts), ConversationError> {
+        let events = match self.parsed {
+            Some(p) if p.from == 0 => {
+                Arc::try_unwrap(p.events).unwrap_or_else(|shared| shared.as_ref().clone())
+            }
+            _ => self.texts.parse(0..self.texts.len()).map_err(|source| {
+                ConversationError::Corrupt {
+                    id: id.into(),
+                    source,
+                }
+            })?,
+        };
+        let texts = Arc::try_unwrap(self.texts).unwrap_or_else(|shared| shared.as_ref().clone());
+        Ok((events, texts))
+    }
+
+    /// Whether the cache keeps this log's parsed events (see [`Log`]).
+    pub fn keeps_parsed_events(&self) -> bool {
+        self.parsed.as_ref().is_some_and(|p| p.kept && p.from == 0)
+    }
+
+    /// What the cache holds of this log: the texts, and the parsed events if kept.
+    fn for_cache(&self) -> Log {
+        Log {
+            epoch: self.epoch,
+            texts: self.texts.clone(),
+            parsed: self.parsed.clone().filter(|p| p.kept),
         }
     }
 }
@@ -127,16 +227,17 @@ impl Conversations {
         self.cache.with(id, Log::clone)
     }
 
-    fn remember(&self, id: &str, log: Log) {
-        self.cache.put(id, log);
+    /// Caches `log`, with its parsed events only if kept (see [`Log`]).
+    fn remember(&self, id: &str, log: &Log) {
+        self.cache.put(id, log.for_cache());
     }
 
     /// Caches a log read from the store, which began when [`Self::writes_begun`] was
     /// `writes_before`. For a sole-writer store the cache is trusted without asking the store,
     /// so a read that may have loaded before a concurrent write landed (a write began since)
     /// caches nothing: the writer caches its own, newer log.
-    fn remember_read(&self, id: &str, log: Log, writes_before: u64) {
-        self.cache.put_if(id, log, || {
+    fn remember_read(&self, id: &str, log: &Log, writes_before: u64) {
+        self.cache.put_if(id, log.for_cache(), || {
             !self.sole_writer || self.writes_begun.load(Ordering::SeqCst) == writes_before
         });
     }
@@ -162,7 +263,7 @@ impl Conversations {
                 return Ok(Some(log));
             }
         }
-        let from = cached.as_ref().map(|c| c.events.len() as u64).unwrap_or(0);
+        let from = cached.as_ref().map(|c| c.len() as u64).unwrap_or(0);
         let Some(slice) = self
             .store
             .load(id, from)
@@ -198,17 +299,33 @@ impl Conversations {
                     c
                 } else {
                     let new = parse(&slice.events)?;
-                    let mut events = Vec::with_capacity(slice.length as usize);
-                    events.extend(c.events.iter().cloned());
                     let mut texts = c.texts.as_ref().clone();
                     for e in &new {
                         texts.push(&e.to_json_string());
                     }
-                    events.extend(new);
+                    // Kept parsed events are extended and stay kept; otherwise the new ones
+                    // are handed to this request only.
+                    let parsed = match c.parsed {
+                        Some(p) if p.kept && p.from == 0 => {
+                            let mut events = Vec::with_capacity(slice.length as usize);
+                            events.extend(p.events.iter().cloned());
+                            events.extend(new);
+                            Parsed {
+                                from: 0,
+                                events: Arc::new(events),
+                                kept: true,
+                            }
+                        }
+                        _ => Parsed {
+                            from: c.texts.len(),
+                            events: Arc::new(new),
+                            kept: false,
+                        },
+                    };
                     Log {
                         epoch: slice.epoch,
-                        events: Arc::new(events),
                         texts: Arc::new(texts),
+                        parsed: Some(parsed),
                     }
                 }
             }
@@ -231,7 +348,7 @@ impl Conversations {
             // formatted them differently, and trackers are answered in one format.
             None => Log::of(slice.epoch, parse(&slice.events)?),
         };
-        self.remember_read(id, log.clone(), writes_before);
+        self.remember_read(id, &log, writes_before);
         Ok(Some(log))
     }
 
@@ -243,7 +360,8 @@ impl Conversations {
 
     /// Stores `events[stored..]` — the new events of a turn that started from the log at
     /// `epoch` with `stored` events, whose texts are `stored_texts` — and caches `events` as
-    /// the new log, without copying.
+    /// the new log, without copying. The parsed events are kept: the next turn starts from
+    /// them (see [`Log`]).
     pub async fn append_turn(
         &self,
         id: &str,
@@ -257,13 +375,20 @@ impl Conversations {
         } else {
             EventTexts::of(&events[..stored.min(events.len())])
         };
+        let kept = |events: Vec<Event>| {
+            Some(Parsed {
+                from: 0,
+                events: Arc::new(events),
+                kept: true,
+            })
+        };
         if events.len() == stored {
             let log = Log {
                 epoch,
-                events: Arc::new(events),
                 texts: Arc::new(all_texts),
+                parsed: kept(events),
             };
-            self.remember(id, log.clone());
+            self.remember(id, &log);
             return Ok(log);
         }
         self.check_size(events.len())?;
@@ -281,11 +406,11 @@ impl Conversations {
             .map_err(ConversationError::Store)?;
         let log = Log {
             epoch: pos.epoch,
-            events: Arc::new(events),
             texts: Arc::new(all_texts),
+            parsed: kept(events),
         };
-        if pos.epoch == epoch && pos.length == log.events.len() as u64 {
-            self.remember(id, log.clone());
+        if pos.epoch == epoch && pos.length == log.len() as u64 {
+            self.remember(id, &log);
         } else {
             // Written elsewhere meanwhile (or a brand-new conversation's first epoch): re-read next time.
             self.forget(id);
@@ -368,9 +493,11 @@ impl Conversations {
         self.append_owned(id, old.clone(), new).await
     }
 
-    /// [`Self::append_locked`] taking `old` by value: when nobody else holds `old`'s events
-    /// (the cache's reference is dropped first), the new events are pushed in place instead of
-    /// copying the whole log — O(new events), not O(log), per append.
+    /// [`Self::append_locked`] taking `old` by value: when nobody else holds `old`'s texts
+    /// (the cache's reference is dropped first), the new ones are pushed in place instead of
+    /// copying the whole log — O(new events), not O(log), per append. Kept parsed events are
+    /// extended the same way; otherwise the returned log carries the new events parsed, for
+    /// this request only (see [`Log`]).
     pub async fn append_owned(
         &self,
         id: &str,
@@ -380,7 +507,7 @@ impl Conversations {
         if new.is_empty() {
             return Ok(old);
         }
-        self.check_size(old.events.len().saturating_add(new.len()))?;
+        self.check_size(old.len().saturating_add(new.len()))?;
         let texts: Vec<String> = new.iter().map(Event::to_json_string).collect();
         // The store takes the texts; the broker (if any) gets its own copy, the log a third
         // (appended to one buffer, not one allocation per event).
@@ -389,6 +516,7 @@ impl Conversations {
         // concurrent reader may still hold them, then `make_mut` copies (the cache is re-filled
         // below). Should the store fail, the cache is merely cold.
         self.begin_write(id);
+        let (old_epoch, old_len) = (old.epoch, old.len());
         let mut all_texts = old.texts;
         {
             let t = Arc::make_mut(&mut all_texts);
@@ -402,16 +530,24 @@ impl Conversations {
             .append(id, texts)
             .await
             .map_err(ConversationError::Store)?;
-        let (old_epoch, old_len) = (old.epoch, old.events.len());
-        let mut events = old.events;
-        Arc::make_mut(&mut events).extend(new);
+        let parsed = match old.parsed {
+            Some(mut p) if p.kept && p.from == 0 => {
+                Arc::make_mut(&mut p.events).extend(new);
+                p
+            }
+            _ => Parsed {
+                from: old_len,
+                events: Arc::new(new),
+                kept: false,
+            },
+        };
         let log = Log {
             epoch: pos.epoch,
-            events,
             texts: all_texts,
+            parsed: Some(parsed),
         };
         if pos.epoch == old_epoch && pos.length == (old_len + count) as u64 {
-            self.remember(id, log.clone());
+            self.remember(id, &log);
         } else {
             // Someone wrote without holding the lock: do not trust the cache.
             self.forget(id);
@@ -443,17 +579,22 @@ impl Conversations {
         for t in &texts {
             all_texts.push(t);
         }
+        // The parsed events serve this request's tracker only (see [`Log`]).
         let log = Log {
             epoch: pos.epoch,
-            events: Arc::new(events),
             texts: Arc::new(all_texts),
+            parsed: Some(Parsed {
+                from: 0,
+                events: Arc::new(events),
+                kept: false,
+            }),
         };
-        self.remember(id, log.clone());
+        self.remember(id, &log);
         self.counters
             .events_stored
             .fetch_add(texts.len() as u64, Ordering::Relaxed);
         // Brokers get what a count-offset diff gives Rasa's: only a longer tail.
-        let tail: Vec<String> = texts.into_iter().skip(old.events.len()).collect();
+        let tail: Vec<String> = texts.into_iter().skip(old.len()).collect();
         self.publish(id, tail).await;
         Ok(log)
     }
@@ -518,4 +659,197 @@ fn lock_lifetime_from_env() -> Option<Duration> {
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|v| *v > 0.0 && v.is_finite())
         .map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::{ConversationError, Log, Write};
+    use crate::dialogue::UserMessage;
+    use crate::engine::tracker::TextTrackerView;
+    use crate::engine::{Event, EventTexts, EventVerbosity};
+    use crate::http::AppState;
+
+    /// A served hello-bot (in-memory stores), trained into `dir`.
+    fn hello_bot(dir: &std::path::Path) -> Arc<AppState> {
+        let bot = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello-bot");
+        let opts = crate::training::TrainOptions {
+            domain: format!("{bot}/domain.yml").into(),
+            data: vec![format!("{bot}/data").into()],
+            config: format!("{bot}/config.yml").into(),
+            out: dir.into(),
+            fixed_model_name: Some("hello".into()),
+            force: true,
+        };
+        let model = crate::training::train(&opts, &mut |_| {}).unwrap().path;
+        let run = crate::cli::RunArgs {
+            model: Some(model),
+            cache_conversations: 100,
+            ..Default::default()
+        };
+        let endpoints = crate::config::Endpoints::default();
+        tokio::task::block_in_place(|| crate::server::build_state(&run, &endpoints))
+            .unwrap()
+            .0
+    }
+
+    fn message(sender: &str, text: &str) -> UserMessage {
+        UserMessage {
+            sender_id: sender.into(),
+            text: Some(text.into()),
+            input_channel: Some("rest".into()),
+            message_id: Some("m".into()),
+            ..Default::default()
+        }
+    }
+
+    /// The tracker of `id` as `tracker_of` answers it, with the sender id and the times
+    /// written as `T` (the two conversations differ in those only).
+    fn tracker(app: &AppState, id: &str, log: &Log) -> String {
+        let domain = app.domain();
+        let warm = app.states.take_for_log(id, &domain, log).unwrap();
+        let body = TextTrackerView {
+            sender_id: id,
+            texts: &log.texts,
+            state: &warm.state,
+            verbosity: EventVerbosity::All,
+        }
+        .to_json_bytes()
+        .unwrap();
+        app.states.put(id, log.epoch, &domain, warm);
+        let body = String::from_utf8(body).unwrap();
+        let times = regex::Regex::new(r#""(timestamp|latest_event_time)":[0-9.e+]+"#).unwrap();
+        times
+            .replace_all(&body.replace(id, "ID"), "\"$1\":T")
+            .into_owned()
+    }
+
+    /// The events as written, without their times.
+    fn without_times(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                Event {
+                    timestamp: 0.0,
+                    ..e.clone()
+                }
+                .to_json_string()
+            })
+            .collect()
+    }
+
+    /// A conversation whose cache dropped its parsed events (an API write) answers the same
+    /// trackers and turns as one that kept them (a turn).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_log_without_its_parsed_events_answers_the_same_tracker_and_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = hello_bot(dir.path());
+        let agent = app.agent().unwrap();
+        let conv = &app.conversations;
+        for text in ["hello", "I would like a coffee", "thanks"] {
+            app.processor
+                .handle_message(&app, agent.clone(), message("kept", text))
+                .await
+                .unwrap();
+        }
+        let kept = conv.read("kept").await.unwrap().unwrap();
+        assert!(kept.keeps_parsed_events(), "a turn's events are kept");
+        // The same events written through the API: the cache keeps their texts only.
+        let events = kept.events("kept").unwrap().into_owned();
+        let (written, ()) = conv
+            .modify("texts", |_| Ok((Some(Write::Replace(events.clone())), ())))
+            .await
+            .unwrap();
+        assert!(written.parsed.is_some(), "the writer's request has them");
+        let texts = conv.read("texts").await.unwrap().unwrap();
+        assert!(texts.parsed.is_none(), "the cache has the texts only");
+        assert_eq!(texts.texts, kept.texts);
+        // Parsed back, a user event's parse data may differ in key order and in the keys 3.6
+        // writes into it (as for any log read from a store); what the events say does not.
+        assert_eq!(
+            EventTexts::of(&texts.events("texts").unwrap()),
+            EventTexts::of(&kept.events("kept").unwrap())
+        );
+        // A cold state (the state cache has none for `texts`), then a warm one.
+        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
+        // An API append to each: the text-only log stays text-only; both answer alike.
+        let bot = Event::list_from_json(&[json!({"event": "bot", "text": "hi", "timestamp": 1.0})])
+            .unwrap();
+        for id in ["kept", "texts"] {
+            let (log, ()) = conv
+                .modify(id, |_| Ok((Some(Write::Append(bot.clone())), ())))
+                .await
+                .unwrap();
+            let cached = conv.read(id).await.unwrap().unwrap();
+            assert_eq!(cached.keeps_parsed_events(), id == "kept", "{id}");
+            assert_eq!(log.len(), cached.len());
+        }
+        let (kept, texts) = (
+            conv.read("kept").await.unwrap().unwrap(),
+            conv.read("texts").await.unwrap().unwrap(),
+        );
+        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
+        // The next turn of each: the same new events and messages.
+        let mut outputs = Vec::new();
+        for id in ["kept", "texts"] {
+            let out = app
+                .processor
+                .handle_message(&app, agent.clone(), message(id, "hello"))
+                .await
+                .unwrap();
+            assert!(out.log.keeps_parsed_events(), "{id}: a turn keeps them");
+            let new = without_times(&out.log.events_from(id, kept.len()).unwrap());
+            outputs.push((
+                new,
+                serde_json::to_string(&out.messages)
+                    .unwrap()
+                    .replace(id, "ID"),
+            ));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        assert!(!outputs[0].0.is_empty());
+        let (kept, texts) = (
+            conv.read("kept").await.unwrap().unwrap(),
+            conv.read("texts").await.unwrap().unwrap(),
+        );
+        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
+    }
+
+    #[test]
+    fn damaged_cached_texts_give_the_typed_error() {
+        let events =
+            Event::list_from_json(&[json!({"event": "pause"}), json!({"event": "resume"})])
+                .unwrap();
+        for damaged in [
+            "{\"event\":",
+            "{\"event\":\"no_such_event\"}",
+            "{\"event\":\"topic\"}",
+        ] {
+            let mut texts = EventTexts::of(&events);
+            texts.push(damaged);
+            let log = Log {
+                epoch: 1,
+                texts: Arc::new(texts),
+                parsed: None,
+            };
+            let corrupt = |r: Result<_, ConversationError>| match r {
+                Err(ConversationError::Corrupt { id, source }) => {
+                    assert_eq!(id, "c");
+                    assert!(source.0.starts_with("event 2"), "{source}");
+                }
+                Err(e) => panic!("{damaged}: {e}"),
+                Ok(_) => panic!("{damaged}: parsed"),
+            };
+            corrupt(log.events("c").map(|_| ()));
+            corrupt(log.events_from("c", 2).map(|_| ()));
+            assert_eq!(log.events_from("c", 3).unwrap().len(), 0);
+            corrupt(log.clone().into_events("c").map(|_| ()));
+            let domain = Arc::new(crate::domain::Domain::empty());
+            let states = crate::http::state_cache::StateCache::new(4);
+            corrupt(states.take_for_log("c", &domain, &log).map(|_| ()));
+        }
+    }
 }

@@ -68,32 +68,32 @@ pub struct Turn<'a> {
 
 impl<'a> Turn<'a> {
     /// Takes the conversation's events over. The caller detached the log from the cache
-    /// (`Conversations::detach`), so the vector is usually ours alone and is not copied. The
-    /// state and story events remembered from the previous request (`warm`) are picked up
-    /// where they stopped.
+    /// (`Conversations::detach`), so a log that kept its parsed events (the previous turn's)
+    /// is usually their only holder and they are not copied; a log of texts only is parsed
+    /// here, once. The state and story events remembered from the previous request (`warm`)
+    /// are picked up where they stopped.
     fn new(
         app: &AppState,
         agent: &'a Agent,
         sender_id: &'a str,
         log: Log,
         channel: Option<String>,
-    ) -> Turn<'a> {
-        let stored = log.events.len();
-        let warm = app
-            .states
-            .take(sender_id, log.epoch, &agent.domain, &log.events);
-        Turn {
+    ) -> Result<Turn<'a>, ApiError> {
+        let epoch = log.epoch;
+        let (events, stored_texts) = log.into_events(sender_id)?;
+        let stored = events.len();
+        let warm = app.states.take(sender_id, epoch, &agent.domain, &events);
+        Ok(Turn {
             agent,
             sender_id,
-            events: Arc::try_unwrap(log.events).unwrap_or_else(|shared| shared.as_ref().clone()),
-            stored_texts: Arc::try_unwrap(log.texts)
-                .unwrap_or_else(|shared| shared.as_ref().clone()),
+            events,
+            stored_texts,
             stored,
-            epoch: log.epoch,
+            epoch,
             state: std::sync::Mutex::new(Some(Arc::new(warm.state))),
             stories: std::sync::Mutex::new(warm.stories),
             channel,
-        }
+        })
     }
 
     /// The state and story events of all the turn's events, to remember for the next request.
@@ -470,7 +470,7 @@ impl Processor {
                 &msg.sender_id,
                 log,
                 msg.input_channel.clone(),
-            );
+            )?;
             self.log_message(&mut turn, &msg).await?;
             let st = turn.state();
             let restart_asked = turn.events.last().and_then(|_| {
@@ -503,7 +503,7 @@ impl Processor {
                 &msg.sender_id,
                 log,
                 msg.input_channel.clone(),
-            );
+            )?;
             self.log_message(&mut turn, &msg).await?;
             self.finish(state, turn).await
         })
@@ -534,7 +534,7 @@ impl Processor {
                 .await?
                 .ok_or_else(ApiError::conversation_not_found)?;
             conv.detach(sender_id);
-            let mut turn = Turn::new(state, &agent, sender_id, log, None);
+            let mut turn = Turn::new(state, &agent, sender_id, log, None)?;
             match actions::run(self, &mut turn, action).await {
                 Ok(events) => {
                     turn.push(Event::action_with(action, policy.as_deref(), confidence));
@@ -568,11 +568,12 @@ impl Processor {
         conv.locked(sender_id, || async {
             let log = conv.read(sender_id).await?.unwrap_or_else(Log::empty);
             conv.detach(sender_id);
-            let channel = log.events.iter().rev().find_map(|e| match &e.kind {
+            let mut turn = Turn::new(state, &agent, sender_id, log, None)?;
+            let channel = turn.events.iter().rev().find_map(|e| match &e.kind {
                 EventKind::User { input_channel, .. } => input_channel.clone(),
                 _ => None,
             });
-            let mut turn = Turn::new(state, &agent, sender_id, log, channel.clone());
+            turn.channel = channel.clone();
             let parse_data: Map<String, Value> = serde_json::from_value(json!({
                 "intent": {"name": intent, "confidence": 1.0},
                 "entities": entities,
@@ -608,9 +609,11 @@ impl Processor {
             .await?;
         state.states.put(sender_id, log.epoch, &agent.domain, warm);
         // Side effects only once the events are stored.
-        state
-            .reminders
-            .handle(&state.self_ref(), sender_id, &log.events[stored..]);
+        state.reminders.handle(
+            &state.self_ref(),
+            sender_id,
+            &log.events_from(sender_id, stored)?,
+        );
         Ok(TurnOutput { log, messages })
     }
 }

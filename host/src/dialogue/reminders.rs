@@ -117,22 +117,32 @@ async fn fire(state: &Arc<AppState>, sender_id: &str, name: &str, intent: &str, 
         Ok(Some(l)) => l,
         _ => return,
     };
+    let events = match log.events(sender_id) {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(
+                conversation = sender_id,
+                reminder = name,
+                "reminder failed: {e}"
+            );
+            return;
+        }
+    };
     // Dropped when it is no longer applied (a restart) or the user spoke after it.
-    let Some(pos) = log
-        .events
+    let Some(pos) = events
         .iter()
         .rposition(|e| matches!(&e.kind, EventKind::Reminder { name: n, .. } if n == name))
     else {
         return;
     };
     let kill = matches!(
-        &log.events[pos].kind,
+        &events[pos].kind,
         EventKind::Reminder {
             kill_on_user_msg: true,
             ..
         }
     );
-    let applied = TrackerState::compute(&agent.domain, &log.events).applied;
+    let applied = TrackerState::compute(&agent.domain, &events).applied;
     if !applied.contains(&pos) {
         tracing::info!(
             conversation = sender_id,
@@ -142,7 +152,7 @@ async fn fire(state: &Arc<AppState>, sender_id: &str, name: &str, intent: &str, 
         return;
     }
     if kill
-        && log.events[pos..]
+        && events[pos..]
             .iter()
             .any(|e| matches!(e.kind, EventKind::User { .. }))
     {

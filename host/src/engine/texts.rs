@@ -1,5 +1,6 @@
-//! The JSON text of a conversation's events, kept beside the parsed events so that answering
-//! a tracker costs one copy per event instead of a serialisation (P8 in docs/benchmarks.md).
+//! The JSON text of a conversation's events: what the host's cache keeps of a conversation
+//! (P6 in docs/benchmarks.md), and what answering a tracker copies instead of serialising
+//! each event (P8). Events are parsed back from it when a request needs them.
 //!
 //! The texts live in the plugin SDK's [`TextLog`]: bounded chunks, comma-separated within a
 //! chunk, so that a run of consecutive events is a slice per chunk and a long conversation
@@ -7,7 +8,7 @@
 
 use colloquy_plugin_api::sdk::text_log::TextLog;
 
-use super::Event;
+use super::{Event, EventError};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventTexts(TextLog);
@@ -38,6 +39,26 @@ impl EventTexts {
     /// The text of event `i`.
     pub fn get(&self, i: usize) -> &str {
         self.0.get(i)
+    }
+
+    /// Parses the events of `range` back. The texts are Colloquy's own serialisation, so this
+    /// fails only if they were damaged: the error names the event.
+    pub fn parse(&self, range: std::ops::Range<usize>) -> Result<Vec<Event>, EventError> {
+        let mut out = Vec::with_capacity(range.len());
+        for i in range {
+            let value: serde_json::Value = serde_json::from_str(self.get(i))
+                .map_err(|e| EventError(format!("event {i} is not JSON: {e}")))?;
+            match Event::from_json(&value) {
+                Ok(Some(event)) => out.push(event),
+                Ok(None) => {
+                    return Err(EventError(format!(
+                        "event {i} is of a kind that is not kept"
+                    )))
+                }
+                Err(e) => return Err(EventError(format!("event {i}: {e}"))),
+            }
+        }
+        Ok(out)
     }
 
     /// The texts of events `range`, comma-separated: a slice per chunk, to be joined by `,`.

@@ -1,6 +1,6 @@
 //! The tracker: a conversation's state as a pure function of its events (rasa-http-api §4c–5c).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::event::{num, Event, EventKind};
 use super::texts::EventTexts;
@@ -57,6 +57,36 @@ pub struct TrackerState {
     pub seen: usize,
     /// The last user event's `input_channel` over all events (reverted ones included).
     pub latest_input_channel: Option<String>,
+    /// The parse data of the event `latest_message` points at, as 3.6 prints it (without the
+    /// live entities), with that event's index. Kept so that the tracker JSON needs none of
+    /// the events but the state's own (see [`TrackerState::extend_by`]).
+    latest_parse_data: Option<(usize, Map<String, Value>)>,
+    /// Index of the last `restart` event (`AFTER_RESTART` lists the events after it).
+    pub last_restart: Option<usize>,
+    /// The timestamp of the last event (`latest_event_time`).
+    pub latest_event_time: Option<f64>,
+}
+
+/// [`TrackerState::extend_by`] was given a `rewind` or `undo`, which replays earlier events:
+/// extend with the whole list instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsAllEvents;
+
+/// Events a state is extended with: `events[k]` is event `offset + k` of the conversation.
+#[derive(Clone, Copy)]
+struct Window<'e> {
+    events: &'e [Event],
+    offset: usize,
+}
+
+impl<'e> Window<'e> {
+    fn get(&self, i: usize) -> &'e Event {
+        &self.events[i - self.offset]
+    }
+
+    fn end(&self) -> usize {
+        self.offset + self.events.len()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +122,9 @@ impl TrackerState {
             applied: Vec::new(),
             seen: 0,
             latest_input_channel: None,
+            latest_parse_data: None,
+            last_restart: None,
+            latest_event_time: None,
         };
         s.reset(domain);
         // A fresh tracker has no pending follow-up until something asks for one.
@@ -111,13 +144,41 @@ impl TrackerState {
     /// `compute(domain, events)`, in time proportional to the new events (a rewind or undo
     /// among them replays the applied events).
     pub fn extend(&mut self, domain: &Domain, events: &[Event], from: usize) {
+        self.extend_window(domain, Window { events, offset: 0 }, from);
+    }
+
+    /// Applies `new`, the events that follow the `seen` ones this state was computed from:
+    /// the same result as [`Self::extend`] with the whole list, without the earlier events.
+    /// A `rewind` or `undo` among them needs the earlier events; then nothing is changed.
+    pub fn extend_by(&mut self, domain: &Domain, new: &[Event]) -> Result<(), NeedsAllEvents> {
+        if new
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Rewind | EventKind::Undo))
+        {
+            return Err(NeedsAllEvents);
+        }
+        let seen = self.seen;
+        self.extend_window(
+            domain,
+            Window {
+                events: new,
+                offset: seen,
+            },
+            seen,
+        );
+        Ok(())
+    }
+
+    fn extend_window(&mut self, domain: &Domain, events: Window<'_>, from: usize) {
         let mut applied = std::mem::take(&mut self.applied);
-        for (i, e) in events.iter().enumerate().skip(from) {
+        for i in from..events.end() {
+            let e = events.get(i);
             if let EventKind::User { input_channel, .. } = &e.kind {
                 self.latest_input_channel = input_channel.clone();
             }
             match &e.kind {
                 EventKind::Restart => {
+                    self.last_restart = Some(i);
                     applied.clear();
                     self.reset(domain);
                     self.followup_action = Some(ACTION_SESSION_START.into());
@@ -130,12 +191,12 @@ impl TrackerState {
                     // Back to and including the last user event, then the action before it.
                     if let Some(pos) = applied
                         .iter()
-                        .rposition(|&j| matches!(events[j].kind, EventKind::User { .. }))
+                        .rposition(|&j| matches!(events.get(j).kind, EventKind::User { .. }))
                     {
                         applied.truncate(pos);
                         if let Some(pos) = applied
                             .iter()
-                            .rposition(|&j| matches!(events[j].kind, EventKind::Action { .. }))
+                            .rposition(|&j| matches!(events.get(j).kind, EventKind::Action { .. }))
                         {
                             applied.truncate(pos);
                         }
@@ -145,7 +206,7 @@ impl TrackerState {
                 EventKind::Undo => {
                     if let Some(pos) = applied
                         .iter()
-                        .rposition(|&j| matches!(events[j].kind, EventKind::Action { .. }))
+                        .rposition(|&j| matches!(events.get(j).kind, EventKind::Action { .. }))
                     {
                         applied.truncate(pos);
                     }
@@ -158,18 +219,32 @@ impl TrackerState {
             }
         }
         self.applied = applied;
-        self.seen = events.len();
+        if events.end() > from {
+            self.latest_event_time = Some(events.get(events.end() - 1).timestamp);
+        }
+        self.capture_latest_message(events);
+        self.seen = events.end();
     }
 
-    fn replay(&mut self, domain: &Domain, events: &[Event], applied: &[usize]) {
+    fn replay(&mut self, domain: &Domain, events: Window<'_>, applied: &[usize]) {
         self.reset(domain);
         for &j in applied {
             self.apply(domain, events, j);
         }
     }
 
-    fn apply(&mut self, domain: &Domain, events: &[Event], i: usize) {
-        let e = &events[i];
+    /// Brings `latest_parse_data` up to `latest_message`. The event it points at is either in
+    /// `events` or was captured by an earlier extension.
+    fn capture_latest_message(&mut self, events: Window<'_>) {
+        let wanted = self.latest_message.as_ref().map(|(i, _)| *i);
+        if self.latest_parse_data.as_ref().map(|(i, _)| *i) != wanted {
+            self.latest_parse_data =
+                wanted.map(|i| (i, events.get(i).user_parse_data().unwrap_or_default()));
+        }
+    }
+
+    fn apply(&mut self, domain: &Domain, events: Window<'_>, i: usize) {
+        let e = events.get(i);
         match &e.kind {
             EventKind::User { parse_data, .. } => {
                 let entities = parse_data
@@ -214,11 +289,12 @@ impl TrackerState {
                 }
             }
             EventKind::ActiveLoop { name } => {
+                self.capture_latest_message(events);
                 self.active_loop = name.as_ref().map(|n| ActiveLoop {
                     name: n.clone(),
                     is_interrupted: false,
                     rejected: false,
-                    trigger_message: self.latest_message_json(events),
+                    trigger_message: self.latest_message_json(),
                 });
             }
             EventKind::LoopInterrupted { is_interrupted } => {
@@ -261,14 +337,14 @@ impl TrackerState {
     }
 
     /// `latest_message` as 3.6 prints it: the parse data with the live entity list.
-    pub fn latest_message_json(&self, events: &[Event]) -> Value {
-        match &self.latest_message {
-            Some((i, entities)) => {
-                let mut pd = events[*i].user_parse_data().unwrap_or_default();
+    pub fn latest_message_json(&self) -> Value {
+        match (&self.latest_message, &self.latest_parse_data) {
+            (Some((_, entities)), Some((_, pd))) => {
+                let mut pd = pd.clone();
                 pd.insert("entities".into(), Value::Array(entities.clone()));
                 Value::Object(pd)
             }
-            None => {
+            _ => {
                 json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
             }
         }
@@ -323,9 +399,59 @@ impl TrackerView<'_> {
     /// The tracker as JSON bytes, as the `Serialize` impl writes it. With `texts` (the stored
     /// JSON of each of `events`), the listed events are copied from it instead of serialised.
     pub fn to_json_bytes(&self, texts: Option<&EventTexts>) -> serde_json::Result<Vec<u8>> {
-        let texts = texts.filter(|t| t.len() == self.events.len());
-        let Some(texts) = texts else {
-            return serde_json::to_vec(self);
+        match texts.filter(|t| t.len() == self.events.len() && self.state.seen == t.len()) {
+            Some(texts) => TextTrackerView {
+                sender_id: self.sender_id,
+                texts,
+                state: self.state,
+                verbosity: self.verbosity,
+            }
+            .to_json_bytes(),
+            None => serde_json::to_vec(self),
+        }
+    }
+}
+
+/// A tracker answered from its events' texts and their state alone: the listed events are
+/// copied from the texts, everything else comes from the state, so no event needs to be
+/// parsed. The same bytes as [`TrackerView`]'s `Serialize` of the parsed events.
+pub struct TextTrackerView<'a> {
+    pub sender_id: &'a str,
+    /// The JSON text of every event the state has seen.
+    pub texts: &'a EventTexts,
+    pub state: &'a TrackerState,
+    pub verbosity: EventVerbosity,
+}
+
+impl TextTrackerView<'_> {
+    /// The events listed at this verbosity, found from the state.
+    fn listed(&self) -> Option<Listing<'_>> {
+        let len = self.texts.len();
+        match self.verbosity {
+            EventVerbosity::None => None,
+            EventVerbosity::All => Some(Listing::Run(0..len)),
+            EventVerbosity::AfterRestart => {
+                let start = self.state.last_restart.map(|i| i + 1).unwrap_or(0);
+                Some(Listing::Run(start..len))
+            }
+            EventVerbosity::Applied => Some(Listing::Picked(&self.state.applied)),
+        }
+    }
+
+    /// The tracker as JSON bytes. Fails when the state was not computed from these texts'
+    /// events.
+    pub fn to_json_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        let texts = self.texts;
+        if self.state.seen != texts.len() {
+            return Err(serde::ser::Error::custom(format!(
+                "a tracker state of {} events with the texts of {}",
+                self.state.seen,
+                texts.len()
+            )));
+        }
+        let summary = Summary {
+            sender_id: self.sender_id,
+            state: self.state,
         };
         // `{<head>,"events":[…],<tail>}`: head and tail are maps of at least one entry.
         let listing = self.listed();
@@ -336,7 +462,7 @@ impl TrackerView<'_> {
             Some(Listing::Picked(indices)) => indices.iter().map(|&i| texts.get(i).len() + 1).sum(),
         };
         let mut out = Vec::with_capacity(512 + listed_bytes);
-        serde_json::to_writer(&mut out, &Head(self))?;
+        serde_json::to_writer(&mut out, &Head(summary))?;
         out.pop(); // `}`
         out.extend_from_slice(b",\"events\":");
         match listing {
@@ -364,7 +490,7 @@ impl TrackerView<'_> {
         }
         // The tail's own `{` becomes the `,` after the events.
         let at = out.len();
-        serde_json::to_writer(&mut out, &Tail(self))?;
+        serde_json::to_writer(&mut out, &Tail(summary))?;
         out[at] = b',';
         Ok(out)
     }
@@ -378,32 +504,36 @@ enum Listing<'a> {
     Picked(&'a [usize]),
 }
 
+/// What the entries around `events` are made of: they depend on the state alone.
+#[derive(Clone, Copy)]
+struct Summary<'a> {
+    sender_id: &'a str,
+    state: &'a TrackerState,
+}
+
 /// The entries before `events`, in 3.6's order.
-struct Head<'a, 'v>(&'a TrackerView<'v>);
+struct Head<'a>(Summary<'a>);
 /// The entries after `events`.
-struct Tail<'a, 'v>(&'a TrackerView<'v>);
+struct Tail<'a>(Summary<'a>);
 /// The listed events, serialised.
 struct Listed<'a, 'v>(&'a TrackerView<'v>);
 
-impl Head<'_, '_> {
+impl Head<'_> {
     fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         let (v, st) = (self.0, self.0.state);
         m.serialize_entry("sender_id", v.sender_id)?;
         m.serialize_entry("slots", &Slots(&st.slots))?;
         match st.latest_message {
-            Some(_) => m.serialize_entry("latest_message", &st.latest_message_json(v.events))?,
+            Some(_) => m.serialize_entry("latest_message", &st.latest_message_json())?,
             None => m.serialize_entry("latest_message", &NoLatestMessage)?,
         }
-        m.serialize_entry(
-            "latest_event_time",
-            &v.events.last().map(|e| num(e.timestamp)),
-        )?;
+        m.serialize_entry("latest_event_time", &st.latest_event_time.map(num))?;
         m.serialize_entry("followup_action", &st.followup_action)?;
         m.serialize_entry("paused", &st.paused)
     }
 }
 
-impl Tail<'_, '_> {
+impl Tail<'_> {
     fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         let st = self.0.state;
         m.serialize_entry("latest_input_channel", &st.latest_input_channel)?;
@@ -478,7 +608,7 @@ impl serde::Serialize for LatestActionJson<'_> {
     }
 }
 
-impl serde::Serialize for Head<'_, '_> {
+impl serde::Serialize for Head<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = ser.serialize_map(Some(6))?;
@@ -487,7 +617,7 @@ impl serde::Serialize for Head<'_, '_> {
     }
 }
 
-impl serde::Serialize for Tail<'_, '_> {
+impl serde::Serialize for Tail<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = ser.serialize_map(Some(4))?;
@@ -512,9 +642,13 @@ impl serde::Serialize for TrackerView<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = ser.serialize_map(Some(11))?;
-        Head(self).entries(&mut m)?;
+        let summary = Summary {
+            sender_id: self.sender_id,
+            state: self.state,
+        };
+        Head(summary).entries(&mut m)?;
         m.serialize_entry("events", &Listed(self))?;
-        Tail(self).entries(&mut m)?;
+        Tail(summary).entries(&mut m)?;
         m.end()
     }
 }
@@ -738,6 +872,94 @@ mod extend_tests {
     }
 
     #[test]
+    fn extending_by_the_new_events_alone_equals_recomputing() {
+        let (domain, conversations) = captured();
+        let user = |t: &str| {
+            serde_json::json!({"event": "user", "text": t, "timestamp": 5.0,
+                "parse_data": {"intent": {"name": t}, "entities": [{"entity": "e", "value": t}]}})
+        };
+        let act = |n: &str| serde_json::json!({"event": "action", "name": n, "timestamp": 6.0});
+        // A loop whose trigger message is a user event extended by an earlier call, and
+        // entities added to a user message of an earlier call.
+        let loops = Event::list_from_json(&[
+            act("action_listen"),
+            user("hi"),
+            serde_json::json!({"event": "active_loop", "name": "form", "timestamp": 7.0}),
+            serde_json::json!({"event": "entities", "entities": [{"entity": "x", "value": 1}]}),
+            serde_json::json!({"event": "restart", "timestamp": 8.0}),
+            user("bye"),
+        ])
+        .unwrap();
+        let listen_loops = {
+            let mut l = loops.clone();
+            l.insert(2, Event::action(ACTION_LISTEN));
+            l.extend(
+                Event::list_from_json(&[
+                    act("utter_bye"),
+                    serde_json::json!({"event": "rewind"}),
+                    act("action_listen"),
+                    serde_json::json!({"event": "undo"}),
+                ])
+                .unwrap(),
+            );
+            l
+        };
+        let all = conversations
+            .into_iter()
+            .chain([("loops", loops), ("listen-loops", listen_loops)]);
+        for (file, events) in all {
+            let texts = EventTexts::of(&events);
+            let full = TrackerState::compute(&domain, &events);
+            let bytes = |st: &TrackerState, verbosity| {
+                TextTrackerView {
+                    sender_id: "x",
+                    texts: &texts,
+                    state: st,
+                    verbosity,
+                }
+                .to_json_bytes()
+                .unwrap()
+            };
+            for k in 0..=events.len() {
+                for step in [1, 3, events.len()] {
+                    let mut st = TrackerState::compute(&domain, &events[..k]);
+                    let mut at = k;
+                    while at < events.len() {
+                        let to = (at + step).min(events.len());
+                        if st.extend_by(&domain, &events[at..to]).is_err() {
+                            assert!(events[at..to]
+                                .iter()
+                                .any(|e| matches!(e.kind, EventKind::Rewind | EventKind::Undo)));
+                            st.extend(&domain, &events[..to], at);
+                        }
+                        at = to;
+                    }
+                    for verbosity in [EventVerbosity::All, EventVerbosity::AfterRestart] {
+                        assert_eq!(
+                            String::from_utf8(bytes(&st, verbosity)).unwrap(),
+                            String::from_utf8(bytes(&full, verbosity)).unwrap(),
+                            "{file} from {k} by {step}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_view_refuses_a_state_of_other_events() {
+        let events = Event::list_from_json(&[serde_json::json!({"event": "pause"})]).unwrap();
+        let state = TrackerState::compute(&Domain::empty(), &[]);
+        let view = TextTrackerView {
+            sender_id: "x",
+            texts: &EventTexts::of(&events),
+            state: &state,
+            verbosity: EventVerbosity::All,
+        };
+        assert!(view.to_json_bytes().is_err());
+    }
+
+    #[test]
     fn spliced_event_texts_give_the_serialised_tracker_byte_for_byte() {
         let (domain, mut conversations) = captured();
         // And one long enough for its texts to span several chunks (> 64 KiB each), with
@@ -782,7 +1004,7 @@ mod extend_tests {
         let state = TrackerState::compute(&Domain::empty(), &[]);
         assert_eq!(
             serde_json::to_string(&super::NoLatestMessage).unwrap(),
-            state.latest_message_json(&[]).to_string()
+            state.latest_message_json().to_string()
         );
     }
 }

@@ -3,8 +3,6 @@
 //! Conversation ids may contain `/` (3.6 uses a path converter), so one wildcard route takes
 //! the rest of the path and the known suffixes are split off here.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
@@ -14,7 +12,7 @@ use serde_json::Value;
 
 use super::query::{admin_query, json_body, Query};
 use super::{ApiError, SharedState};
-use crate::conversations::Write;
+use crate::conversations::{Log, Write};
 use crate::engine::story::story_yaml;
 use crate::engine::tracker::{session_start_events, starts_with_session_start, truncate_until};
 use crate::engine::{tracker_json, Event};
@@ -120,18 +118,15 @@ impl<'a> Request<'a> {
     pub(super) fn tracker_of(&self, log: &crate::conversations::Log) -> Result<Response, ApiError> {
         let verbosity = self.query.verbosity()?;
         let domain = self.state.domain();
-        let warm = self
-            .state
-            .states
-            .take(self.id, log.epoch, &domain, &log.events);
-        let view = crate::engine::tracker::TrackerView {
+        let warm = self.state.states.take_for_log(self.id, &domain, log)?;
+        let view = crate::engine::tracker::TextTrackerView {
             sender_id: self.id,
-            events: &log.events,
+            texts: &log.texts,
             state: &warm.state,
             verbosity,
         };
         let body = view
-            .to_json_bytes(Some(&log.texts))
+            .to_json_bytes()
             .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
         self.state.states.put(self.id, log.epoch, &domain, warm);
         Ok((
@@ -229,16 +224,15 @@ async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
     let until = req.query.until()?;
     req.query.verbosity()?;
     let log = req.state.conversations.read(req.id).await?;
-    let events: Arc<Vec<Event>> = match log {
-        Some(l) if !l.events.is_empty() && until.is_none() => return req.tracker_of(&l),
-        Some(l) if !l.events.is_empty() => l.events,
+    match log {
+        Some(l) if !l.is_empty() && until.is_none() => req.tracker_of(&l),
+        Some(l) if !l.is_empty() => req.tracker(truncate_until(&l.events(req.id)?, until)),
         _ => {
             let mut fresh = session_start_events(Vec::new(), None);
             req.stamp(&mut fresh);
-            Arc::new(fresh)
+            req.tracker(truncate_until(&fresh, until))
         }
-    };
-    req.tracker(truncate_until(&events, until))
+    }
 }
 
 async fn get_story(req: Request<'_>) -> Result<Response, ApiError> {
@@ -247,7 +241,7 @@ async fn get_story(req: Request<'_>) -> Result<Response, ApiError> {
     let Some(log) = req.state.conversations.read(req.id).await? else {
         return Err(ApiError::conversation_not_found());
     };
-    let text = story_yaml(req.id, &log.events, all_sessions, until);
+    let text = story_yaml(req.id, &log.events(req.id)?, all_sessions, until);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
@@ -308,7 +302,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
         .state
         .conversations
         .modify(req.id, |current| {
-            let is_empty = current.is_none_or(|l| l.events.is_empty());
+            let is_empty = current.is_none_or(Log::is_empty);
             let mut new = Vec::with_capacity(events.len() + 3);
             if is_empty && !starts_with_session_start(&events) {
                 new.extend(session_start_events(Vec::new(), None));
@@ -319,7 +313,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
         })
         .await?;
     if side_effects {
-        execute_side_effects(&req, &log.events, &posted).await?;
+        execute_side_effects(&req, &log, &posted).await?;
     }
     req.tracker_of(&log)
 }
@@ -328,7 +322,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
 /// scheduled, `cancel_reminder` cancels. Only once the events are stored.
 async fn execute_side_effects(
     req: &Request<'_>,
-    events: &[Event],
+    log: &Log,
     posted: &[Event],
 ) -> Result<(), ApiError> {
     req.state
@@ -342,10 +336,14 @@ async fn execute_side_effects(
         return Ok(());
     }
     let channel = match req.query.get("output_channel") {
-        Some("latest") => events.iter().rev().find_map(|e| match &e.kind {
-            crate::engine::EventKind::User { input_channel, .. } => input_channel.clone(),
-            _ => None,
-        }),
+        Some("latest") => log
+            .events(req.id)?
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                crate::engine::EventKind::User { input_channel, .. } => input_channel.clone(),
+                _ => None,
+            }),
         other => other.map(str::to_string),
     };
     match (channel.as_deref(), &req.state.channels.callback) {

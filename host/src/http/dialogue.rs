@@ -89,7 +89,7 @@ pub(super) async fn predict(req: Request<'_>) -> Result<Response, ApiError> {
     Ok(Json(prediction_json(
         &agent,
         req.id,
-        &log.events,
+        &log.events(req.id)?,
         true,
         EventVerbosity::AfterRestart,
     ))
@@ -161,7 +161,7 @@ pub(super) async fn execute(req: Request<'_>, body: Bytes) -> Result<Response, A
         .execute(req.state, agent, req.id, &name, policy, confidence)
         .await?;
     let verbosity = req.query.verbosity()?;
-    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events, verbosity), "messages": out.messages})).into_response())
+    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events(req.id)?, verbosity), "messages": out.messages})).into_response())
 }
 
 /// `POST …/trigger_intent`: an external intent, then the prediction loop.
@@ -204,7 +204,7 @@ pub(super) async fn trigger_intent(req: Request<'_>, body: Bytes) -> Result<Resp
         .processor
         .trigger_intent(req.state, agent, req.id, &intent, entities)
         .await?;
-    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events, verbosity), "messages": out.messages})).into_response())
+    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events(req.id)?, verbosity), "messages": out.messages})).into_response())
 }
 
 /// `GET|POST …/respond` (0.x): a message through the whole turn; the bot's messages.

@@ -4,9 +4,14 @@
 //! A state is valid for one epoch of a conversation's log and one domain (a model swap
 //! changes the slots); it is extended with the events appended since it was computed. The
 //! story events the policies featurise ride along, extended the same way by the turn.
+//!
+//! A state holds what the tracker JSON needs besides the events' texts (the latest message's
+//! parse data among it), so answering from a cached log parses only the events added since
+//! the state was computed; a cold state parses them all.
 
 use std::sync::Arc;
 
+use crate::conversations::{ConversationError, Log};
 use crate::domain::Domain;
 use crate::engine::{Event, TrackerState};
 use crate::policy::{Featurised, StoryEvent};
@@ -61,6 +66,33 @@ impl StateCache {
                 stories: None,
             },
         }
+    }
+
+    /// The state of `log` (conversation `id`), from the cache when it can be extended. Only
+    /// the events the cached state has not seen are parsed (unless they rewind or undo,
+    /// which replays earlier ones); a cold state parses the whole log.
+    pub fn take_for_log(
+        &self,
+        id: &str,
+        domain: &Arc<Domain>,
+        log: &Log,
+    ) -> Result<Warm, ConversationError> {
+        let key = Arc::as_ptr(domain) as usize;
+        let cached = self.entries.take(id);
+        if let Some(mut e) = cached {
+            let seen = e.warm.state.seen;
+            if e.epoch == log.epoch && e.domain == key && seen <= log.len() {
+                let new = log.events_from(id, seen)?;
+                if e.warm.state.extend_by(domain, &new).is_err() {
+                    e.warm.state.extend(domain, &log.events(id)?, seen);
+                }
+                return Ok(e.warm);
+            }
+        }
+        Ok(Warm {
+            state: TrackerState::compute(domain, &log.events(id)?),
+            stories: None,
+        })
     }
 
     /// Keeps `warm` for the next request of `id`.
