@@ -517,13 +517,17 @@ impl Conversations {
         // below). Should the store fail, the cache is merely cold.
         self.begin_write(id);
         let (old_epoch, old_len) = (old.epoch, old.len());
-        let mut all_texts = old.texts;
-        {
+        let all_texts = if old_len == 0 {
+            // A new conversation's texts, in a buffer of their size.
+            Arc::new(EventTexts::from_texts(&texts))
+        } else {
+            let mut all_texts = old.texts;
             let t = Arc::make_mut(&mut all_texts);
             for text in &texts {
                 t.push(text);
             }
-        }
+            all_texts
+        };
         let count = texts.len();
         let pos = self
             .store
@@ -575,10 +579,7 @@ impl Conversations {
             .replace(id, texts.clone())
             .await
             .map_err(ConversationError::Store)?;
-        let mut all_texts = EventTexts::default();
-        for t in &texts {
-            all_texts.push(t);
-        }
+        let all_texts = EventTexts::from_texts(&texts);
         // The parsed events serve this request's tracker only (see [`Log`]).
         let log = Log {
             epoch: pos.epoch,

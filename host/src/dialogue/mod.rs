@@ -91,7 +91,7 @@ impl<'a> Turn<'a> {
             stored,
             epoch,
             state: std::sync::Mutex::new(Some(Arc::new(warm.state))),
-            stories: std::sync::Mutex::new(warm.stories),
+            stories: std::sync::Mutex::new(warm.stories.map(|s| *s)),
             channel,
         })
     }
@@ -105,7 +105,11 @@ impl<'a> Turn<'a> {
             .unwrap_or_else(|p| p.into_inner())
             .expect("just computed");
         let state = Arc::try_unwrap(state).unwrap_or_else(|shared| shared.as_ref().clone());
-        let stories = self.stories.into_inner().unwrap_or_else(|p| p.into_inner());
+        let stories = self
+            .stories
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(Box::new);
         (Warm { state, stories }, self.events, self.stored_texts)
     }
 

@@ -16,11 +16,14 @@ pub struct EventTexts(TextLog);
 impl EventTexts {
     /// The texts of `events`, serialised as 3.6 does (`Event`'s `Serialize`).
     pub fn of(events: &[Event]) -> EventTexts {
-        let mut texts = TextLog::default();
-        for e in events {
-            texts.push(&e.to_json_string());
-        }
-        EventTexts(texts)
+        let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
+        EventTexts::from_texts(&texts)
+    }
+
+    /// `texts`, in a buffer of their size (a log built by pushing one text at a time would
+    /// hold up to twice that).
+    pub fn from_texts(texts: &[String]) -> EventTexts {
+        EventTexts(TextLog::of(texts.iter().map(String::as_str)))
     }
 
     pub fn len(&self) -> usize {

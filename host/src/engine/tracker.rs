@@ -1,6 +1,7 @@
 //! The tracker: a conversation's state as a pure function of its events (rasa-http-api §4c–5c).
 
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use super::event::{num, Event, EventKind};
 use super::texts::EventTexts;
@@ -57,10 +58,13 @@ pub struct TrackerState {
     pub seen: usize,
     /// The last user event's `input_channel` over all events (reverted ones included).
     pub latest_input_channel: Option<String>,
-    /// The parse data of the event `latest_message` points at, as 3.6 prints it (without the
-    /// live entities), with that event's index. Kept so that the tracker JSON needs none of
-    /// the events but the state's own (see [`TrackerState::extend_by`]).
-    latest_parse_data: Option<(usize, Map<String, Value>)>,
+    /// `latest_message` as the tracker JSON writes it (parse data and live entities), with
+    /// the index of its event: written when it changes, so that the tracker JSON needs none of
+    /// the events (see [`TrackerState::extend_by`]) and costs a copy. As text, it is a fifth
+    /// of the parsed map's size (P6 in docs/benchmarks.md).
+    latest_message_text: Option<(usize, Box<RawValue>)>,
+    /// `latest_message` changed since `latest_message_text` was written.
+    latest_message_changed: bool,
     /// Index of the last `restart` event (`AFTER_RESTART` lists the events after it).
     pub last_restart: Option<usize>,
     /// The timestamp of the last event (`latest_event_time`).
@@ -103,6 +107,7 @@ impl TrackerState {
             .map(|s| (s.name.clone(), s.initial_value.clone()))
             .collect();
         self.latest_message = None;
+        self.latest_message_changed = true;
         self.latest_action = None;
         self.followup_action = Some(ACTION_LISTEN.into());
         self.paused = false;
@@ -122,7 +127,8 @@ impl TrackerState {
             applied: Vec::new(),
             seen: 0,
             latest_input_channel: None,
-            latest_parse_data: None,
+            latest_message_text: None,
+            latest_message_changed: false,
             last_restart: None,
             latest_event_time: None,
         };
@@ -233,14 +239,30 @@ impl TrackerState {
         }
     }
 
-    /// Brings `latest_parse_data` up to `latest_message`. The event it points at is either in
-    /// `events` or was captured by an earlier extension.
+    /// Writes `latest_message_text` anew if `latest_message` changed. Its event is either in
+    /// `events` or older, then written by an earlier extension (only its entities changed).
     fn capture_latest_message(&mut self, events: Window<'_>) {
-        let wanted = self.latest_message.as_ref().map(|(i, _)| *i);
-        if self.latest_parse_data.as_ref().map(|(i, _)| *i) != wanted {
-            self.latest_parse_data =
-                wanted.map(|i| (i, events.get(i).user_parse_data().unwrap_or_default()));
+        if !std::mem::take(&mut self.latest_message_changed) {
+            return;
         }
+        let Some((i, entities)) = &self.latest_message else {
+            self.latest_message_text = None;
+            return;
+        };
+        let parse_data = if *i >= events.offset {
+            events.get(*i).user_parse_data()
+        } else {
+            match &self.latest_message_text {
+                Some((j, text)) if j == i => serde_json::from_str(text.get()).ok(),
+                _ => None,
+            }
+        };
+        debug_assert!(parse_data.is_some(), "latest message {i} not in view");
+        let mut pd = parse_data.unwrap_or_default();
+        pd.insert("entities".into(), Value::Array(entities.clone()));
+        self.latest_message_text = serde_json::value::to_raw_value(&pd)
+            .ok()
+            .map(|text| (*i, text));
     }
 
     fn apply(&mut self, domain: &Domain, events: Window<'_>, i: usize) {
@@ -253,6 +275,7 @@ impl TrackerState {
                     .cloned()
                     .unwrap_or_default();
                 self.latest_message = Some((i, entities));
+                self.latest_message_changed = true;
                 self.followup_action = None;
             }
             EventKind::Bot { .. } => self.latest_bot_utterance = Some(i),
@@ -316,11 +339,20 @@ impl TrackerState {
                     for ent in entities {
                         if !list.contains(ent) {
                             list.push(ent.clone());
+                            self.latest_message_changed = true;
                         }
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `latest_message` as JSON text; `None` before any user message.
+    fn latest_message_raw(&self) -> Option<&RawValue> {
+        match (&self.latest_message, &self.latest_message_text) {
+            (Some(_), Some((_, text))) => Some(text),
+            _ => None,
         }
     }
 
@@ -338,13 +370,9 @@ impl TrackerState {
 
     /// `latest_message` as 3.6 prints it: the parse data with the live entity list.
     pub fn latest_message_json(&self) -> Value {
-        match (&self.latest_message, &self.latest_parse_data) {
-            (Some((_, entities)), Some((_, pd))) => {
-                let mut pd = pd.clone();
-                pd.insert("entities".into(), Value::Array(entities.clone()));
-                Value::Object(pd)
-            }
-            _ => {
+        match self.latest_message_raw() {
+            Some(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+            None => {
                 json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
             }
         }
@@ -523,8 +551,8 @@ impl Head<'_> {
         let (v, st) = (self.0, self.0.state);
         m.serialize_entry("sender_id", v.sender_id)?;
         m.serialize_entry("slots", &Slots(&st.slots))?;
-        match st.latest_message {
-            Some(_) => m.serialize_entry("latest_message", &st.latest_message_json())?,
+        match st.latest_message_raw() {
+            Some(text) => m.serialize_entry("latest_message", text)?,
             None => m.serialize_entry("latest_message", &NoLatestMessage)?,
         }
         m.serialize_entry("latest_event_time", &st.latest_event_time.map(num))?;

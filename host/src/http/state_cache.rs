@@ -29,7 +29,8 @@ pub struct Stories {
 /// What is remembered of a conversation between requests.
 pub struct Warm {
     pub state: TrackerState,
-    pub stories: Option<Stories>,
+    /// Boxed: most conversations (API-only ones) have none, and every cached state has this.
+    pub stories: Option<Box<Stories>>,
 }
 
 struct Entry {

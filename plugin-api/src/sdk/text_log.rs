@@ -18,12 +18,17 @@ pub struct TextLog {
 }
 
 impl TextLog {
-    /// The texts of `texts`, the first chunk sized for them.
+    /// The texts of `texts`, the first chunk and the offsets sized for them.
     pub fn of<'a>(texts: impl IntoIterator<Item = &'a str> + Clone) -> TextLog {
-        let bytes: usize = texts.clone().into_iter().map(|t| t.len() + 1).sum();
+        let (count, bytes) = texts
+            .clone()
+            .into_iter()
+            .fold((0, 0), |(n, b), t| (n + 1, b + t.len() + 1));
         let mut log = TextLog {
-            chunks: vec![String::with_capacity(bytes.min(CHUNK_BYTES))],
-            ends: Vec::new(),
+            chunks: vec![String::with_capacity(
+                bytes.saturating_sub(1).min(CHUNK_BYTES),
+            )],
+            ends: Vec::with_capacity(count),
         };
         for t in texts {
             log.push(t);
