@@ -160,7 +160,8 @@ pub struct RunArgs {
     /// Longest pause, in seconds, between two chunks of a request body (then 408).
     #[arg(long = "body-read-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
-    /// Conversations whose parsed events are kept in memory between requests.
+    /// Conversations kept in memory between requests (their events' texts and tracker states;
+    /// parsed events too for conversations with turns).
     #[arg(long = "cache-conversations", default_value_t = 1_000)]
     pub cache_conversations: usize,
     /// Verbose logs (`RUST_LOG` overrides).
