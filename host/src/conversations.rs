@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::engine::{Event, EventError, EventTexts};
 use crate::plugins::{BrokerHandle, LockStoreHandle, PluginCallError, TrackerStoreHandle};
-use crate::slot_cache::SlotCache;
+use crate::slot_cache::{Eviction, SlotCache};
 
 #[derive(Debug, Error)]
 pub enum ConversationError {
@@ -155,6 +155,13 @@ impl Log {
             texts: self.texts.clone(),
             parsed: self.parsed.clone().filter(|p| p.kept),
         }
+    }
+}
+
+impl Eviction for Log {
+    /// Texts are a few allocations; parsed events are several per event.
+    fn heavy(&self) -> bool {
+        self.parsed.is_some()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::conversations::{ConversationError, Log};
 use crate::domain::Domain;
 use crate::engine::{Event, TrackerState};
 use crate::policy::{Featurised, StoryEvent};
-use crate::slot_cache::SlotCache;
+use crate::slot_cache::{Eviction, SlotCache};
 
 /// The applied event indices and their story events as last converted, and the policies'
 /// featurisation of them as last computed.
@@ -37,6 +37,13 @@ struct Entry {
     epoch: u64,
     domain: usize,
     warm: Warm,
+}
+
+impl Eviction for Entry {
+    /// A state is a few allocations; story events and featurised states are many.
+    fn heavy(&self) -> bool {
+        self.warm.stories.is_some()
+    }
 }
 
 pub struct StateCache {
