@@ -1,5 +1,8 @@
 //! The tracker: a conversation's state as a pure function of its events (rasa-http-api §4c–5c).
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -58,13 +61,11 @@ pub struct TrackerState {
     pub seen: usize,
     /// The last user event's `input_channel` over all events (reverted ones included).
     pub latest_input_channel: Option<String>,
-    /// `latest_message` as the tracker JSON writes it (parse data and live entities), with
-    /// the index of its event: written when it changes, so that the tracker JSON needs none of
-    /// the events (see [`TrackerState::extend_by`]) and costs a copy. As text, it is a fifth
-    /// of the parsed map's size (P6 in docs/benchmarks.md).
-    latest_message_text: Option<(usize, Box<RawValue>)>,
-    /// `latest_message` changed since `latest_message_text` was written.
-    latest_message_changed: bool,
+    /// `latest_message` as the tracker JSON writes it (parse data and live entities): written
+    /// by the first tracker answered after it changed (from the event's text or parsed form),
+    /// then copied by every other. As text, a fifth of the parsed map's size (P6 in
+    /// docs/benchmarks.md). A turn, which answers no tracker, never writes it.
+    latest_message_text: OnceLock<Box<RawValue>>,
     /// Index of the last `restart` event (`AFTER_RESTART` lists the events after it).
     pub last_restart: Option<usize>,
     /// The timestamp of the last event (`latest_event_time`).
@@ -107,7 +108,7 @@ impl TrackerState {
             .map(|s| (s.name.clone(), s.initial_value.clone()))
             .collect();
         self.latest_message = None;
-        self.latest_message_changed = true;
+        self.latest_message_text.take();
         self.latest_action = None;
         self.followup_action = Some(ACTION_LISTEN.into());
         self.paused = false;
@@ -127,8 +128,7 @@ impl TrackerState {
             applied: Vec::new(),
             seen: 0,
             latest_input_channel: None,
-            latest_message_text: None,
-            latest_message_changed: false,
+            latest_message_text: OnceLock::new(),
             last_restart: None,
             latest_event_time: None,
         };
@@ -155,12 +155,16 @@ impl TrackerState {
 
     /// Applies `new`, the events that follow the `seen` ones this state was computed from:
     /// the same result as [`Self::extend`] with the whole list, without the earlier events.
-    /// A `rewind` or `undo` among them needs the earlier events; then nothing is changed.
+    /// A `rewind` or `undo` (which replays earlier events) or a loop's activation (whose
+    /// trigger message is the latest user message, maybe an earlier event) among them needs
+    /// the earlier events; then nothing is changed.
     pub fn extend_by(&mut self, domain: &Domain, new: &[Event]) -> Result<(), NeedsAllEvents> {
-        if new
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::Rewind | EventKind::Undo))
-        {
+        if new.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Rewind | EventKind::Undo | EventKind::ActiveLoop { name: Some(_) }
+            )
+        }) {
             return Err(NeedsAllEvents);
         }
         let seen = self.seen;
@@ -228,7 +232,6 @@ impl TrackerState {
         if events.end() > from {
             self.latest_event_time = Some(events.get(events.end() - 1).timestamp);
         }
-        self.capture_latest_message(events);
         self.seen = events.end();
     }
 
@@ -237,32 +240,6 @@ impl TrackerState {
         for &j in applied {
             self.apply(domain, events, j);
         }
-    }
-
-    /// Writes `latest_message_text` anew if `latest_message` changed. Its event is either in
-    /// `events` or older, then written by an earlier extension (only its entities changed).
-    fn capture_latest_message(&mut self, events: Window<'_>) {
-        if !std::mem::take(&mut self.latest_message_changed) {
-            return;
-        }
-        let Some((i, entities)) = &self.latest_message else {
-            self.latest_message_text = None;
-            return;
-        };
-        let parse_data = if *i >= events.offset {
-            events.get(*i).user_parse_data()
-        } else {
-            match &self.latest_message_text {
-                Some((j, text)) if j == i => serde_json::from_str(text.get()).ok(),
-                _ => None,
-            }
-        };
-        debug_assert!(parse_data.is_some(), "latest message {i} not in view");
-        let mut pd = parse_data.unwrap_or_default();
-        pd.insert("entities".into(), Value::Array(entities.clone()));
-        self.latest_message_text = serde_json::value::to_raw_value(&pd)
-            .ok()
-            .map(|text| (*i, text));
     }
 
     fn apply(&mut self, domain: &Domain, events: Window<'_>, i: usize) {
@@ -275,7 +252,7 @@ impl TrackerState {
                     .cloned()
                     .unwrap_or_default();
                 self.latest_message = Some((i, entities));
-                self.latest_message_changed = true;
+                self.latest_message_text.take();
                 self.followup_action = None;
             }
             EventKind::Bot { .. } => self.latest_bot_utterance = Some(i),
@@ -312,12 +289,12 @@ impl TrackerState {
                 }
             }
             EventKind::ActiveLoop { name } => {
-                self.capture_latest_message(events);
+                // Not in `extend_by`'s windows, so the latest user event is in `events`.
                 self.active_loop = name.as_ref().map(|n| ActiveLoop {
                     name: n.clone(),
                     is_interrupted: false,
                     rejected: false,
-                    trigger_message: self.latest_message_json(),
+                    trigger_message: self.latest_message_with(|i| Some(events.get(i))),
                 });
             }
             EventKind::LoopInterrupted { is_interrupted } => {
@@ -339,7 +316,7 @@ impl TrackerState {
                     for ent in entities {
                         if !list.contains(ent) {
                             list.push(ent.clone());
-                            self.latest_message_changed = true;
+                            self.latest_message_text.take();
                         }
                     }
                 }
@@ -348,11 +325,40 @@ impl TrackerState {
         }
     }
 
-    /// `latest_message` as JSON text; `None` before any user message.
-    fn latest_message_raw(&self) -> Option<&RawValue> {
-        match (&self.latest_message, &self.latest_message_text) {
-            (Some(_), Some((_, text))) => Some(text),
-            _ => None,
+    /// `latest_message` as JSON text, written from `events` (or their texts) unless already
+    /// written; `None` before any user message.
+    fn latest_message_raw(&self, events: Source<'_>) -> Result<Option<&RawValue>, String> {
+        let Some((i, _)) = &self.latest_message else {
+            return Ok(None);
+        };
+        if let Some(text) = self.latest_message_text.get() {
+            return Ok(Some(text));
+        }
+        let event: Cow<'_, Event> = match events {
+            Source::Parsed(events) => Cow::Borrowed(&events[*i]),
+            Source::Texts(texts) => {
+                let mut one = texts.parse(*i..*i + 1).map_err(|e| e.0)?;
+                Cow::Owned(one.pop().ok_or("no latest message")?)
+            }
+        };
+        let value = self.latest_message_with(|_| Some(event.as_ref()));
+        let text = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string())?;
+        Ok(Some(self.latest_message_text.get_or_init(|| text)))
+    }
+
+    /// `latest_message` as 3.6 prints it, its event given by `event`.
+    fn latest_message_with<'e>(&self, event: impl FnOnce(usize) -> Option<&'e Event>) -> Value {
+        match &self.latest_message {
+            Some((i, entities)) => {
+                let mut pd = event(*i)
+                    .and_then(Event::user_parse_data)
+                    .unwrap_or_default();
+                pd.insert("entities".into(), Value::Array(entities.clone()));
+                Value::Object(pd)
+            }
+            None => {
+                json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
+            }
         }
     }
 
@@ -369,13 +375,8 @@ impl TrackerState {
     }
 
     /// `latest_message` as 3.6 prints it: the parse data with the live entity list.
-    pub fn latest_message_json(&self) -> Value {
-        match self.latest_message_raw() {
-            Some(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
-            None => {
-                json!({"intent": {}, "entities": [], "text": null, "message_id": null, "metadata": {}})
-            }
-        }
+    pub fn latest_message_json(&self, events: &[Event]) -> Value {
+        self.latest_message_with(|i| events.get(i))
     }
 }
 
@@ -480,6 +481,7 @@ impl TextTrackerView<'_> {
         let summary = Summary {
             sender_id: self.sender_id,
             state: self.state,
+            events: Source::Texts(texts),
         };
         // `{<head>,"events":[…],<tail>}`: head and tail are maps of at least one entry.
         let listing = self.listed();
@@ -537,6 +539,15 @@ enum Listing<'a> {
 struct Summary<'a> {
     sender_id: &'a str,
     state: &'a TrackerState,
+    /// Where the latest message's event is, should the state not have written it yet.
+    events: Source<'a>,
+}
+
+/// The events of a tracker, parsed or as their texts.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Parsed(&'a [Event]),
+    Texts(&'a EventTexts),
 }
 
 /// The entries before `events`, in 3.6's order.
@@ -551,7 +562,10 @@ impl Head<'_> {
         let (v, st) = (self.0, self.0.state);
         m.serialize_entry("sender_id", v.sender_id)?;
         m.serialize_entry("slots", &Slots(&st.slots))?;
-        match st.latest_message_raw() {
+        let latest = st
+            .latest_message_raw(v.events)
+            .map_err(serde::ser::Error::custom)?;
+        match latest {
             Some(text) => m.serialize_entry("latest_message", text)?,
             None => m.serialize_entry("latest_message", &NoLatestMessage)?,
         }
@@ -673,6 +687,7 @@ impl serde::Serialize for TrackerView<'_> {
         let summary = Summary {
             sender_id: self.sender_id,
             state: self.state,
+            events: Source::Parsed(self.events),
         };
         Head(summary).entries(&mut m)?;
         m.serialize_entry("events", &Listed(self))?;
@@ -955,12 +970,26 @@ mod extend_tests {
                     while at < events.len() {
                         let to = (at + step).min(events.len());
                         if st.extend_by(&domain, &events[at..to]).is_err() {
-                            assert!(events[at..to]
-                                .iter()
-                                .any(|e| matches!(e.kind, EventKind::Rewind | EventKind::Undo)));
+                            assert!(events[at..to].iter().any(|e| matches!(
+                                e.kind,
+                                EventKind::Rewind
+                                    | EventKind::Undo
+                                    | EventKind::ActiveLoop { name: Some(_) }
+                            )));
                             st.extend(&domain, &events[..to], at);
                         }
                         at = to;
+                        // Answered in between: the latest message written then must not
+                        // outlive a change to it.
+                        let so_far = EventTexts::of(&events[..to]);
+                        TextTrackerView {
+                            sender_id: "x",
+                            texts: &so_far,
+                            state: &st,
+                            verbosity: EventVerbosity::None,
+                        }
+                        .to_json_bytes()
+                        .unwrap();
                     }
                     for verbosity in [EventVerbosity::All, EventVerbosity::AfterRestart] {
                         assert_eq!(
@@ -1032,7 +1061,7 @@ mod extend_tests {
         let state = TrackerState::compute(&Domain::empty(), &[]);
         assert_eq!(
             serde_json::to_string(&super::NoLatestMessage).unwrap(),
-            state.latest_message_json().to_string()
+            state.latest_message_json(&[]).to_string()
         );
     }
 }
