@@ -409,20 +409,7 @@ pub struct TrackerView<'a> {
 impl TrackerView<'_> {
     /// The events listed at this verbosity (`None`: `"events": null`).
     fn listed(&self) -> Option<Listing<'_>> {
-        let events = self.events;
-        match self.verbosity {
-            EventVerbosity::None => None,
-            EventVerbosity::All => Some(Listing::Run(0..events.len())),
-            EventVerbosity::AfterRestart => {
-                let start = events
-                    .iter()
-                    .rposition(|e| matches!(e.kind, EventKind::Restart))
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
-                Some(Listing::Run(start..events.len()))
-            }
-            EventVerbosity::Applied => Some(Listing::Picked(&self.state.applied)),
-        }
+        listing(self.verbosity, self.events.len(), self.state)
     }
 
     /// The tracker as JSON bytes, as the `Serialize` impl writes it. With `texts` (the stored
@@ -455,16 +442,7 @@ pub struct TextTrackerView<'a> {
 impl TextTrackerView<'_> {
     /// The events listed at this verbosity, found from the state.
     fn listed(&self) -> Option<Listing<'_>> {
-        let len = self.texts.len();
-        match self.verbosity {
-            EventVerbosity::None => None,
-            EventVerbosity::All => Some(Listing::Run(0..len)),
-            EventVerbosity::AfterRestart => {
-                let start = self.state.last_restart.map(|i| i + 1).unwrap_or(0);
-                Some(Listing::Run(start..len))
-            }
-            EventVerbosity::Applied => Some(Listing::Picked(&self.state.applied)),
-        }
+        listing(self.verbosity, self.texts.len(), self.state)
     }
 
     /// The tracker as JSON bytes. Fails when the state was not computed from these texts'
@@ -523,6 +501,20 @@ impl TextTrackerView<'_> {
         serde_json::to_writer(&mut out, &Tail(summary))?;
         out[at] = b',';
         Ok(out)
+    }
+}
+
+/// Which of a conversation's `len` events a tracker lists at `verbosity`, `state` being the
+/// state of those events (`None`: `"events": null`).
+fn listing(verbosity: EventVerbosity, len: usize, state: &TrackerState) -> Option<Listing<'_>> {
+    match verbosity {
+        EventVerbosity::None => None,
+        EventVerbosity::All => Some(Listing::Run(0..len)),
+        EventVerbosity::AfterRestart => {
+            let start = state.last_restart.map(|i| i + 1).unwrap_or(0);
+            Some(Listing::Run(start..len))
+        }
+        EventVerbosity::Applied => Some(Listing::Picked(&state.applied)),
     }
 }
 

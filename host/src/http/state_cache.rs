@@ -57,19 +57,25 @@ impl StateCache {
         }
     }
 
+    /// The cached state of `id` if it belongs to log `epoch` of at least `len` events and to
+    /// `domain`; it is taken out either way (a stale one is dropped).
+    fn take_valid(&self, id: &str, epoch: u64, domain: &Arc<Domain>, len: usize) -> Option<Warm> {
+        let key = Arc::as_ptr(domain) as usize;
+        self.entries
+            .take(id)
+            .filter(|e| e.epoch == epoch && e.domain == key && e.warm.state.seen <= len)
+            .map(|e| e.warm)
+    }
+
     /// The state of `events` (log `epoch`), from the cache when it can be extended.
     pub fn take(&self, id: &str, epoch: u64, domain: &Arc<Domain>, events: &[Event]) -> Warm {
-        let key = Arc::as_ptr(domain) as usize;
-        let cached = self.entries.take(id);
-        match cached {
-            Some(mut e)
-                if e.epoch == epoch && e.domain == key && e.warm.state.seen <= events.len() =>
-            {
-                let seen = e.warm.state.seen;
-                e.warm.state.extend(domain, events, seen);
-                e.warm
+        match self.take_valid(id, epoch, domain, events.len()) {
+            Some(mut warm) => {
+                let seen = warm.state.seen;
+                warm.state.extend(domain, events, seen);
+                warm
             }
-            _ => Warm {
+            None => Warm {
                 state: TrackerState::compute(domain, events),
                 stories: None,
             },
@@ -85,17 +91,13 @@ impl StateCache {
         domain: &Arc<Domain>,
         log: &Log,
     ) -> Result<Warm, ConversationError> {
-        let key = Arc::as_ptr(domain) as usize;
-        let cached = self.entries.take(id);
-        if let Some(mut e) = cached {
-            let seen = e.warm.state.seen;
-            if e.epoch == log.epoch && e.domain == key && seen <= log.len() {
-                let new = log.events_from(id, seen)?;
-                if e.warm.state.extend_by(domain, &new).is_err() {
-                    e.warm.state.extend(domain, &log.events(id)?, seen);
-                }
-                return Ok(e.warm);
+        if let Some(mut warm) = self.take_valid(id, log.epoch, domain, log.len()) {
+            let seen = warm.state.seen;
+            let new = log.events_from(id, seen)?;
+            if warm.state.extend_by(domain, &new).is_err() {
+                warm.state.extend(domain, &log.events(id)?, seen);
             }
+            return Ok(warm);
         }
         Ok(Warm {
             state: TrackerState::compute(domain, &log.events(id)?),
