@@ -284,17 +284,13 @@ impl Conversations {
             |events: &[abi_stable::std_types::RString]| -> Result<Vec<Event>, ConversationError> {
                 let mut out = Vec::with_capacity(events.len());
                 for text in events {
-                    let value: serde_json::Value =
-                        serde_json::from_str(text).map_err(|e| ConversationError::Corrupt {
-                            id: id.into(),
-                            source: EventError(format!("not JSON: {e}")),
-                        })?;
-                    if let Some(ev) =
-                        Event::from_json(&value).map_err(|source| ConversationError::Corrupt {
+                    // A legacy `topic` event is dropped, as Rasa does.
+                    if let Some(ev) = Event::from_json_text(text).map_err(|source| {
+                        ConversationError::Corrupt {
                             id: id.into(),
                             source,
-                        })?
-                    {
+                        }
+                    })? {
                         out.push(ev);
                     }
                 }

@@ -174,6 +174,13 @@ impl Event {
         self.action_name() == Some(wanted)
     }
 
+    /// [`Self::from_json`] of one event's JSON text (as stores and caches keep them).
+    pub fn from_json_text(text: &str) -> Result<Option<Event>, EventError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| EventError(format!("not JSON: {e}")))?;
+        Event::from_json(&value)
+    }
+
     /// Parses one event object. `Ok(None)` for the legacy `topic` event, which Rasa ignores.
     pub fn from_json(value: &Value) -> Result<Option<Event>, EventError> {
         let Some(obj) = value.as_object() else {

@@ -49,9 +49,7 @@ impl EventTexts {
     pub fn parse(&self, range: std::ops::Range<usize>) -> Result<Vec<Event>, EventError> {
         let mut out = Vec::with_capacity(range.len());
         for i in range {
-            let value: serde_json::Value = serde_json::from_str(self.get(i))
-                .map_err(|e| EventError(format!("event {i} is not JSON: {e}")))?;
-            match Event::from_json(&value) {
+            match Event::from_json_text(self.get(i)) {
                 Ok(Some(event)) => out.push(event),
                 Ok(None) => {
                     return Err(EventError(format!(
