@@ -104,8 +104,40 @@ include-path = "/model/train"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403]
 "#;
 
-/// Runs `schemathesis run`; panics with its report unless it passes.
+/// A fault of CPython 3.11's parser (fixed in 3.12), hit now and then by hypothesis while it
+/// describes a generated value: schemathesis reports it as a runtime error of its own, with
+/// every test case passed. Such a run says nothing about the server, so it is run again once.
+const PYTHON_AST_FAULT: &str = "AST constructor recursion depth mismatch";
+
+/// Runs `schemathesis run`; panics with its report unless it passes (see [`PYTHON_AST_FAULT`]).
 fn run_schemathesis(dir: &Path, location: &str, phases: &str, extra: &[&str], bound: Duration) {
+    let (status, report, err) = run_schemathesis_once(dir, location, phases, extra, bound);
+    let (status, report, err) = match status {
+        Some(s) if !s.success() && report.contains(PYTHON_AST_FAULT) => {
+            eprintln!(
+                "schemathesis hit CPython's AST fault ({PYTHON_AST_FAULT}); running it again"
+            );
+            run_schemathesis_once(dir, location, phases, extra, bound)
+        }
+        _ => (status, report, err),
+    };
+    match status {
+        None => panic!("schemathesis did not finish within {bound:?}:\n{report}\n{err}"),
+        Some(s) => assert!(
+            s.success(),
+            "schemathesis found failures ({s}):\n{report}\n{err}"
+        ),
+    }
+}
+
+/// One `schemathesis run`: its exit status (`None` past `bound`), report and stderr.
+fn run_schemathesis_once(
+    dir: &Path,
+    location: &str,
+    phases: &str,
+    extra: &[&str],
+    bound: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
     assert!(
         schemathesis_available(),
         "schemathesis is not installed: `python3 -m pip install \"schemathesis>=4,<5\"` \
@@ -175,13 +207,7 @@ fn run_schemathesis(dir: &Path, location: &str, phases: &str, extra: &[&str], bo
             .collect::<Vec<_>>()
             .join("\n")
     );
-    match status {
-        None => panic!("schemathesis did not finish within {bound:?}:\n{report}\n{err}"),
-        Some(s) => assert!(
-            s.success(),
-            "schemathesis found failures ({s}):\n{report}\n{err}"
-        ),
-    }
+    (status, report, err)
 }
 
 #[test]
