@@ -195,8 +195,18 @@ pub struct Conversations {
     /// [`Self::append_owned`], [`Self::append_turn`] or [`Self::replace_locked`], which
     /// keep the cache in step or drop the entry.
     pub sole_writer: bool,
-    /// Writes begun so far (see [`Self::remember_read`]).
+    /// Writes begun so far, and writes ended so far (see [`Self::remember_read`]).
     writes_begun: AtomicU64,
+    writes_ended: AtomicU64,
+}
+
+/// Counts a write as ended when dropped: after it cached its log, failed or was cancelled.
+struct WriteInFlight<'a>(&'a AtomicU64);
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Conversations {
@@ -217,6 +227,7 @@ impl Conversations {
             max_events: usize::MAX,
             sole_writer: false,
             writes_begun: AtomicU64::new(0),
+            writes_ended: AtomicU64::new(0),
         }
     }
 
@@ -239,20 +250,38 @@ impl Conversations {
         self.cache.put(id, log.for_cache());
     }
 
-    /// Caches a log read from the store, which began when [`Self::writes_begun`] was
-    /// `writes_before`. For a sole-writer store the cache is trusted without asking the store,
-    /// so a read that may have loaded before a concurrent write landed (a write began since)
-    /// caches nothing: the writer caches its own, newer log.
-    fn remember_read(&self, id: &str, log: &Log, writes_before: u64) {
+    /// `Some(writes begun)` when no write is in flight, else `None`. Ended is read first:
+    /// if begun (read later, and never less than ended) equals it, every write begun by
+    /// then had ended, so a store read that starts now sees all of them.
+    fn quiet_point(&self) -> Option<u64> {
+        let ended = self.writes_ended.load(Ordering::SeqCst);
+        let begun = self.writes_begun.load(Ordering::SeqCst);
+        (begun == ended).then_some(begun)
+    }
+
+    /// Caches a log read from the store, whose read began at `quiet` ([`Self::quiet_point`]).
+    /// For a sole-writer store the cache is trusted without asking the store, so a read
+    /// that may have missed a write caches nothing — one that began while a write was in
+    /// flight, or since which a write began: the writer caches its own, newer log.
+    fn remember_read(&self, id: &str, log: &Log, quiet: Option<u64>) {
+        if !self.sole_writer {
+            self.cache.put(id, log.for_cache());
+            return;
+        }
+        let Some(writes_before) = quiet else { return };
         self.cache.put_if(id, log.for_cache(), || {
-            !self.sole_writer || self.writes_begun.load(Ordering::SeqCst) == writes_before
+            self.writes_begun.load(Ordering::SeqCst) == writes_before
         });
     }
 
     /// Called by every write before its store call: counts it, then drops the cached log.
-    fn begin_write(&self, id: &str) {
+    /// The write counts as ended when the returned guard is dropped, which must be after
+    /// the write cached its new log.
+    #[must_use]
+    fn begin_write(&self, id: &str) -> WriteInFlight<'_> {
         self.writes_begun.fetch_add(1, Ordering::SeqCst);
         self.forget(id);
+        WriteInFlight(&self.writes_ended)
     }
 
     fn forget(&self, id: &str) {
@@ -263,7 +292,7 @@ impl Conversations {
     /// brings only the events not yet cached (none for a cached conversation of a store that
     /// is its sole writer).
     pub async fn read(&self, id: &str) -> Result<Option<Log>, ConversationError> {
-        let writes_before = self.writes_begun.load(Ordering::SeqCst);
+        let quiet = self.quiet_point();
         let cached = self.cached(id);
         if self.sole_writer {
             if let Some(log) = cached {
@@ -351,7 +380,7 @@ impl Conversations {
             // formatted them differently, and trackers are answered in one format.
             None => Log::of(slice.epoch, parse(&slice.events)?),
         };
-        self.remember_read(id, &log, writes_before);
+        self.remember_read(id, &log, quiet);
         Ok(Some(log))
     }
 
@@ -401,7 +430,7 @@ impl Conversations {
         }
         let published = self.broker.is_some().then(|| texts.clone());
         let count = texts.len() as u64;
-        self.begin_write(id);
+        let writing = self.begin_write(id);
         let pos = self
             .store
             .append(id, texts)
@@ -418,6 +447,7 @@ impl Conversations {
             // Written elsewhere meanwhile (or a brand-new conversation's first epoch): re-read next time.
             self.forget(id);
         }
+        drop(writing);
         self.counters
             .events_stored
             .fetch_add(count, Ordering::Relaxed);
@@ -518,7 +548,7 @@ impl Conversations {
         // Drop the cache's reference so that `old`'s vectors are usually ours alone; a
         // concurrent reader may still hold them, then `make_mut` copies (the cache is re-filled
         // below). Should the store fail, the cache is merely cold.
-        self.begin_write(id);
+        let writing = self.begin_write(id);
         let (old_epoch, old_len) = (old.epoch, old.len());
         let all_texts = if old_len == 0 {
             // A new conversation's texts, in a buffer of their size.
@@ -559,6 +589,7 @@ impl Conversations {
             // Someone wrote without holding the lock: do not trust the cache.
             self.forget(id);
         }
+        drop(writing);
         self.counters
             .events_stored
             .fetch_add(count as u64, Ordering::Relaxed);
@@ -576,7 +607,7 @@ impl Conversations {
     ) -> Result<Log, ConversationError> {
         self.check_size(events.len())?;
         let texts: Vec<String> = events.iter().map(Event::to_json_string).collect();
-        self.begin_write(id);
+        let writing = self.begin_write(id);
         let pos = self
             .store
             .replace(id, texts.clone())
@@ -594,6 +625,7 @@ impl Conversations {
             }),
         };
         self.remember(id, &log);
+        drop(writing);
         self.counters
             .events_stored
             .fetch_add(texts.len() as u64, Ordering::Relaxed);
