@@ -164,6 +164,23 @@ fn dialogue_routes_follow_rasa() {
     assert_rasa_error(st, &e, 400);
     let (st, e) = s.post_raw("/conversations/m1/messages", "");
     assert_rasa_error(st, &e, 400);
+    // parse_data that could not be read back once stored (found by schemathesis: a float
+    // entity offset was stored, and every later read of m1 failed with a 500) is refused,
+    // and m1 stays as it was.
+    let stored = sequence(&s, "m1");
+    for bad in [
+        json!({"entities": [{"entity": "drink", "value": "latte", "start": 1.5, "end": 7}]}),
+        json!({"entities": {"drink": "latte"}}),
+        json!({"intent": {"name": 3}}),
+    ] {
+        let (st, e) = s.post(
+            "/conversations/m1/messages",
+            &json!({"text": "a latte", "parse_data": bad}),
+        );
+        assert_rasa_error(st, &e, 400);
+        assert!(e["message"].as_str().unwrap().contains("parse_data"), "{e}");
+    }
+    assert_eq!(sequence(&s, "m1"), stored);
     // Case 11/35: predict returns sorted scores and stores nothing.
     let before = sequence(&s, "m1").len();
     let (st, p) = s.post("/conversations/m1/predict", &json!({}));

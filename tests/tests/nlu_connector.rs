@@ -47,7 +47,13 @@ fn fake_nlu() -> (u16, Calls) {
             } else {
                 "greet"
             };
-            let answer = json!({"text": text, "intent": {"name": intent, "confidence": 0.97}, "entities": [], "intent_ranking": [{"name": intent, "confidence": 0.97}]}).to_string();
+            let answer = if text.contains("broken") {
+                // Offsets that are not integers: a stored event could not be read back.
+                json!({"text": text, "intent": {"name": "greet", "confidence": 0.9}, "entities": [{"entity": "drink", "value": "x", "start": 0.5, "end": 2}]})
+            } else {
+                json!({"text": text, "intent": {"name": intent, "confidence": 0.97}, "entities": [], "intent_ranking": [{"name": intent, "confidence": 0.97}]})
+            }
+            .to_string();
             let mut s = stream;
             let _ = s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len()).as_bytes());
         }
@@ -93,6 +99,23 @@ fn messages_are_parsed_by_the_configured_nlu_server() {
     // /model/parse goes through the connector too.
     let (_, p) = s.post("/model/parse", &json!({"text": "hello there"}));
     assert_eq!(p["intent"]["name"], "greet");
+    // An answer that could not be stored and read back counts as a failed parse: the turn
+    // goes on with the empty result and the conversation stays readable.
+    let (st, _) = s.post(
+        "/webhooks/rest/webhook",
+        &json!({"sender": "b", "message": "a broken answer"}),
+    );
+    assert_eq!(st, 200);
+    let (st, t) = s.get("/conversations/b/tracker?include_events=ALL");
+    assert_eq!(st, 200, "{t}");
+    let user = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(user["parse_data"]["intent"]["name"], Value::Null, "{user}");
 }
 
 #[test]

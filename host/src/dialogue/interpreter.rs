@@ -68,7 +68,18 @@ pub async fn parse_with_connector(
     }
     let request = json!({"text": text, "message_id": uuid::Uuid::new_v4().simple().to_string(), "sender_id": sender_id});
     match connector.parse(&request).await {
-        Ok(p) if p.is_object() => p,
+        // Stored in the `user` event, so it must have the shape a stored event can be read
+        // back with; an NLU server that answers otherwise counts as failing.
+        Ok(Value::Object(p)) => match crate::engine::event::check_parse_data(&p) {
+            Ok(()) => Value::Object(p),
+            Err(e) => {
+                tracing::warn!(
+                    conversation = sender_id,
+                    "NLU connector answered an invalid parse result ({e}), using an empty one"
+                );
+                empty_parse(text)
+            }
+        },
         Ok(_) => empty_parse(text),
         Err(e) => {
             tracing::warn!(

@@ -211,12 +211,7 @@ impl Event {
                         ))
                     }
                 };
-                if let Some(intent) = parse_data.get("intent") {
-                    check_intent(intent)?;
-                }
-                if let Some(entities) = parse_data.get("entities") {
-                    check_entities(entities, "parse_data.entities")?;
-                }
+                check_parse_data(&parse_data)?;
                 EventKind::User {
                     text,
                     parse_data,
@@ -467,6 +462,18 @@ fn short(v: &Value) -> String {
     } else {
         s
     }
+}
+
+/// What a `user` event's `parse_data` must satisfy to be stored (and read back): its
+/// `intent` and `entities`, when given, have the shapes trackers and policies rely on.
+pub fn check_parse_data(parse_data: &Map<String, Value>) -> Result<(), EventError> {
+    if let Some(intent) = parse_data.get("intent") {
+        check_intent(intent)?;
+    }
+    if let Some(entities) = parse_data.get("entities") {
+        check_entities(entities, "parse_data.entities")?;
+    }
+    Ok(())
 }
 
 fn check_intent(intent: &Value) -> Result<(), EventError> {

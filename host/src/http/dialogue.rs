@@ -58,6 +58,14 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
     let parse_data = match m.get("parse_data") {
         None | Some(Value::Null) => None,
         Some(Value::Object(p)) => {
+            // Checked as a stored `user` event's would be: what is stored must read back.
+            if let Err(e) = crate::engine::event::check_parse_data(p) {
+                return Err(ApiError::bad_parameter(
+                    format!("Invalid 'parse_data': {e}."),
+                    "parse_data",
+                    "body",
+                ));
+            }
             let mut p = p.clone();
             p.entry("text").or_insert_with(|| json!(text));
             Some(p)
