@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, the shared state, request parsing helpers.
 
 pub mod auth;
+pub mod body_timeout;
 pub mod conversations;
 pub mod dialogue;
 pub mod error;
@@ -194,9 +195,7 @@ pub fn router(state: SharedState) -> Router {
     app.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            body_timeout,
-        ))
+        .layer(body_timeout::BodyTimeoutLayer::new(body_timeout))
         .layer(axum::middleware::map_response(error::rasa_error_body))
         .with_state(state)
 }

@@ -1,7 +1,10 @@
 //! Host-side handles around the ABI objects: every call bounded by a timeout, panics caught a
 //! second time (the SDK already catches them inside the plugin), errors typed.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RString, RVec};
@@ -43,7 +46,15 @@ async fn call<T>(
         kind,
         message,
     };
-    match tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+    let mut fut = AssertUnwindSafe(fut).catch_unwind();
+    // Most calls answer on their first poll (the SDK's guard polls eagerly): then no timer
+    // is created. Otherwise the deadline runs from here.
+    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
+    let outcome = match first {
+        Poll::Ready(outcome) => Ok(outcome),
+        Poll::Pending => tokio::time::timeout(timeout, fut).await,
+    };
+    match outcome {
         Ok(Ok(RResult::ROk(v))) => Ok(v),
         Ok(Ok(RResult::RErr(e))) => Err(err(e.kind, e.message.to_string())),
         Ok(Err(_)) => Err(err(ErrorKind::PANIC, "the plugin panicked".into())),

@@ -1,6 +1,12 @@
 //! The built-in in-memory stores, loaded the way users' plugins are: from a `.so`.
 //! It proves that a store behaves identically behind `dlopen`, and it measures the cost.
 
+// The same allocator as the host's built-in stores, so that P4 compares the boundary alone.
+// A plugin may choose its own: whatever crosses the ABI is an abi_stable type that is freed
+// by the side that allocated it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use colloquy_plugin_api::sdk::memory::{InMemoryLockStore, InMemoryTrackerStore};
 use colloquy_plugin_api::{export_plugin, sdk, PluginError};
 
