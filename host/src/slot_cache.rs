@@ -17,8 +17,12 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
+/// foldhash's keyed hash (a random key per cache, so client-chosen conversation ids cannot be
+/// made to collide without knowing it): several times faster than SipHash on short ids.
+type IdHasher = foldhash::quality::RandomState;
+
 pub struct SlotCache<V> {
-    slots: Mutex<LruCache<String, Option<V>>>,
+    slots: Mutex<LruCache<String, Option<V>, IdHasher>>,
 }
 
 /// How an evicted value is freed.
@@ -32,11 +36,11 @@ impl<V: Eviction + Send + 'static> SlotCache<V> {
     pub fn new(capacity: usize) -> SlotCache<V> {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least one");
         SlotCache {
-            slots: Mutex::new(LruCache::new(capacity)),
+            slots: Mutex::new(LruCache::with_hasher(capacity, IdHasher::default())),
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, LruCache<String, Option<V>>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, LruCache<String, Option<V>, IdHasher>> {
         // A panic while the lock was held cannot leave a slot half-written (every operation
         // is a single move), so a poisoned lock is still good.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())

@@ -90,7 +90,7 @@ impl<'a> Turn<'a> {
             stored_texts,
             stored,
             epoch,
-            state: std::sync::Mutex::new(Some(Arc::new(warm.state))),
+            state: std::sync::Mutex::new(Some(warm.state)),
             stories: std::sync::Mutex::new(warm.stories.map(|s| *s)),
             channel,
         })
@@ -104,7 +104,6 @@ impl<'a> Turn<'a> {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .expect("just computed");
-        let state = Arc::try_unwrap(state).unwrap_or_else(|shared| shared.as_ref().clone());
         let stories = self
             .stories
             .into_inner()

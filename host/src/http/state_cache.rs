@@ -28,7 +28,11 @@ pub struct Stories {
 
 /// What is remembered of a conversation between requests.
 pub struct Warm {
-    pub state: TrackerState,
+    /// Behind a pointer: a request takes the entry out of the cache and puts it back, and
+    /// moving a pointer is cheaper than moving the state (~350 bytes, several times per
+    /// request). An `Arc` because a turn shares it (`dialogue::Turn`); it is unshared
+    /// again by the time it is put back, so `Arc::make_mut` does not copy.
+    pub state: Arc<TrackerState>,
     /// Boxed: most conversations (API-only ones) have none, and every cached state has this.
     pub stories: Option<Box<Stories>>,
 }
@@ -72,11 +76,11 @@ impl StateCache {
         match self.take_valid(id, epoch, domain, events.len()) {
             Some(mut warm) => {
                 let seen = warm.state.seen;
-                warm.state.extend(domain, events, seen);
+                Arc::make_mut(&mut warm.state).extend(domain, events, seen);
                 warm
             }
             None => Warm {
-                state: TrackerState::compute(domain, events),
+                state: Arc::new(TrackerState::compute(domain, events)),
                 stories: None,
             },
         }
@@ -94,13 +98,14 @@ impl StateCache {
         if let Some(mut warm) = self.take_valid(id, log.epoch, domain, log.len()) {
             let seen = warm.state.seen;
             let new = log.events_from(id, seen)?;
-            if warm.state.extend_by(domain, &new).is_err() {
-                warm.state.extend(domain, &log.events(id)?, seen);
+            let state = Arc::make_mut(&mut warm.state);
+            if state.extend_by(domain, &new).is_err() {
+                state.extend(domain, &log.events(id)?, seen);
             }
             return Ok(warm);
         }
         Ok(Warm {
-            state: TrackerState::compute(domain, &log.events(id)?),
+            state: Arc::new(TrackerState::compute(domain, &log.events(id)?)),
             stories: None,
         })
     }
