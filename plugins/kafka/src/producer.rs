@@ -12,18 +12,17 @@
 //! delivered for `stall_timeout_ms`, the watchdog builds a fresh producer (a new producer
 //! id), moves the queued events over in their original order, and drops the old one.
 
+use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use colloquy_plugin_api::PluginError;
+use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
-};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::{ClientConfig, Message};
 
 /// What happened to the events handed to the producer. `pending` is derived:
@@ -198,14 +197,157 @@ impl ProducerContext for BrokerContext {
 
 pub type KafkaProducer = ThreadedProducer<BrokerContext>;
 
+/// A producer and a handle on the topic it sends to. Sending through the handle spares
+/// librdkafka a lookup of the topic by name for every message (a lock on the client and a
+/// string comparison) and the message a C string of the name; the rdkafka crate's
+/// `send` takes the name only, so this calls librdkafka's `rd_kafka_produceva` itself.
+pub struct Sender {
+    /// Declared first so that it is destroyed first: librdkafka requires every topic
+    /// handle to be released before the client is.
+    topic: TopicHandle,
+    producer: KafkaProducer,
+}
+
+struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
+
+// librdkafka's topic handles are reference-counted and safe to use from any thread.
+unsafe impl Send for TopicHandle {}
+unsafe impl Sync for TopicHandle {}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `rd_kafka_topic_new` and is released once, here,
+        // before its client (field order of `Sender`).
+        unsafe { rdsys::rd_kafka_topic_destroy(self.0) }
+    }
+}
+
+/// The `RASA_ENVIRONMENT` header as librdkafka takes it (copied into each message).
+struct EnvironmentHeader {
+    name: CString,
+    value: Vec<u8>,
+}
+
+impl Sender {
+    fn new(producer: KafkaProducer, topic: &str) -> Result<Sender, KafkaError> {
+        let name = CString::new(topic)
+            .map_err(|_| KafkaError::ClientCreation(format!("topic {topic:?} contains NUL")))?;
+        // SAFETY: the client pointer is valid while `producer` lives; a NULL configuration
+        // means the client's default topic configuration (where `acks` etc. were set).
+        let handle = unsafe {
+            rdsys::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if handle.is_null() {
+            return Err(KafkaError::ClientCreation(format!(
+                "librdkafka refused the topic {topic:?}"
+            )));
+        }
+        Ok(Sender {
+            topic: TopicHandle(handle),
+            producer,
+        })
+    }
+
+    /// Enqueues one message (payload and key copied by librdkafka); `seq` comes back as the
+    /// delivery report's opaque, as with the rdkafka crate's `send`.
+    fn send(
+        &self,
+        seq: usize,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        header: &EnvironmentHeader,
+    ) -> Result<(), KafkaError> {
+        use rdsys::rd_kafka_vtype_t as T;
+        let vu =
+            |vtype: T, u: rdsys::rd_kafka_vu_s__bindgen_ty_1| rdsys::rd_kafka_vu_t { vtype, u };
+        let mem = |bytes: &[u8]| rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+            mem: rdsys::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: bytes.as_ptr() as *mut c_void,
+                size: bytes.len(),
+            },
+        };
+        let mut args = [
+            vu(
+                T::RD_KAFKA_VTYPE_RKT,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 { rkt: self.topic.0 },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_PARTITION,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 { i32_: -1 },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_MSGFLAGS,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+                    i: rdsys::RD_KAFKA_MSG_F_COPY,
+                },
+            ),
+            vu(T::RD_KAFKA_VTYPE_VALUE, mem(payload)),
+            vu(
+                T::RD_KAFKA_VTYPE_OPAQUE,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+                    ptr: seq as *mut c_void,
+                },
+            ),
+            vu(
+                T::RD_KAFKA_VTYPE_HEADER,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 {
+                    header: rdsys::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                        name: header.name.as_ptr(),
+                        val: header.value.as_ptr() as *const c_void,
+                        size: header.value.len() as isize,
+                    },
+                },
+            ),
+            // Replaced by the key when there is one.
+            vu(
+                T::RD_KAFKA_VTYPE_END,
+                rdsys::rd_kafka_vu_s__bindgen_ty_1 { i: 0 },
+            ),
+        ];
+        let count = match key {
+            Some(key) => {
+                args[6] = vu(T::RD_KAFKA_VTYPE_KEY, mem(key));
+                7
+            }
+            None => 6,
+        };
+        // SAFETY: every pointer in `args` outlives the call (librdkafka copies payload, key
+        // and header with RD_KAFKA_MSG_F_COPY); the client and topic handle are live.
+        let error = unsafe {
+            rdsys::rd_kafka_produceva(self.producer.client().native_ptr(), args.as_ptr(), count)
+        };
+        if error.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-NULL result is an error object we own and release here.
+        let code = unsafe {
+            let code = rdsys::rd_kafka_error_code(error);
+            rdsys::rd_kafka_error_destroy(error);
+            code
+        };
+        Err(KafkaError::MessageProduction(code.into()))
+    }
+}
+
+impl std::ops::Deref for Sender {
+    type Target = KafkaProducer;
+    fn deref(&self) -> &KafkaProducer {
+        &self.producer
+    }
+}
+
 /// The current producer plus what it takes to replace it.
 pub struct Pipeline {
-    current: RwLock<Arc<KafkaProducer>>,
+    current: RwLock<Arc<Sender>>,
     config: ClientConfig,
     counters: Arc<Counters>,
     salvage: Arc<Salvage>,
     topic: String,
-    headers: OwnedHeaders,
+    header: EnvironmentHeader,
     seq: AtomicUsize,
     closed: AtomicBool,
 }
@@ -219,17 +361,17 @@ impl Pipeline {
         let counters = Arc::new(Counters::default());
         let salvage = Arc::new(Salvage::default());
         let producer = create(&config, &counters, &salvage, &topic)?;
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: crate::message::ENVIRONMENT_HEADER,
-            value: Some(environment),
-        });
+        let header = EnvironmentHeader {
+            name: CString::new(crate::message::ENVIRONMENT_HEADER).expect("no NUL"),
+            value: environment.as_bytes().to_vec(),
+        };
         Ok(Arc::new(Pipeline {
             current: RwLock::new(Arc::new(producer)),
             config,
             counters,
             salvage,
             topic,
-            headers,
+            header,
             seq: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }))
@@ -251,16 +393,11 @@ impl Pipeline {
         let producer = self.current.read().unwrap_or_else(|p| p.into_inner());
         for (i, payload) in payloads.iter().enumerate() {
             let seq = self.seq.fetch_add(1, Ordering::AcqRel);
-            let mut record = BaseRecord::with_opaque_to(&self.topic, seq)
-                .payload(payload.as_str())
-                .headers(self.headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
             // Count before sending: the delivery report may arrive on the polling thread
             // before `send` returns here.
             self.counters.accepted.fetch_add(1, Ordering::AcqRel);
-            if let Err((error, _record)) = producer.send(record) {
+            let key = key.map(str::as_bytes);
+            if let Err(error) = producer.send(seq, payload.as_bytes(), key, &self.header) {
                 self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
                 return Err((payloads.len() - i, error));
             }
@@ -303,13 +440,7 @@ impl Pipeline {
         items.sort_by_key(|item| item.seq);
         let moved = items.len();
         for Salvaged { seq, payload, key } in items {
-            let mut record = BaseRecord::with_opaque_to(&self.topic, seq)
-                .payload(&payload)
-                .headers(self.headers.clone());
-            if let Some(key) = &key {
-                record = record.key(key);
-            }
-            if let Err((error, _)) = fresh.send(record) {
+            if let Err(error) = fresh.send(seq, &payload, key.as_deref(), &self.header) {
                 self.counters.failed.fetch_add(1, Ordering::AcqRel);
                 tracing::error!("kafka: event lost while replacing the producer: {error}");
             }
@@ -330,13 +461,13 @@ fn create(
     counters: &Arc<Counters>,
     salvage: &Arc<Salvage>,
     topic: &str,
-) -> Result<KafkaProducer, KafkaError> {
+) -> Result<Sender, KafkaError> {
     let context = BrokerContext {
         counters: counters.clone(),
         salvage: salvage.clone(),
         topic: topic.to_string(),
     };
-    config.create_with_context(context)
+    Sender::new(config.create_with_context(context)?, topic)
 }
 
 /// Starts the watchdog thread; it ends when the pipeline is dropped or closed. A plain
