@@ -8,7 +8,7 @@
 //! `confidence_entity` is the smallest marginal probability (forward-backward over the same
 //! scores) of the predicted tags of the entity's tokens.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use rand::seq::SliceRandom;
@@ -75,7 +75,7 @@ pub struct EntityTagger {
     /// `transitions[(prev + 1) * n_tags + cur]`, row 0 = start of message.
     transitions: Vec<f32>,
     #[serde(skip)]
-    index: OnceLock<HashMap<String, u32>>,
+    index: OnceLock<super::FeatureIndex>,
 }
 
 /// One training sentence: the tokens' feature names and the gold tags.
@@ -251,7 +251,7 @@ impl EntityTagger {
         self.weights.len() == self.features.len() * nt && self.transitions.len() == (nt + 1) * nt
     }
 
-    fn index(&self) -> &HashMap<String, u32> {
+    fn index(&self) -> &super::FeatureIndex {
         self.index.get_or_init(|| {
             self.features
                 .iter()

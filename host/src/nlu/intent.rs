@@ -46,7 +46,7 @@ pub struct IntentClassifier {
     weights: Vec<f32>,
     bias: Vec<f32>,
     #[serde(skip)]
-    index: OnceLock<HashMap<String, u32>>,
+    index: OnceLock<super::FeatureIndex>,
 }
 
 /// The feature names of a message: word unigrams and bigrams, character 2–5-grams inside
@@ -128,7 +128,7 @@ fn softmax(logits: &mut [f64]) {
 }
 
 impl IntentClassifier {
-    fn index(&self) -> &HashMap<String, u32> {
+    fn index(&self) -> &super::FeatureIndex {
         self.index.get_or_init(|| {
             self.features
                 .iter()

@@ -23,6 +23,10 @@ pub mod quality;
 pub mod regex_shortcut;
 pub mod tokens;
 
+/// Feature name → weight column, looked up for every feature of every message: foldhash
+/// (keyed per map, so message text cannot be made to collide) instead of SipHash.
+type FeatureIndex = std::collections::HashMap<String, u32, foldhash::quality::RandomState>;
+
 #[cfg(test)]
 mod tests;
 
