@@ -335,3 +335,14 @@ pub fn assert_rasa_error(status: u16, body: &Value, expected: u16) {
     assert_eq!(body["status"], "failure");
     assert_eq!(body["code"], expected);
 }
+
+/// The first event of type `kind` in a tracker's `events` (panics when there is none).
+pub fn first_event(tracker: &Value, kind: &str) -> Value {
+    tracker["events"]
+        .as_array()
+        .expect("a tracker with events")
+        .iter()
+        .find(|e| e["event"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event in {tracker}"))
+        .clone()
+}

@@ -4,7 +4,7 @@
 use colloquy_blackbox_tests::bots::{
     formbot_actions_dir, hello_bot, rasa_example, train, ActionServer,
 };
-use colloquy_blackbox_tests::{assert_rasa_error, Server};
+use colloquy_blackbox_tests::{assert_rasa_error, first_event, Server};
 use serde_json::{json, Value};
 
 fn say(s: &Server, sender: &str, text: &str) -> Vec<Value> {
@@ -226,13 +226,7 @@ fn dialogue_routes_follow_rasa() {
         r["messages"][0]["text"],
         "Which size: small, medium or large?"
     );
-    let user = r["tracker"]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "user")
-        .unwrap()
-        .clone();
+    let user = first_event(&r["tracker"], "user");
     assert_eq!(user["text"], "EXTERNAL: order_coffee");
     assert_eq!(user["metadata"]["is_external"], true);
     let (st, e) = s.post("/conversations/t1/trigger_intent", &json!({}));

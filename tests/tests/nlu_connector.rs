@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use colloquy_blackbox_tests::bots::{hello_bot, train};
-use colloquy_blackbox_tests::{cargo_artifact, Server};
+use colloquy_blackbox_tests::{cargo_artifact, first_event, Server};
 use serde_json::{json, Value};
 
 /// Answers every request with `greet`/`ask_hours` depending on the text; records the
@@ -108,13 +108,7 @@ fn messages_are_parsed_by_the_configured_nlu_server() {
     assert_eq!(st, 200);
     let (st, t) = s.get("/conversations/b/tracker?include_events=ALL");
     assert_eq!(st, 200, "{t}");
-    let user = t["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "user")
-        .unwrap()
-        .clone();
+    let user = first_event(&t, "user");
     assert_eq!(user["parse_data"]["intent"]["name"], Value::Null, "{user}");
 }
 
@@ -136,13 +130,7 @@ fn an_unreachable_nlu_server_gives_an_empty_parse_and_the_turn_goes_on() {
     );
     assert_eq!(st, 200);
     let (_, t) = s.get("/conversations/e/tracker?include_events=ALL");
-    let user = t["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "user")
-        .unwrap()
-        .clone();
+    let user = first_event(&t, "user");
     assert_eq!(user["text"], "hello");
     assert_eq!(user["parse_data"]["intent"]["name"], Value::Null);
     // With no intent, the core fallback answers (and reverts the message), as in Rasa.
