@@ -17,9 +17,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-/// foldhash's keyed hash (a random key per cache, so client-chosen conversation ids cannot be
-/// made to collide without knowing it): several times faster than SipHash on short ids.
-type IdHasher = foldhash::quality::RandomState;
+use colloquy_plugin_api::sdk::KeyedHasher as IdHasher;
 
 pub struct SlotCache<V> {
     slots: Mutex<LruCache<String, Option<V>, IdHasher>>,

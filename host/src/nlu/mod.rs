@@ -23,9 +23,8 @@ pub mod quality;
 pub mod regex_shortcut;
 pub mod tokens;
 
-/// Feature name → weight column, looked up for every feature of every message: foldhash
-/// (keyed per map, so message text cannot be made to collide) instead of SipHash.
-type FeatureIndex = std::collections::HashMap<String, u32, foldhash::quality::RandomState>;
+/// Feature name → weight column, looked up for every feature of every message.
+type FeatureIndex = std::collections::HashMap<String, u32, colloquy_plugin_api::sdk::KeyedHasher>;
 
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-/// foldhash's keyed hash (a random key per map, so conversation ids chosen by clients cannot
-/// be made to collide without knowing it): about 4× faster than SipHash on short ids, and
-/// every request hashes its id several times.
-type IdHasher = foldhash::quality::RandomState;
+use super::KeyedHasher as IdHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
