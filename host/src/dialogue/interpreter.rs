@@ -37,12 +37,26 @@ fn shortcut_names(domain: &Domain) -> (Vec<String>, Vec<String>) {
     (intents, entities)
 }
 
+/// The `/intent{…}` shortcut's parse of `text`, if it is one. The names it may use are listed
+/// only for a text that starts like one (most messages do not).
+fn shortcut(domain: &Domain, text: &str) -> Option<Value> {
+    if !text.trim().starts_with('/') {
+        return None;
+    }
+    let (intents, entities) = shortcut_names(domain);
+    crate::nlu::parse_shortcut(text, Some(&intents), Some(&entities))
+}
+
 /// Parses `text`: the `/intent{…}` shortcut (default intents included), else the model's
 /// embedded NLU (which applies its `FallbackClassifier` itself), else Rasa's empty result.
 pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
-    let (intents, entities) = shortcut_names(domain);
-    let mut parsed =
-        crate::nlu::parse_message(model.nlu.as_ref(), text, Some(&intents), Some(&entities));
+    if let Some(p) = shortcut(domain, text) {
+        return p;
+    }
+    let Some(nlu) = model.nlu.as_ref() else {
+        return empty_parse(text);
+    };
+    let mut parsed = nlu.parse(text);
     if parsed.get("intent").and_then(|i| i.get("name")).is_none() {
         parsed = empty_parse(text);
     }
@@ -62,8 +76,7 @@ pub async fn parse_with_connector(
     let Some(connector) = connector else {
         return parse(model, domain, text);
     };
-    let (intents, entities) = shortcut_names(domain);
-    if let Some(p) = crate::nlu::parse_shortcut(text, Some(&intents), Some(&entities)) {
+    if let Some(p) = shortcut(domain, text) {
         return p;
     }
     let request = json!({"text": text, "message_id": uuid::Uuid::new_v4().simple().to_string(), "sender_id": sender_id});

@@ -362,7 +362,12 @@ impl Processor {
             turn.sender_id,
         )
         .await;
-        parsed.as_object().cloned().unwrap_or_default()
+        // Moved, not cloned: the parse result (its intent ranking above all) is a tree of
+        // maps, and copying it was ~9 % of a REST turn.
+        match parsed {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
     }
 
     /// Logs a user message: session check, parse, `user` event, `action_extract_slots`.
