@@ -14,6 +14,8 @@ pub struct Agent {
     /// `assistant_id` from config.yml, else the model's file name without extension (as
     /// Rasa 3.6 stamps it into event metadata).
     pub assistant_id: String,
+    /// The metadata stamped into every new event, shared by them (`engine::event::model_stamp`).
+    pub stamp: crate::engine::event::Metadata,
     pub domain: Arc<Domain>,
 }
 
@@ -28,6 +30,7 @@ impl Agent {
             model_id: model.id.clone(),
             model_file: model.file_name.clone(),
             fingerprint: model.fingerprint.clone(),
+            stamp: crate::engine::event::model_stamp(&model.id, &assistant_id),
             assistant_id,
             domain: Arc::new(model.domain.clone()),
             model: Arc::new(model),

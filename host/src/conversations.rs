@@ -7,8 +7,8 @@
 //! - Publish after persist: events reach the broker only after the store accepted them, in
 //!   order per conversation (publishing happens while the conversation's lock is held).
 //! - Reading never writes.
-//! - A cached log's `texts` always has one entry per event; the texts are the log. Parsed
-//!   events are kept in the cache only where the next request needs them (see [`Log`]).
+//! - A cached log's `texts` always has one entry per event; the texts are the log. The cache
+//!   keeps no parsed events (see [`Log`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,19 +37,13 @@ pub enum ConversationError {
 /// A conversation's events as last seen: the JSON text of every event, and the events
 /// parsed while they are useful.
 ///
-/// Which parsed events the cache keeps (a conversation costs ~150 bytes per event as text,
-/// ~700 parsed; P6 in docs/benchmarks.md):
-/// - A turn (`dialogue/`) works on all the events parsed and hands its vector back
-///   ([`Conversations::append_turn`]); the next turn starts from it, so a warm turn stays
-///   O(new events). These are *kept*.
-/// - An API append to a log that kept its parsed events extends them (O(new events)), so a
-///   dialogue conversation stays warm; to any other log it adds texts only.
-/// - A replace, and a read that had to parse the store's events, hand the parsed events to
-///   their own request only: the next request answers from the texts and the tracker state
-///   (`http/state_cache.rs`), which needs only the events added since.
-///
-/// Whatever was not kept is parsed back from the texts when a request needs it
-/// ([`Log::events_from`]).
+/// The cache keeps texts only (a conversation costs ~150 bytes per event as text, several
+/// times that parsed; P6 and P2 in docs/benchmarks.md). The events a request parsed or wrote
+/// (a turn's, an append's, a replace's, a store read's) go with its own log, for its answer;
+/// the next request works from the texts and the state remembered with them
+/// (`http/state_cache.rs`), which needs only the events added since, and a turn parses stored
+/// events only when it looks back at one (`dialogue::Turn`). Anything else is parsed from
+/// the texts when a request needs it ([`Log::events_from`]).
 #[derive(Clone)]
 pub struct Log {
     pub epoch: u64,
@@ -63,8 +57,6 @@ pub struct Log {
 struct Parsed {
     from: usize,
     events: Arc<Vec<Event>>,
-    /// Cached with the log (see [`Log`]); otherwise only for the request that has the log.
-    kept: bool,
 }
 
 impl Log {
@@ -76,7 +68,7 @@ impl Log {
         }
     }
 
-    /// A log of `events`, their texts serialised here. The parsed events are not kept.
+    /// A log of `events`, their texts serialised here (the parsed events are for its request).
     fn of(epoch: u64, events: Vec<Event>) -> Log {
         Log {
             epoch,
@@ -84,7 +76,6 @@ impl Log {
             parsed: Some(Parsed {
                 from: 0,
                 events: Arc::new(events),
-                kept: false,
             }),
         }
     }
@@ -125,43 +116,39 @@ impl Log {
         }
     }
 
-    /// The events and their texts, to be extended by a turn: not copied when this log holds
-    /// the only reference to them.
-    pub fn into_events(self, id: &str) -> Result<(Vec<Event>, EventTexts), ConversationError> {
+    /// The texts, and all the events if this log has them parsed, for a turn to take over
+    /// (neither is copied when this log holds the only reference to it).
+    pub fn into_parts(self) -> (Option<Vec<Event>>, EventTexts) {
         let events = match self.parsed {
             Some(p) if p.from == 0 => {
-                Arc::try_unwrap(p.events).unwrap_or_else(|shared| shared.as_ref().clone())
+                Some(Arc::try_unwrap(p.events).unwrap_or_else(|shared| shared.as_ref().clone()))
             }
-            _ => self.texts.parse(0..self.texts.len()).map_err(|source| {
-                ConversationError::Corrupt {
-                    id: id.into(),
-                    source,
-                }
-            })?,
+            _ => None,
         };
         let texts = Arc::try_unwrap(self.texts).unwrap_or_else(|shared| shared.as_ref().clone());
-        Ok((events, texts))
+        (events, texts)
     }
 
-    /// Whether the cache keeps this log's parsed events (see [`Log`]).
-    pub fn keeps_parsed_events(&self) -> bool {
-        self.parsed.as_ref().is_some_and(|p| p.kept && p.from == 0)
+    /// Whether this log has all its events parsed (for its own request; the cache never
+    /// keeps them, see [`Log`]).
+    pub fn has_parsed_events(&self) -> bool {
+        self.parsed.as_ref().is_some_and(|p| p.from == 0)
     }
 
-    /// What the cache holds of this log: the texts, and the parsed events if kept.
+    /// What the cache holds of this log: the texts.
     fn for_cache(&self) -> Log {
         Log {
             epoch: self.epoch,
             texts: self.texts.clone(),
-            parsed: self.parsed.clone().filter(|p| p.kept),
+            parsed: None,
         }
     }
 }
 
 impl Eviction for Log {
-    /// Texts are a few allocations; parsed events are several per event.
+    /// Texts: a few chunks, freed at once.
     fn heavy(&self) -> bool {
-        self.parsed.is_some()
+        false
     }
 }
 
@@ -245,7 +232,7 @@ impl Conversations {
         self.cache.with(id, Log::clone)
     }
 
-    /// Caches `log`, with its parsed events only if kept (see [`Log`]).
+    /// Caches `log`'s texts (see [`Log`]).
     fn remember(&self, id: &str, log: &Log) {
         self.cache.put(id, log.for_cache());
     }
@@ -335,24 +322,10 @@ impl Conversations {
                     for e in &new {
                         texts.push(&e.to_json_string());
                     }
-                    // Kept parsed events are extended and stay kept; otherwise the new ones
-                    // are handed to this request only.
-                    let parsed = match c.parsed {
-                        Some(p) if p.kept && p.from == 0 => {
-                            let mut events = Vec::with_capacity(slice.length as usize);
-                            events.extend(p.events.iter().cloned());
-                            events.extend(new);
-                            Parsed {
-                                from: 0,
-                                events: Arc::new(events),
-                                kept: true,
-                            }
-                        }
-                        _ => Parsed {
-                            from: c.texts.len(),
-                            events: Arc::new(new),
-                            kept: false,
-                        },
+                    // The new events are handed to this request only.
+                    let parsed = Parsed {
+                        from: c.texts.len(),
+                        events: Arc::new(new),
                     };
                     Log {
                         epoch: slice.epoch,
@@ -390,41 +363,42 @@ impl Conversations {
         self.forget(id);
     }
 
-    /// Stores `events[stored..]` — the new events of a turn that started from the log at
-    /// `epoch` with `stored` events, whose texts are `stored_texts` — and caches `events` as
-    /// the new log, without copying. The parsed events are kept: the next turn starts from
-    /// them (see [`Log`]).
+    /// Stores the new events of a turn that started from the log at `epoch` with `stored`
+    /// events, whose texts are `stored_texts`: `events` are the conversation's events from
+    /// index `first` (at most `stored`) on. Caches the new log as texts; the returned log
+    /// has `events` parsed, for its request (see [`Log`]).
     pub async fn append_turn(
         &self,
         id: &str,
         epoch: u64,
         stored: usize,
         events: Vec<Event>,
+        first: usize,
         stored_texts: EventTexts,
     ) -> Result<Log, ConversationError> {
-        let mut all_texts = if stored_texts.len() == stored {
-            stored_texts
-        } else {
-            EventTexts::of(&events[..stored.min(events.len())])
-        };
-        let kept = |events: Vec<Event>| {
+        debug_assert!(first <= stored && stored_texts.len() == stored);
+        let mut all_texts = stored_texts;
+        let parsed = |events: Vec<Event>| {
             Some(Parsed {
-                from: 0,
+                from: first,
                 events: Arc::new(events),
-                kept: true,
             })
         };
-        if events.len() == stored {
+        let total = first + events.len();
+        if total == stored {
             let log = Log {
                 epoch,
                 texts: Arc::new(all_texts),
-                parsed: kept(events),
+                parsed: parsed(events),
             };
             self.remember(id, &log);
             return Ok(log);
         }
-        self.check_size(events.len())?;
-        let texts: Vec<String> = events[stored..].iter().map(Event::to_json_string).collect();
+        self.check_size(total)?;
+        let texts: Vec<String> = events[stored - first..]
+            .iter()
+            .map(Event::to_json_string)
+            .collect();
         for t in &texts {
             all_texts.push(t);
         }
@@ -439,7 +413,7 @@ impl Conversations {
         let log = Log {
             epoch: pos.epoch,
             texts: Arc::new(all_texts),
-            parsed: kept(events),
+            parsed: parsed(events),
         };
         if pos.epoch == epoch && pos.length == log.len() as u64 {
             self.remember(id, &log);
@@ -567,16 +541,9 @@ impl Conversations {
             .append(id, texts)
             .await
             .map_err(ConversationError::Store)?;
-        let parsed = match old.parsed {
-            Some(mut p) if p.kept && p.from == 0 => {
-                Arc::make_mut(&mut p.events).extend(new);
-                p
-            }
-            _ => Parsed {
-                from: old_len,
-                events: Arc::new(new),
-                kept: false,
-            },
+        let parsed = Parsed {
+            from: old_len,
+            events: Arc::new(new),
         };
         let log = Log {
             epoch: pos.epoch,
@@ -621,7 +588,6 @@ impl Conversations {
             parsed: Some(Parsed {
                 from: 0,
                 events: Arc::new(events),
-                kept: false,
             }),
         };
         self.remember(id, &log);
@@ -777,8 +743,9 @@ mod tests {
             .collect()
     }
 
-    /// A conversation whose cache dropped its parsed events (an API write) answers the same
-    /// trackers and turns as one that kept them (a turn).
+    /// A conversation of turns (cached as texts, with its state, story events and
+    /// featurisation warm) answers the same trackers and next turns as the same events written
+    /// through the API (texts, with a cold state).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_log_without_its_parsed_events_answers_the_same_tracker_and_turn() {
         let dir = tempfile::tempdir().unwrap();
@@ -787,14 +754,17 @@ mod tests {
         let conv = &app.conversations;
         for text in ["hello", "I would like a coffee", "thanks"] {
             app.processor
-                .handle_message(&app, agent.clone(), message("kept", text))
+                .handle_message(&app, agent.clone(), message("turns", text))
                 .await
                 .unwrap();
         }
-        let kept = conv.read("kept").await.unwrap().unwrap();
-        assert!(kept.keeps_parsed_events(), "a turn's events are kept");
+        let turns = conv.read("turns").await.unwrap().unwrap();
+        assert!(
+            !turns.has_parsed_events(),
+            "the cache keeps a turn's texts only"
+        );
         // The same events written through the API: the cache keeps their texts only.
-        let events = kept.events("kept").unwrap().into_owned();
+        let events = turns.events("turns").unwrap().into_owned();
         let (written, ()) = conv
             .modify("texts", |_| Ok((Some(Write::Replace(events.clone())), ())))
             .await
@@ -802,42 +772,47 @@ mod tests {
         assert!(written.parsed.is_some(), "the writer's request has them");
         let texts = conv.read("texts").await.unwrap().unwrap();
         assert!(texts.parsed.is_none(), "the cache has the texts only");
-        assert_eq!(texts.texts, kept.texts);
+        assert_eq!(texts.texts, turns.texts);
         // Parsed back, a user event's parse data may differ in key order and in the keys 3.6
         // writes into it (as for any log read from a store); what the events say does not.
         assert_eq!(
             EventTexts::of(&texts.events("texts").unwrap()),
-            EventTexts::of(&kept.events("kept").unwrap())
+            EventTexts::of(&turns.events("turns").unwrap())
         );
         // A cold state (the state cache has none for `texts`), then a warm one.
-        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
-        // An API append to each: the text-only log stays text-only; both answer alike.
+        assert_eq!(
+            tracker(&app, "texts", &texts),
+            tracker(&app, "turns", &turns)
+        );
+        // An API append to each: both stay texts only and answer alike.
         let bot = Event::list_from_json(&[json!({"event": "bot", "text": "hi", "timestamp": 1.0})])
             .unwrap();
-        for id in ["kept", "texts"] {
+        for id in ["turns", "texts"] {
             let (log, ()) = conv
                 .modify(id, |_| Ok((Some(Write::Append(bot.clone())), ())))
                 .await
                 .unwrap();
             let cached = conv.read(id).await.unwrap().unwrap();
-            assert_eq!(cached.keeps_parsed_events(), id == "kept", "{id}");
+            assert!(!cached.has_parsed_events(), "{id}");
             assert_eq!(log.len(), cached.len());
         }
-        let (kept, texts) = (
-            conv.read("kept").await.unwrap().unwrap(),
+        let (turns, texts) = (
+            conv.read("turns").await.unwrap().unwrap(),
             conv.read("texts").await.unwrap().unwrap(),
         );
-        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
+        assert_eq!(
+            tracker(&app, "texts", &texts),
+            tracker(&app, "turns", &turns)
+        );
         // The next turn of each: the same new events and messages.
         let mut outputs = Vec::new();
-        for id in ["kept", "texts"] {
+        for id in ["turns", "texts"] {
             let out = app
                 .processor
                 .handle_message(&app, agent.clone(), message(id, "hello"))
                 .await
                 .unwrap();
-            assert!(out.log.keeps_parsed_events(), "{id}: a turn keeps them");
-            let new = without_times(&out.log.events_from(id, kept.len()).unwrap());
+            let new = without_times(&out.log.events_from(id, turns.len()).unwrap());
             outputs.push((
                 new,
                 serde_json::to_string(&out.messages)
@@ -847,11 +822,69 @@ mod tests {
         }
         assert_eq!(outputs[0], outputs[1]);
         assert!(!outputs[0].0.is_empty());
-        let (kept, texts) = (
-            conv.read("kept").await.unwrap().unwrap(),
+        let (turns, texts) = (
+            conv.read("turns").await.unwrap().unwrap(),
             conv.read("texts").await.unwrap().unwrap(),
         );
-        assert_eq!(tracker(&app, "texts", &texts), tracker(&app, "kept", &kept));
+        assert_eq!(
+            tracker(&app, "texts", &texts),
+            tracker(&app, "turns", &turns)
+        );
+    }
+
+    /// A warm turn works from the remembered state, story events and featurisation and from
+    /// its own events: it does not parse the stored events (damaged ones do not stop it). A
+    /// turn that has to look back at them (`/back` rewinds) parses them, and with damaged
+    /// ones fails with the typed error and stores nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_warm_turn_does_not_parse_the_stored_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = hello_bot(dir.path());
+        let agent = app.agent().unwrap();
+        let conv = &app.conversations;
+        let turn = |text: &'static str| {
+            let (app, agent) = (app.clone(), agent.clone());
+            async move {
+                app.processor
+                    .handle_message(&app, agent, message("w", text))
+                    .await
+            }
+        };
+        for _ in 0..3 {
+            turn("hello").await.unwrap();
+        }
+        let damage = || {
+            let log = conv.cached("w").expect("cached");
+            let mut texts = EventTexts::default();
+            for _ in 0..log.len() {
+                texts.push("{\"event\":");
+            }
+            conv.cache.put(
+                "w",
+                Log {
+                    epoch: log.epoch,
+                    texts: Arc::new(texts),
+                    parsed: None,
+                },
+            );
+            log.len()
+        };
+        let before = damage();
+        let out = turn("hello")
+            .await
+            .expect("a warm turn never reads the stored events");
+        assert!(!out.messages.is_empty());
+        assert!(out.log.len() > before);
+
+        let before = damage();
+        match turn("/back").await {
+            Err(e) => assert!(format!("{e:?}").contains("invalid"), "{e:?}"),
+            Ok(_) => panic!("a turn that rewinds must read the damaged events"),
+        }
+        conv.forget("w");
+        let stored = conv.read("w").await.unwrap().unwrap();
+        assert_eq!(stored.len(), before, "nothing of the failed turn is stored");
+        stored.events("w").expect("the store's events are intact");
     }
 
     #[test]
@@ -882,7 +915,6 @@ mod tests {
             corrupt(log.events("c").map(|_| ()));
             corrupt(log.events_from("c", 2).map(|_| ()));
             assert_eq!(log.events_from("c", 3).unwrap().len(), 0);
-            corrupt(log.clone().into_events("c").map(|_| ()));
             let domain = Arc::new(crate::domain::Domain::empty());
             let states = crate::http::state_cache::StateCache::new(4);
             corrupt(states.take_for_log("c", &domain, &log).map(|_| ()));

@@ -43,8 +43,8 @@ pub fn session_start(turn: &Turn<'_>, metadata: Option<&Map<String, Value>>) -> 
         .carry_over_slots_to_new_session
     {
         let st = turn.state();
-        for &i in &st.applied {
-            if let EventKind::Slot { name, value } = &turn.events[i].kind {
+        for e in st.applied.iter().filter_map(|&i| turn.event(i)) {
+            if let EventKind::Slot { name, value } = &e.kind {
                 if name != "session_started_metadata" {
                     out.push(Event::new(EventKind::Slot {
                         name: name.clone(),
@@ -67,10 +67,14 @@ pub fn session_start(turn: &Turn<'_>, metadata: Option<&Map<String, Value>>) -> 
 /// `action_extract_slots` after a user message.
 pub fn extract_slots_events(turn: &Turn<'_>) -> Vec<Event> {
     let state = turn.state();
+    let latest_user = state
+        .latest_message
+        .as_ref()
+        .and_then(|(i, _)| turn.event(*i));
     extract_slots(&ExtractContext {
         domain: &turn.agent.domain,
         state: &state,
-        events: &turn.events,
+        latest_user,
     })
 }
 
@@ -128,7 +132,7 @@ pub async fn run(
                 .latest_message
                 .as_ref()
                 .and_then(|(i, _)| {
-                    let pd = turn.events[*i].user_parse_data()?;
+                    let pd = turn.event(*i)?.user_parse_data()?;
                     let ranking = pd
                         .get("intent_ranking")
                         .and_then(Value::as_array)
@@ -167,6 +171,8 @@ pub async fn custom(
             "no action_endpoint is configured, so custom action '{name}' cannot run"
         )));
     };
+    // The action server gets the session's events: parsed once for the turn, then shared.
+    turn.materialize();
     let tracker = turn.tracker_json();
     let domain_json = turn.agent.domain.to_json();
     let answer = match server.run(name, turn.sender_id, tracker, domain_json).await {

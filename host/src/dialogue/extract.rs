@@ -9,15 +9,13 @@ use crate::engine::{Event, EventKind, TrackerState};
 pub struct ExtractContext<'a> {
     pub domain: &'a Domain,
     pub state: &'a TrackerState,
-    pub events: &'a [Event],
+    /// The latest applied user event (`state.latest_message`'s).
+    pub latest_user: Option<&'a Event>,
 }
 
 impl ExtractContext<'_> {
     fn latest_user(&self) -> Option<&Event> {
-        self.state
-            .latest_message
-            .as_ref()
-            .map(|(i, _)| &self.events[*i])
+        self.latest_user
     }
     fn intent(&self) -> Option<&str> {
         self.latest_user().and_then(Event::intent_name)

@@ -27,13 +27,12 @@ async fn validate_with(
     validate: &str,
     candidates: Vec<(String, Value)>,
 ) -> Result<Vec<Event>, ActionOutcome> {
-    let mark = turn.events.len();
+    let mark = turn.len();
     for (name, value) in candidates {
         turn.push(slot_event(&name, value));
     }
     let outcome = custom(p, turn, validate).await;
-    turn.events.truncate(mark);
-    turn.invalidate();
+    turn.truncate(mark);
     outcome
 }
 
@@ -49,7 +48,7 @@ pub async fn run(
     let state = turn.state();
     let active = state.active_loop.as_ref().is_some_and(|l| l.name == name);
     let mut out: Vec<Event> = Vec::new();
-    let start = turn.events.len();
+    let start = turn.len();
 
     let validate = format!("validate_{name}");
     let has_validator = domain.actions.contains(&validate);
@@ -82,12 +81,10 @@ pub async fn run(
             .and_then(Value::as_str)
             .map(str::to_string);
         let last_user = turn
-            .events
-            .iter()
             .rposition(|e| matches!(e.kind, EventKind::User { .. }))
             .unwrap_or(0);
-        let candidates: Vec<(String, Value)> = turn.events[last_user..]
-            .iter()
+        let candidates: Vec<(String, Value)> = (last_user..turn.len())
+            .filter_map(|i| turn.event(i))
             .filter_map(|e| match &e.kind {
                 EventKind::Slot { name, value } if !value.is_null() && name != REQUESTED_SLOT => {
                     Some((name.clone(), value.clone()))
@@ -111,7 +108,8 @@ pub async fn run(
             if let Some(r) = &requested {
                 let still_empty = turn.state().slot(r).is_none_or(Value::is_null);
                 // A validator that answered (e.g. with a message) handled the turn itself.
-                let validator_spoke = turn.events[start..]
+                let validator_spoke = turn
+                    .events_since(start)
                     .iter()
                     .any(|e| matches!(e.kind, EventKind::Bot { .. }));
                 if !filled_now.contains(r)
@@ -119,8 +117,7 @@ pub async fn run(
                     && still_empty
                     && !validator_spoke
                 {
-                    turn.events.truncate(start);
-                    turn.invalidate();
+                    turn.truncate(start);
                     return Err(ActionOutcome::Rejected(format!(
                         "form '{name}' failed to extract requested slot '{r}'"
                     )));
@@ -167,8 +164,7 @@ pub async fn run(
         }
     }
     // Hand the events back to the caller, who logs them after the form's `action` event.
-    out.extend(turn.events.drain(start..));
-    turn.invalidate();
+    out.extend(turn.drain_from(start));
     out.extend(tail);
     Ok(out)
 }

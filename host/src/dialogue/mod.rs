@@ -49,16 +49,31 @@ pub struct TurnOutput {
 }
 
 /// The conversation being worked on during one turn: stored events plus the new ones.
+///
+/// A warm turn (the conversation's tracker state was remembered) does not parse the stored
+/// events: the state, the story events and the policies' featurisation carry what the next
+/// prediction needs, and the turn's own events are the ones it looks at. The stored events
+/// are parsed from their texts only when a step reaches back for one (an undo, a rewind or a
+/// loop's activation replays them; a custom action gets the session's events). So the cache
+/// keeps a dialogue conversation as texts only, and a turn's memory is its new events.
 pub struct Turn<'a> {
     pub agent: &'a Agent,
     pub sender_id: &'a str,
-    pub events: Vec<Event>,
-    /// The JSON texts of the stored events (`events[..stored]`).
+    /// The conversation's events from index `first` on (the turn's own, and the stored ones
+    /// once they had to be parsed: then `first` is 0).
+    events: Vec<Event>,
+    first: usize,
+    /// The stored events before `first`, parsed from `stored_texts` at the first look back.
+    older: std::sync::OnceLock<Vec<Event>>,
+    /// A stored text that did not parse when the turn looked back: the turn fails with it
+    /// instead of storing anything (see [`Turn::check`]).
+    damaged: std::sync::OnceLock<crate::conversations::ConversationError>,
+    /// The JSON texts of the stored events.
     stored_texts: EventTexts,
     pub stored: usize,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
-    /// The state of `events` as last computed (see [`Turn::state`]); shared with the callers
+    /// The state of the events as last computed (see [`Turn::state`]); shared with the callers
     /// of `state()` rather than copied for each (its applied list grows with the conversation).
     state: std::sync::Mutex<Option<Arc<TrackerState>>>,
     /// The applied indices and their story events as last converted (see [`Turn::story_events`]).
@@ -67,11 +82,11 @@ pub struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
-    /// Takes the conversation's events over. The caller detached the log from the cache
-    /// (`Conversations::detach`), so a log that kept its parsed events (the previous turn's)
-    /// is usually their only holder and they are not copied; a log of texts only is parsed
-    /// here, once. The state and story events remembered from the previous request (`warm`)
-    /// are picked up where they stopped.
+    /// Takes the conversation over. The caller detached the log from the cache
+    /// (`Conversations::detach`), so its texts are usually not copied. The state and story
+    /// events remembered from the previous request are picked up where they stopped (only the
+    /// events they have not seen are parsed); parsed events the log came with (a store read)
+    /// are used as they are.
     fn new(
         app: &AppState,
         agent: &'a Agent,
@@ -80,13 +95,20 @@ impl<'a> Turn<'a> {
         channel: Option<String>,
     ) -> Result<Turn<'a>, ApiError> {
         let epoch = log.epoch;
-        let (events, stored_texts) = log.into_events(sender_id)?;
-        let stored = events.len();
-        let warm = app.states.take(sender_id, epoch, &agent.domain, &events);
+        let stored = log.len();
+        let warm = app.states.take_for_log(sender_id, &agent.domain, &log)?;
+        let (parsed, stored_texts) = log.into_parts();
+        let (events, first) = match parsed {
+            Some(all) => (all, 0),
+            None => (Vec::new(), stored),
+        };
         Ok(Turn {
             agent,
             sender_id,
             events,
+            first,
+            older: std::sync::OnceLock::new(),
+            damaged: std::sync::OnceLock::new(),
             stored_texts,
             stored,
             epoch,
@@ -96,9 +118,116 @@ impl<'a> Turn<'a> {
         })
     }
 
-    /// The state and story events of all the turn's events, to remember for the next request.
-    fn into_warm(self) -> (Warm, Vec<Event>, EventTexts) {
+    /// How many events the conversation has, the turn's included.
+    pub fn len(&self) -> usize {
+        self.first + self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Event `i` of the conversation (`None` past the end).
+    pub fn event(&self, i: usize) -> Option<&Event> {
+        match i.checked_sub(self.first) {
+            Some(k) => self.events.get(k),
+            None => self.older().get(i),
+        }
+    }
+
+    /// The turn's events from index `from` on (`from` not before the turn's first event).
+    pub fn events_since(&self, from: usize) -> &[Event] {
+        &self.events[from.saturating_sub(self.first).min(self.events.len())..]
+    }
+
+    /// Index of the last event matching `f`, looking back into the stored events only if
+    /// none of the parsed ones matches.
+    pub fn rposition(&self, f: impl Fn(&Event) -> bool) -> Option<usize> {
+        if let Some(k) = self.events.iter().rposition(&f) {
+            return Some(self.first + k);
+        }
+        self.older().iter().rposition(f)
+    }
+
+    /// Every event of the conversation, in one slice (parsing the stored ones if they were
+    /// not yet). Copies them unless [`Self::materialize`] was called: the paths that need
+    /// every event (a custom action's tracker, an undo, a rewind, a loop's activation, a
+    /// form's step) call it first.
+    pub fn all_events(&self) -> std::borrow::Cow<'_, [Event]> {
+        if self.first == 0 {
+            return std::borrow::Cow::Borrowed(&self.events);
+        }
+        let mut all = Vec::with_capacity(self.len());
+        all.extend_from_slice(self.older());
+        all.extend_from_slice(&self.events);
+        std::borrow::Cow::Owned(all)
+    }
+
+    /// The stored events before `first`, parsed once.
+    fn older(&self) -> &[Event] {
+        self.older.get_or_init(|| {
+            match self.stored_texts.parse(0..self.first) {
+                Ok(events) => events,
+                Err(source) => {
+                    // Texts the host cached were parsed when they were written or read, so
+                    // this is damage; the turn is refused in `check`, never half-stored.
+                    let _ = self
+                        .damaged
+                        .set(crate::conversations::ConversationError::Corrupt {
+                            id: self.sender_id.to_string(),
+                            source,
+                        });
+                    Vec::new()
+                }
+            }
+        })
+    }
+
+    /// Puts the stored events in front of the turn's own, parsed (after this, `first` is 0).
+    pub fn materialize(&mut self) {
+        if self.first == 0 {
+            return;
+        }
+        self.older();
+        let mut all = self.older.take().unwrap_or_default();
+        all.append(&mut self.events);
+        self.events = all;
+        self.first = 0;
+    }
+
+    /// Fails with the damage a look back found, if any.
+    fn check(&self) -> Result<(), ApiError> {
+        match self.damaged.get() {
+            Some(e) => Err(ApiError::from(
+                crate::conversations::ConversationError::Corrupt {
+                    id: self.sender_id.to_string(),
+                    source: match e {
+                        crate::conversations::ConversationError::Corrupt { source, .. } => {
+                            source.clone()
+                        }
+                        other => crate::engine::EventError(other.to_string()),
+                    },
+                },
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The state and story events of all the turn's events, to remember for the next
+    /// request, and the turn's events from index `first` on with that index.
+    fn into_warm(self) -> (Warm, Vec<Event>, usize, EventTexts) {
         self.state();
+        // Story events, converted while the turn's events are at hand (the last ones, e.g.
+        // the closing `action_listen`, came after the last prediction): the next turn would
+        // have to parse the stored events to convert them.
+        if self
+            .stories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            self.with_stories(|_| ());
+        }
         let state = self
             .state
             .into_inner()
@@ -109,64 +238,102 @@ impl<'a> Turn<'a> {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .map(Box::new);
-        (Warm { state, stories }, self.events, self.stored_texts)
+        (
+            Warm { state, stories },
+            self.events,
+            self.first,
+            self.stored_texts,
+        )
     }
 
-    /// Adds an event: stamped with the model's ids, as 3.6 does for every new event.
+    /// Adds an event: stamped with the model's ids, as 3.6 does for every new event. An event
+    /// whose effect on the state replays earlier ones (undo, rewind, a loop's activation)
+    /// brings the stored events in first.
     pub fn push(&mut self, mut e: Event) {
-        e.stamp(&self.agent.model_id, &self.agent.assistant_id);
+        if matches!(
+            e.kind,
+            EventKind::Rewind | EventKind::Undo | EventKind::ActiveLoop { name: Some(_) }
+        ) {
+            self.materialize();
+        }
+        e.stamp(&self.agent.stamp);
         self.events.push(e);
+    }
+
+    /// Drops the turn's events from index `len` on (never stored ones); the state and story
+    /// events are recomputed at the next use.
+    pub fn truncate(&mut self, len: usize) {
+        self.events.truncate(len.max(self.first) - self.first);
+        self.invalidate();
+    }
+
+    /// Takes the turn's events from index `from` on (never stored ones) out of the turn; the
+    /// state and story events are recomputed at the next use.
+    pub fn drain_from(&mut self, from: usize) -> Vec<Event> {
+        let k = from.max(self.first) - self.first;
+        let out = self.events.split_off(k.min(self.events.len()));
+        self.invalidate();
+        out
     }
 
     /// The tracker state of the events so far. Kept between calls and extended by the events
     /// pushed since (a turn asks for it several times per prediction).
     pub fn state(&self) -> Arc<TrackerState> {
         let mut cached = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let len = self.len();
         match cached.as_mut() {
-            Some(st) if st.seen == self.events.len() => {}
+            Some(st) if st.seen == len => {}
             // Copies only if a caller still holds the previous state.
-            Some(st) if st.seen < self.events.len() => {
+            Some(st) if st.seen < len => {
                 let st = Arc::make_mut(st);
-                st.extend(&self.agent.domain, &self.events, st.seen)
+                let seen = st.seen;
+                let extended = seen >= self.first
+                    && st
+                        .extend_by(&self.agent.domain, &self.events[seen - self.first..])
+                        .is_ok();
+                if !extended {
+                    st.extend(&self.agent.domain, &self.all_events(), seen)
+                }
             }
             _ => {
                 *cached = Some(Arc::new(TrackerState::compute(
                     &self.agent.domain,
-                    &self.events,
+                    &self.all_events(),
                 )))
             }
         }
         cached.as_ref().expect("just computed").clone()
     }
 
-    /// Must follow any change to `events` other than `push` (truncating, draining).
-    pub fn invalidate(&self) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        *self.stories.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Recomputes the state and story events at their next use, from all the events.
+    fn invalidate(&mut self) {
+        self.materialize();
+        *self.state.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.stories.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn new_events(&self) -> Vec<Event> {
-        self.events[self.stored..].to_vec()
+        self.events_since(self.stored).to_vec()
     }
 
     /// The tracker JSON an action server gets: every event of the latest session.
     pub fn tracker_json(&self) -> Value {
-        let start = self
-            .events
+        let events = self.all_events();
+        let start = events
             .iter()
             .rposition(|e| e.is_action(ACTION_SESSION_START))
             .unwrap_or(0);
         let mut t = crate::engine::tracker_json(
             self.sender_id,
             &self.agent.domain,
-            &self.events[start..],
+            &events[start..],
             crate::engine::EventVerbosity::All,
         );
         // The state must reflect the whole conversation, the listed events the session.
         let full = crate::engine::tracker_json(
             self.sender_id,
             &self.agent.domain,
-            &self.events,
+            &events,
             crate::engine::EventVerbosity::None,
         );
         if let (Some(t), Some(full)) = (t.as_object_mut(), full.as_object()) {
@@ -208,19 +375,22 @@ impl<'a> Turn<'a> {
         let st = self.state();
         let mut cached = self.stories.lock().unwrap_or_else(|p| p.into_inner());
         let stories = cached.get_or_insert_with(Default::default);
-        let is_prefix = stories.applied.len() <= st.applied.len()
-            && st.applied[..stories.applied.len()] == stories.applied[..];
+        let is_prefix =
+            stories.generation == st.applied_generation && stories.applied <= st.applied.len();
         if !is_prefix {
-            // Undone or rewound events: convert (and featurise) from scratch.
-            *stories = Stories::default();
+            // A new state, or undone, rewound or restarted events: convert (and featurise)
+            // from scratch.
+            *stories = Stories {
+                generation: st.applied_generation,
+                ..Stories::default()
+            };
         }
         stories.events.extend(
-            st.applied[stories.applied.len()..]
+            st.applied[stories.applied..]
                 .iter()
-                .filter_map(|&i| story_event(&self.events[i])),
+                .filter_map(|&i| self.event(i).and_then(story_event)),
         );
-        let known = stories.applied.len();
-        stories.applied.extend_from_slice(&st.applied[known..]);
+        stories.applied = st.applied.len();
         f(stories)
     }
 }
@@ -287,7 +457,8 @@ fn default_rule(turn: &Turn<'_>, after_user: bool) -> Option<crate::policy::Pred
     let intent = st
         .latest_message
         .as_ref()
-        .and_then(|(i, _)| turn.events[*i].intent_name())?;
+        .and_then(|(i, _)| turn.event(*i))
+        .and_then(Event::intent_name)?;
     let action = match intent {
         "restart" => "action_restart",
         "back" => "action_back",
@@ -328,16 +499,11 @@ impl Processor {
     ) -> Result<(), ApiError> {
         let expired = {
             let minutes = turn.agent.domain.session_config.session_expiration_time;
-            let last_user = turn
-                .events
-                .iter()
-                .rev()
-                .find(|e| matches!(e.kind, EventKind::User { .. }));
+            let last_user = turn.state().latest_user_time;
             minutes > 0.0
-                && last_user
-                    .is_some_and(|u| crate::engine::event::now() - u.timestamp > minutes * 60.0)
+                && last_user.is_some_and(|t| crate::engine::event::now() - t > minutes * 60.0)
         };
-        if turn.events.is_empty() || expired {
+        if turn.is_empty() || expired {
             turn.push(Event::action_with(
                 ACTION_SESSION_START,
                 Some("followup_action"),
@@ -391,7 +557,9 @@ impl Processor {
                     .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
             ),
         });
-        user.metadata = metadata;
+        if !metadata.is_empty() {
+            user.metadata = Arc::new(metadata);
+        }
         turn.push(user);
         for e in actions::extract_slots_events(turn) {
             turn.push(e);
@@ -481,11 +649,12 @@ impl Processor {
             )?;
             self.log_message(&mut turn, &msg).await?;
             let st = turn.state();
-            let restart_asked = turn.events.last().and_then(|_| {
-                st.latest_message
-                    .as_ref()
-                    .map(|(i, _)| turn.events[*i].intent_name() == Some("restart"))
-            }) == Some(true);
+            let restart_asked = st
+                .latest_message
+                .as_ref()
+                .and_then(|(i, _)| turn.event(*i))
+                .and_then(Event::intent_name)
+                == Some("restart");
             if !st.paused || restart_asked {
                 self.predict_and_run(&mut turn).await?;
             }
@@ -577,10 +746,24 @@ impl Processor {
             let log = conv.read(sender_id).await?.unwrap_or_else(Log::empty);
             conv.detach(sender_id);
             let mut turn = Turn::new(state, &agent, sender_id, log, None)?;
-            let channel = turn.events.iter().rev().find_map(|e| match &e.kind {
-                EventKind::User { input_channel, .. } => input_channel.clone(),
-                _ => None,
-            });
+            // The channel of the last user message that named one.
+            let channel = match turn.state().latest_input_channel.clone() {
+                Some(c) => Some(c),
+                None => turn
+                    .rposition(|e| {
+                        matches!(
+                            &e.kind,
+                            EventKind::User {
+                                input_channel: Some(_),
+                                ..
+                            }
+                        )
+                    })
+                    .and_then(|i| match &turn.event(i)?.kind {
+                        EventKind::User { input_channel, .. } => input_channel.clone(),
+                        _ => None,
+                    }),
+            };
             turn.channel = channel.clone();
             let parse_data: Map<String, Value> = serde_json::from_value(json!({
                 "intent": {"name": intent, "confidence": 1.0},
@@ -606,14 +789,16 @@ impl Processor {
     async fn finish(&self, state: &AppState, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
         let (sender_id, epoch, stored, agent) =
             (turn.sender_id, turn.epoch, turn.stored, turn.agent);
-        let messages: Vec<Value> = turn.events[stored..]
+        turn.check()?;
+        let messages: Vec<Value> = turn
+            .events_since(stored)
             .iter()
             .flat_map(|e| output::channel_messages(sender_id, e))
             .collect();
-        let (warm, events, texts) = turn.into_warm();
+        let (warm, events, first, texts) = turn.into_warm();
         let log = state
             .conversations
-            .append_turn(sender_id, epoch, stored, events, texts)
+            .append_turn(sender_id, epoch, stored, events, first, texts)
             .await?;
         state.states.put(sender_id, log.epoch, &agent.domain, warm);
         // Side effects only once the events are stored.

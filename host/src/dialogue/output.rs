@@ -93,7 +93,7 @@ pub fn bot_event(message: &Map<String, Value>, utter_action: Option<&str>) -> Ev
         data: Value::Object(data),
     });
     if let Some(u) = utter_action {
-        e.metadata.insert("utter_action".into(), json!(u));
+        std::sync::Arc::make_mut(&mut e.metadata).insert("utter_action".into(), json!(u));
     }
     e
 }

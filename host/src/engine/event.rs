@@ -4,6 +4,8 @@
 //! Every 0.x and 3.6 event name is accepted; the legacy `form` and `form_validation` are
 //! stored as their 3.6 forms `active_loop` and `loop_interrupted`, as 3.6 re-emits them.
 
+use std::sync::{Arc, LazyLock};
+
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -95,8 +97,28 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub timestamp: f64,
-    pub metadata: Map<String, Value>,
+    pub metadata: Metadata,
     pub kind: EventKind,
+}
+
+/// An event's `metadata`. Shared rather than owned: nearly every new event carries exactly the
+/// serving model's stamp (`model_id`, `assistant_id`), so those events hold one map per model
+/// instead of a map of their own each (two maps and six allocations fewer per event kept).
+/// Changed with `Arc::make_mut`, which copies a shared map first.
+pub type Metadata = Arc<Map<String, Value>>;
+
+/// The empty metadata, shared.
+pub fn no_metadata() -> Metadata {
+    static EMPTY: LazyLock<Metadata> = LazyLock::new(Metadata::default);
+    EMPTY.clone()
+}
+
+/// The metadata 3.6 stamps into every new event while a model is loaded.
+pub fn model_stamp(model_id: &str, assistant_id: &str) -> Metadata {
+    let mut m = Map::with_capacity(2);
+    m.insert("model_id".into(), Value::String(model_id.into()));
+    m.insert("assistant_id".into(), Value::String(assistant_id.into()));
+    Arc::new(m)
 }
 
 /// The current time in epoch seconds.
@@ -111,7 +133,7 @@ impl Event {
     pub fn new(kind: EventKind) -> Event {
         Event {
             timestamp: now(),
-            metadata: Map::new(),
+            metadata: no_metadata(),
             kind,
         }
     }
@@ -350,8 +372,9 @@ impl Event {
             }
         };
         let metadata = match obj.get("metadata") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            None | Some(Value::Null) => no_metadata(),
+            Some(Value::Object(m)) if m.is_empty() => no_metadata(),
+            Some(Value::Object(m)) => Arc::new(m.clone()),
             Some(other) => {
                 return err(format!(
                     "'metadata' must be an object or null, got {}",
@@ -435,13 +458,16 @@ impl Event {
     }
 
     /// Adds `model_id` and `assistant_id` unless present (3.6 keeps an existing `model_id`).
-    pub fn stamp(&mut self, model_id: &str, assistant_id: &str) {
-        self.metadata
-            .entry("model_id")
-            .or_insert_with(|| Value::String(model_id.into()));
-        self.metadata
-            .entry("assistant_id")
-            .or_insert_with(|| Value::String(assistant_id.into()));
+    /// `stamp` is the model's ([`model_stamp`]); keys the event already has are kept.
+    pub fn stamp(&mut self, stamp: &Metadata) {
+        if self.metadata.is_empty() {
+            self.metadata = stamp.clone();
+            return;
+        }
+        let own = Arc::make_mut(&mut self.metadata);
+        for (k, v) in stamp.iter() {
+            own.entry(k.as_str()).or_insert_with(|| v.clone());
+        }
     }
 }
 
@@ -603,7 +629,7 @@ impl serde::Serialize for Event {
         m.serialize_entry("timestamp", &F64(self.timestamp))?;
         let always_metadata = matches!(self.kind, EventKind::User { .. } | EventKind::Bot { .. });
         if always_metadata || !self.metadata.is_empty() {
-            m.serialize_entry("metadata", &self.metadata)?;
+            m.serialize_entry("metadata", &*self.metadata)?;
         }
         match &self.kind {
             EventKind::User {

@@ -44,6 +44,12 @@ pub struct ActiveLoop {
     pub trigger_message: Value,
 }
 
+/// A value no `applied_generation` had before (in this process).
+fn new_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The state derived from events.
 #[derive(Debug, Clone)]
 pub struct TrackerState {
@@ -57,10 +63,17 @@ pub struct TrackerState {
     pub latest_bot_utterance: Option<usize>,
     /// Indices (into the event list) of the applied events.
     pub applied: Vec<usize>,
+    /// Changes whenever `applied` is not just appended to (a new state, a restart, a session
+    /// start, an undo or a rewind): while it is unchanged, an earlier reading of `applied` is a
+    /// prefix of it (what the turn's story events rely on, without comparing the lists).
+    pub applied_generation: u64,
     /// How many events this state has seen (for `extend`).
     pub seen: usize,
     /// The last user event's `input_channel` over all events (reverted ones included).
     pub latest_input_channel: Option<String>,
+    /// The timestamp of the last user event over all events (reverted ones included): when
+    /// the session expires. Kept here so that a turn need not look back through the events.
+    pub latest_user_time: Option<f64>,
     /// `latest_message` as the tracker JSON writes it (parse data and live entities): written
     /// by the first tracker answered after it changed (from the event's text or parsed form),
     /// then copied by every other. As text, a fifth of the parsed map's size (P6 in
@@ -126,8 +139,10 @@ impl TrackerState {
             active_loop: None,
             latest_bot_utterance: None,
             applied: Vec::new(),
+            applied_generation: new_generation(),
             seen: 0,
             latest_input_channel: None,
+            latest_user_time: None,
             latest_message_text: OnceLock::new(),
             last_restart: None,
             latest_event_time: None,
@@ -185,16 +200,19 @@ impl TrackerState {
             let e = events.get(i);
             if let EventKind::User { input_channel, .. } = &e.kind {
                 self.latest_input_channel = input_channel.clone();
+                self.latest_user_time = Some(e.timestamp);
             }
             match &e.kind {
                 EventKind::Restart => {
                     self.last_restart = Some(i);
                     applied.clear();
+                    self.applied_generation = new_generation();
                     self.reset(domain);
                     self.followup_action = Some(ACTION_SESSION_START.into());
                 }
                 EventKind::SessionStarted => {
                     applied.clear();
+                    self.applied_generation = new_generation();
                     self.reset(domain);
                 }
                 EventKind::Rewind => {
@@ -204,6 +222,7 @@ impl TrackerState {
                         .rposition(|&j| matches!(events.get(j).kind, EventKind::User { .. }))
                     {
                         applied.truncate(pos);
+                        self.applied_generation = new_generation();
                         if let Some(pos) = applied
                             .iter()
                             .rposition(|&j| matches!(events.get(j).kind, EventKind::Action { .. }))
@@ -219,6 +238,7 @@ impl TrackerState {
                         .rposition(|&j| matches!(events.get(j).kind, EventKind::Action { .. }))
                     {
                         applied.truncate(pos);
+                        self.applied_generation = new_generation();
                     }
                     self.replay(domain, events, &applied);
                 }

@@ -109,7 +109,7 @@ impl<'a> Request<'a> {
     fn stamp(&self, events: &mut [Event]) {
         if let Some(agent) = self.state.agent() {
             for e in events {
-                e.stamp(&agent.model_id, &agent.assistant_id);
+                e.stamp(&agent.stamp);
             }
         }
     }

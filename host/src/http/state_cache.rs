@@ -17,11 +17,14 @@ use crate::engine::{Event, TrackerState};
 use crate::policy::{Featurised, StoryEvent};
 use crate::slot_cache::{Eviction, SlotCache};
 
-/// The applied event indices and their story events as last converted, and the policies'
+/// The story events of the applied events as last converted, and the policies'
 /// featurisation of them as last computed.
 #[derive(Default)]
 pub struct Stories {
-    pub applied: Vec<usize>,
+    /// The state's `applied_generation` and the length of its `applied` when converted: the
+    /// applied events then are a prefix of the state's while the generation is the same.
+    pub generation: u64,
+    pub applied: usize,
     pub events: Vec<StoryEvent>,
     pub featurised: Featurised,
 }
