@@ -5,7 +5,8 @@
 //! forgets the oldest turns (cutting at `action_listen` boundaries) and retries, so a story
 //! that starts mid-conversation still matches.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,23 @@ pub struct MemoizationPolicy {
     pub priority: u8,
     /// State-window key → action.
     pub lookup: BTreeMap<String, String>,
+    /// `lookup` keyed by the states themselves, for recall (see [`StateIndex`]).
+    #[serde(skip)]
+    index: StateIndex,
+}
+
+/// `lookup` with its keys parsed back into states, built at the first recall: looking a
+/// window of states up then hashes the states, where the JSON keys needed every window (and
+/// every shorter one, for the augmented policy) serialised per prediction. `None` if a key
+/// does not parse (then recall uses the JSON keys). Derived from `lookup`, so it takes no part
+/// in comparisons.
+#[derive(Debug, Clone, Default)]
+struct StateIndex(OnceLock<Option<HashMap<Vec<super::State>, String>>>);
+
+impl PartialEq for StateIndex {
+    fn eq(&self, _: &StateIndex) -> bool {
+        true
+    }
 }
 
 impl MemoizationPolicy {
@@ -30,6 +48,7 @@ impl MemoizationPolicy {
             max_history: max_history.max(1),
             priority,
             lookup: BTreeMap::new(),
+            index: StateIndex::default(),
         }
     }
 
@@ -60,9 +79,23 @@ impl MemoizationPolicy {
     }
 
     pub(crate) fn recall(&self, states: &[super::State]) -> Option<&String> {
+        let index = self
+            .index
+            .0
+            .get_or_init(|| {
+                self.lookup
+                    .iter()
+                    .map(|(k, a)| Some((serde_json::from_str(k).ok()?, a.clone())))
+                    .collect()
+            })
+            .as_ref();
+        let get = |window: &[super::State]| match index {
+            Some(index) => index.get(window),
+            None => self.lookup.get(&state_key(window)),
+        };
         let from = states.len().saturating_sub(self.max_history);
         let window = &states[from..];
-        if let Some(a) = self.lookup.get(&state_key(window)) {
+        if let Some(a) = get(window) {
             return Some(a);
         }
         if self.augmented {
@@ -70,7 +103,7 @@ impl MemoizationPolicy {
                 if window[start].prev_action.as_deref() != Some(ACTION_LISTEN) {
                     continue;
                 }
-                if let Some(a) = self.lookup.get(&state_key(&window[start..])) {
+                if let Some(a) = get(&window[start..]) {
                     return Some(a);
                 }
             }
@@ -83,5 +116,56 @@ impl MemoizationPolicy {
             action: a.clone(),
             confidence: 1.0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::State;
+    use super::*;
+
+    fn state(intent: Option<&str>, prev: &str, slot: Option<&str>) -> State {
+        State {
+            intent: intent.map(str::to_string),
+            prev_action: Some(prev.to_string()),
+            slots: slot
+                .map(|v| [("s".to_string(), v.to_string())].into())
+                .unwrap_or_default(),
+            ..State::default()
+        }
+    }
+
+    /// Recall through the states index answers exactly as the JSON keys do: equal windows
+    /// hit, windows that differ in any field miss, the augmented policy finds a suffix that
+    /// starts after `action_listen`, and a key that does not parse falls back to the JSON keys.
+    #[test]
+    fn the_states_index_recalls_as_the_json_keys_do() {
+        let greet = vec![
+            state(None, ACTION_LISTEN, None),
+            state(Some("greet"), ACTION_LISTEN, Some("a")),
+        ];
+        let suffix = vec![state(Some("bye"), ACTION_LISTEN, None)];
+        for broken_key in [false, true] {
+            let mut p = MemoizationPolicy::new(true, 5, 3);
+            p.lookup.insert(state_key(&greet), "utter_greet".into());
+            p.lookup.insert(state_key(&suffix), "utter_bye".into());
+            if broken_key {
+                p.lookup.insert("not json".into(), "x".into());
+            }
+            assert_eq!(p.recall(&greet).map(String::as_str), Some("utter_greet"));
+            let other_slot = vec![
+                greet[0].clone(),
+                state(Some("greet"), ACTION_LISTEN, Some("b")),
+            ];
+            assert_eq!(p.recall(&other_slot), None);
+            let longer = vec![state(Some("x"), "utter_x", None), suffix[0].clone()];
+            assert_eq!(p.recall(&longer).map(String::as_str), Some("utter_bye"));
+            assert_eq!(p.index.0.get().unwrap().is_some(), !broken_key);
+            let plain = MemoizationPolicy {
+                augmented: false,
+                ..p.clone()
+            };
+            assert_eq!(plain.recall(&longer), None);
+        }
     }
 }
