@@ -12,9 +12,17 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TextLog {
-    chunks: Vec<String>,
-    /// Per text: its chunk and its end offset in that chunk.
-    ends: Vec<(u32, u32)>,
+    chunks: Vec<Chunk>,
+    /// Per text: its end offset in its chunk (4 bytes a text; which chunk holds it is found
+    /// from the chunks' first indices, a handful per conversation).
+    ends: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Chunk {
+    /// The index of the chunk's first text.
+    first: u32,
+    text: String,
 }
 
 impl TextLog {
@@ -25,9 +33,10 @@ impl TextLog {
             .into_iter()
             .fold((0, 0), |(n, b), t| (n + 1, b + t.len() + 1));
         let mut log = TextLog {
-            chunks: vec![String::with_capacity(
-                bytes.saturating_sub(1).min(CHUNK_BYTES),
-            )],
+            chunks: vec![Chunk {
+                first: 0,
+                text: String::with_capacity(bytes.saturating_sub(1).min(CHUNK_BYTES)),
+            }],
             ends: Vec::with_capacity(count),
         };
         for t in texts {
@@ -46,41 +55,55 @@ impl TextLog {
 
     /// Appends one text.
     pub fn push(&mut self, text: &str) {
-        let fits = |c: &String| c.is_empty() || c.len() + 1 + text.len() <= CHUNK_BYTES;
+        let index = u32::try_from(self.ends.len()).expect("fewer than 4 billion texts");
         match self.chunks.last_mut() {
-            Some(c) if fits(c) => {
-                if !c.is_empty() {
-                    c.push(',');
-                }
-                c.push_str(text);
+            // The first chunk, made by `of` before its first text.
+            Some(c) if c.first == index => c.text.push_str(text),
+            Some(c) if c.text.len() + 1 + text.len() <= CHUNK_BYTES => {
+                c.text.push(',');
+                c.text.push_str(text);
             }
             // The first chunk grows as needed (most conversations are short); later ones,
             // of a conversation known to be long, are allocated whole.
-            None => self.chunks.push(text.to_string()),
+            None => self.chunks.push(Chunk {
+                first: index,
+                text: text.to_string(),
+            }),
             Some(_) => {
                 let mut c = String::with_capacity(text.len().max(CHUNK_BYTES));
                 c.push_str(text);
-                self.chunks.push(c);
+                self.chunks.push(Chunk {
+                    first: index,
+                    text: c,
+                });
             }
         }
-        let chunk = self.chunks.len() - 1;
+        let chunk = &self.chunks[self.chunks.len() - 1];
         // A chunk holds at most max(CHUNK_BYTES, one text) bytes, and a text fits in memory.
-        let end = u32::try_from(self.chunks[chunk].len()).expect("a chunk is under 4 GiB");
-        self.ends.push((chunk as u32, end));
+        let end = u32::try_from(chunk.text.len()).expect("a chunk is under 4 GiB");
+        self.ends.push(end);
     }
 
-    /// Where text `i` starts in its chunk.
-    fn start(&self, i: usize) -> usize {
-        match i.checked_sub(1).map(|p| self.ends[p]) {
-            Some((chunk, end)) if chunk == self.ends[i].0 => end as usize + 1,
-            _ => 0,
+    /// The chunk holding text `i`.
+    fn chunk_of(&self, i: usize) -> usize {
+        self.chunks
+            .partition_point(|c| c.first as usize <= i)
+            .saturating_sub(1)
+    }
+
+    /// Where text `i` (held by `chunk`) starts in its chunk.
+    fn start(&self, chunk: usize, i: usize) -> usize {
+        if self.chunks[chunk].first as usize == i {
+            0
+        } else {
+            self.ends[i - 1] as usize + 1
         }
     }
 
     /// Text `i`.
     pub fn get(&self, i: usize) -> &str {
-        let (chunk, end) = self.ends[i];
-        &self.chunks[chunk as usize][self.start(i)..end as usize]
+        let chunk = self.chunk_of(i);
+        &self.chunks[chunk].text[self.start(chunk, i)..self.ends[i] as usize]
     }
 
     /// The texts of `range`, comma-separated: one slice per chunk the range touches, to be
@@ -89,15 +112,19 @@ impl TextLog {
         let (start, end) = (range.start, range.end);
         // An empty range touches no chunk: first > last.
         let (first, last) = if start < end {
-            (self.ends[start].0, self.ends[end - 1].0)
+            (self.chunk_of(start), self.chunk_of(end - 1))
         } else {
             (1, 0)
         };
         (first..=last).map(move |chunk| {
-            let c = &self.chunks[chunk as usize];
-            let from = if chunk == first { self.start(start) } else { 0 };
+            let c = &self.chunks[chunk].text;
+            let from = if chunk == first {
+                self.start(chunk, start)
+            } else {
+                0
+            };
             let to = if chunk == last {
-                self.ends[end - 1].1 as usize
+                self.ends[end - 1] as usize
             } else {
                 c.len()
             };
@@ -143,6 +170,21 @@ mod tests {
     }
 
     #[test]
+    fn empty_texts_anywhere_are_kept_apart() {
+        let texts = ["", "", "x", "", "yz", ""];
+        let mut t = TextLog::default();
+        for s in texts {
+            t.push(s);
+        }
+        assert_eq!(TextLog::of(texts), t);
+        for (i, s) in texts.iter().enumerate() {
+            assert_eq!(t.get(i), *s);
+        }
+        assert_eq!(joined(&t, 0..6), texts.join(","));
+        assert_eq!(joined(&t, 1..4), texts[1..4].join(","));
+    }
+
+    #[test]
     fn chunks_hold_whole_texts_and_join_like_one_buffer() {
         // Texts of varied sizes, some larger than a chunk, across many chunks.
         let texts: Vec<String> = (0..3000)
@@ -163,7 +205,7 @@ mod tests {
         assert!(t
             .chunks
             .iter()
-            .all(|c| c.len() <= CHUNK_BYTES || !c.contains(',')));
+            .all(|c| c.text.len() <= CHUNK_BYTES || !c.text.contains(',')));
         assert_eq!(TextLog::of(texts.iter().map(String::as_str)), t);
         for (i, s) in texts.iter().enumerate() {
             assert_eq!(t.get(i), s);
