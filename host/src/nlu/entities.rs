@@ -109,13 +109,21 @@ fn shape(word: &str) -> String {
     s
 }
 
-fn prefix(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+/// The first `n` characters of `s`.
+fn prefix(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
 }
 
-fn suffix(s: &str, n: usize) -> String {
-    let c: Vec<char> = s.chars().collect();
-    c[c.len().saturating_sub(n)..].iter().collect()
+/// The last `n` characters of `s`.
+fn suffix(s: &str, n: usize) -> &str {
+    match n.checked_sub(1).and_then(|k| s.char_indices().rev().nth(k)) {
+        Some((start, _)) => &s[start..],
+        None if n == 0 => "",
+        None => s,
+    }
 }
 
 /// The features of every token of a message.
@@ -137,7 +145,7 @@ fn for_each_token_feature(
     i: usize,
     mut each: impl FnMut(&str),
 ) {
-    use std::fmt::Write as _;
+    const LENGTHS: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
     let word = |i: isize| -> &str {
         if i < 0 {
             "<s>"
@@ -145,48 +153,53 @@ fn for_each_token_feature(
             tokens.get(i as usize).map_or("</s>", |t| t.lower.as_str())
         }
     };
+    // Every name is written into one reused buffer from its parts: no allocation and no
+    // formatting machinery per feature (this runs for every token of every message).
     let mut buf = String::with_capacity(64);
-    let mut emit = |args: std::fmt::Arguments<'_>| {
+    let mut emit = |parts: &[&str]| {
         buf.clear();
-        let _ = buf.write_fmt(args); // writing to a String cannot fail
+        for part in parts {
+            buf.push_str(part);
+        }
         each(&buf);
     };
     let t = &tokens[i];
     let w = t.lower.as_str();
     let ii = i as isize;
-    emit(format_args!("bias"));
-    emit(format_args!("w:{w}"));
-    emit(format_args!("p2:{}", prefix(w, 2)));
-    emit(format_args!("p3:{}", prefix(w, 3)));
-    emit(format_args!("s2:{}", suffix(w, 2)));
-    emit(format_args!("s3:{}", suffix(w, 3)));
-    emit(format_args!("shape:{}", shape(&t.text)));
-    emit(format_args!("len:{}", w.chars().count().min(8)));
-    emit(format_args!("w-1:{}", word(ii - 1)));
-    emit(format_args!("w+1:{}", word(ii + 1)));
-    emit(format_args!("w-2:{}", word(ii - 2)));
-    emit(format_args!("w+2:{}", word(ii + 2)));
-    emit(format_args!("w-1w:{} {w}", word(ii - 1)));
-    emit(format_args!("ww+1:{w} {}", word(ii + 1)));
-    emit(format_args!("s3-1:{}", suffix(word(ii - 1), 3)));
-    emit(format_args!("s3+1:{}", suffix(word(ii + 1), 3)));
+    let (before, after) = (word(ii - 1), word(ii + 1));
+    emit(&["bias"]);
+    emit(&["w:", w]);
+    emit(&["p2:", prefix(w, 2)]);
+    emit(&["p3:", prefix(w, 3)]);
+    emit(&["s2:", suffix(w, 2)]);
+    emit(&["s3:", suffix(w, 3)]);
+    emit(&["shape:", &shape(&t.text)]);
+    emit(&["len:", LENGTHS[w.chars().count().min(8)]]);
+    emit(&["w-1:", before]);
+    emit(&["w+1:", after]);
+    emit(&["w-2:", word(ii - 2)]);
+    emit(&["w+2:", word(ii + 2)]);
+    emit(&["w-1w:", before, " ", w]);
+    emit(&["ww+1:", w, " ", after]);
+    emit(&["s3-1:", suffix(before, 3)]);
+    emit(&["s3+1:", suffix(after, 3)]);
     if i == 0 {
-        emit(format_args!("bos"));
+        emit(&["bos"]);
     }
     if i + 1 == tokens.len() {
-        emit(format_args!("eos"));
+        emit(&["eos"]);
     }
     for p in &patterns[i] {
-        emit(format_args!("pat:{p}"));
+        emit(&["pat:", p]);
     }
     if i > 0 {
         for p in &patterns[i - 1] {
-            emit(format_args!("pat-1:{p}"));
+            emit(&["pat-1:", p]);
         }
     }
     if let Some(next) = patterns.get(i + 1) {
         for p in next {
-            emit(format_args!("pat+1:{p}"));
+            emit(&["pat+1:", p]);
         }
     }
 }
@@ -558,5 +571,25 @@ mod sparse {
             }
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{prefix, suffix};
+
+    /// The slicing helpers give what collecting the characters gave (feature names, so
+    /// the trained weights, depend on them).
+    #[test]
+    fn prefixes_and_suffixes_count_characters() {
+        for s in ["", "a", "ab", "café", "☕ok", "naïve", "日本語テキスト"] {
+            let chars: Vec<char> = s.chars().collect();
+            for n in 0..6 {
+                let p: String = chars.iter().take(n).collect();
+                let q: String = chars[chars.len().saturating_sub(n)..].iter().collect();
+                assert_eq!(prefix(s, n), p, "{s} {n}");
+                assert_eq!(suffix(s, n), q, "{s} {n}");
+            }
+        }
     }
 }

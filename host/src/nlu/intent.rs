@@ -69,25 +69,26 @@ fn for_each_feature(
     pattern_features: &[Vec<String>],
     mut each: impl FnMut(&str),
 ) {
-    fn emit(buf: &mut String, each: &mut impl FnMut(&str), args: std::fmt::Arguments<'_>) {
-        use std::fmt::Write as _;
+    fn emit(buf: &mut String, each: &mut impl FnMut(&str), parts: &[&str]) {
         buf.clear();
-        let _ = buf.write_fmt(args); // writing to a String cannot fail
+        for part in parts {
+            buf.push_str(part);
+        }
         each(buf);
     }
     let mut buf = String::with_capacity(64);
     if tokens.is_empty() {
-        emit(&mut buf, &mut each, format_args!("<empty>"));
+        emit(&mut buf, &mut each, &["<empty>"]);
     }
     let mut padded: Vec<char> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
-        emit(&mut buf, &mut each, format_args!("w:{}", t.lower));
+        emit(&mut buf, &mut each, &["w:", &t.lower]);
         let prev = if i == 0 {
             "<s>"
         } else {
             tokens[i - 1].lower.as_str()
         };
-        emit(&mut buf, &mut each, format_args!("b:{prev} {}", t.lower));
+        emit(&mut buf, &mut each, &["b:", prev, " ", &t.lower]);
         padded.clear();
         padded.push(' ');
         padded.extend(t.lower.chars());
@@ -104,14 +105,14 @@ fn for_each_feature(
         }
     }
     if let Some(last) = tokens.last() {
-        emit(&mut buf, &mut each, format_args!("b:{} </s>", last.lower));
+        emit(&mut buf, &mut each, &["b:", &last.lower, " </s>"]);
     }
     for f in pattern_features
         .iter()
         .flatten()
         .filter(|f| !f.contains('#'))
     {
-        emit(&mut buf, &mut each, format_args!("p:{f}"));
+        emit(&mut buf, &mut each, &["p:", f]);
     }
 }
 
