@@ -211,6 +211,16 @@ fn dialogue_routes_follow_rasa() {
         "We are open every day from 7am to 7pm."
     );
     assert_eq!(r["messages"][0]["recipient_id"], "m1");
+    // The tracker answered is the conversation's, as a GET gives it (same verbosity).
+    let (_, t) = s.get("/conversations/m1/tracker");
+    assert_eq!(r["tracker"], t);
+    let (st, r) = s.post(
+        "/conversations/m1/execute?include_events=ALL",
+        &json!({"name": "utter_hours"}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let (_, t) = s.get("/conversations/m1/tracker?include_events=ALL");
+    assert_eq!(r["tracker"], t);
     let (st, e) = s.post("/conversations/m1/execute", &json!({}));
     assert_rasa_error(st, &e, 400);
     let (st, e) = s.post("/conversations/m1/execute", &json!({"name": "ka[pa[..."}));
@@ -229,6 +239,8 @@ fn dialogue_routes_follow_rasa() {
     let user = first_event(&r["tracker"], "user");
     assert_eq!(user["text"], "EXTERNAL: order_coffee");
     assert_eq!(user["metadata"]["is_external"], true);
+    let (_, t) = s.get("/conversations/t1/tracker");
+    assert_eq!(r["tracker"], t);
     let (st, e) = s.post("/conversations/t1/trigger_intent", &json!({}));
     assert_rasa_error(st, &e, 400);
     let (st, e) = s.post(

@@ -116,6 +116,20 @@ impl<'a> Request<'a> {
 
     /// The tracker of a stored log, its state extended from the previous request's.
     pub(super) fn tracker_of(&self, log: &crate::conversations::Log) -> Result<Response, ApiError> {
+        let body = self.tracker_bytes(log)?;
+        Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response())
+    }
+
+    /// The tracker JSON of a stored log (the query's verbosity): its events' texts spliced,
+    /// the rest from the state remembered with it (extended by the events it has not seen).
+    pub(super) fn tracker_bytes(
+        &self,
+        log: &crate::conversations::Log,
+    ) -> Result<Vec<u8>, ApiError> {
         let verbosity = self.query.verbosity()?;
         let domain = self.state.domain();
         let warm = self.state.states.take_for_log(self.id, &domain, log)?;
@@ -129,11 +143,7 @@ impl<'a> Request<'a> {
             .to_json_bytes()
             .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
         self.state.states.put(self.id, log.epoch, &domain, warm);
-        Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response())
+        Ok(body)
     }
 
     pub(super) fn tracker(&self, events: &[Event]) -> Result<Response, ApiError> {

@@ -168,13 +168,34 @@ pub(super) async fn execute(req: Request<'_>, body: Bytes) -> Result<Response, A
         .processor
         .execute(req.state, agent, req.id, &name, policy, confidence)
         .await?;
-    let verbosity = req.query.verbosity()?;
-    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events(req.id)?, verbosity), "messages": out.messages})).into_response())
+    tracker_and_messages(&req, &out)
+}
+
+/// `{"tracker": …, "messages": […]}` after a turn: the tracker spliced from the log's texts
+/// (the turn parsed only its own events; see `dialogue::Turn`).
+fn tracker_and_messages(
+    req: &Request<'_>,
+    out: &crate::dialogue::TurnOutput,
+) -> Result<Response, ApiError> {
+    let tracker = req.tracker_bytes(&out.log)?;
+    let messages = serde_json::to_vec(&out.messages)
+        .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
+    let mut body = Vec::with_capacity(tracker.len() + messages.len() + 25);
+    body.extend_from_slice(b"{\"tracker\":");
+    body.extend_from_slice(&tracker);
+    body.extend_from_slice(b",\"messages\":");
+    body.extend_from_slice(&messages);
+    body.push(b'}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `POST …/trigger_intent`: an external intent, then the prediction loop.
 pub(super) async fn trigger_intent(req: Request<'_>, body: Bytes) -> Result<Response, ApiError> {
-    let verbosity = req.query.verbosity()?;
+    req.query.verbosity()?; // a bad `include_events` is refused before anything runs
     let agent = req.state.require_agent()?;
     let m = body_object(&body)?;
     let Some(intent) = opt_string(&m, "name")? else {
@@ -212,7 +233,7 @@ pub(super) async fn trigger_intent(req: Request<'_>, body: Bytes) -> Result<Resp
         .processor
         .trigger_intent(req.state, agent, req.id, &intent, entities)
         .await?;
-    Ok(Json(json!({"tracker": tracker_json(req.id, &req.state.domain(), &out.log.events(req.id)?, verbosity), "messages": out.messages})).into_response())
+    tracker_and_messages(&req, &out)
 }
 
 /// `GET|POST …/respond` (0.x): a message through the whole turn; the bot's messages.
