@@ -747,7 +747,7 @@ mod tests {
     /// featurisation warm) answers the same trackers and next turns as the same events written
     /// through the API (texts, with a cold state).
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_log_without_its_parsed_events_answers_the_same_tracker_and_turn() {
+    async fn a_conversation_of_turns_answers_as_its_events_written_through_the_api() {
         let dir = tempfile::tempdir().unwrap();
         let app = hello_bot(dir.path());
         let agent = app.agent().unwrap();

@@ -67,7 +67,7 @@ pub struct Turn<'a> {
     older: std::sync::OnceLock<Vec<Event>>,
     /// A stored text that did not parse when the turn looked back: the turn fails with it
     /// instead of storing anything (see [`Turn::check`]).
-    damaged: std::sync::OnceLock<crate::conversations::ConversationError>,
+    damaged: std::sync::OnceLock<crate::engine::EventError>,
     /// The JSON texts of the stored events.
     stored_texts: EventTexts,
     pub stored: usize,
@@ -166,20 +166,14 @@ impl<'a> Turn<'a> {
     /// The stored events before `first`, parsed once.
     fn older(&self) -> &[Event] {
         self.older.get_or_init(|| {
-            match self.stored_texts.parse(0..self.first) {
-                Ok(events) => events,
-                Err(source) => {
+            self.stored_texts
+                .parse(0..self.first)
+                .unwrap_or_else(|source| {
                     // Texts the host cached were parsed when they were written or read, so
                     // this is damage; the turn is refused in `check`, never half-stored.
-                    let _ = self
-                        .damaged
-                        .set(crate::conversations::ConversationError::Corrupt {
-                            id: self.sender_id.to_string(),
-                            source,
-                        });
+                    let _ = self.damaged.set(source);
                     Vec::new()
-                }
-            }
+                })
         })
     }
 
@@ -198,17 +192,11 @@ impl<'a> Turn<'a> {
     /// Fails with the damage a look back found, if any.
     fn check(&self) -> Result<(), ApiError> {
         match self.damaged.get() {
-            Some(e) => Err(ApiError::from(
-                crate::conversations::ConversationError::Corrupt {
-                    id: self.sender_id.to_string(),
-                    source: match e {
-                        crate::conversations::ConversationError::Corrupt { source, .. } => {
-                            source.clone()
-                        }
-                        other => crate::engine::EventError(other.to_string()),
-                    },
-                },
-            )),
+            Some(source) => Err(crate::conversations::ConversationError::Corrupt {
+                id: self.sender_id.to_string(),
+                source: source.clone(),
+            }
+            .into()),
             None => Ok(()),
         }
     }
