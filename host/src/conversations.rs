@@ -131,7 +131,8 @@ impl Log {
 
     /// Whether this log has all its events parsed (for its own request; the cache never
     /// keeps them, see [`Log`]).
-    pub fn has_parsed_events(&self) -> bool {
+    #[cfg(test)]
+    fn has_parsed_events(&self) -> bool {
         self.parsed.as_ref().is_some_and(|p| p.from == 0)
     }
 

@@ -76,7 +76,7 @@ pub struct Turn<'a> {
     /// The state of the events as last computed (see [`Turn::state`]); shared with the callers
     /// of `state()` rather than copied for each (its applied list grows with the conversation).
     state: std::sync::Mutex<Option<Arc<TrackerState>>>,
-    /// The applied indices and their story events as last converted (see [`Turn::story_events`]).
+    /// The applied indices and their story events as last converted (see [`Turn::predict`]).
     stories: std::sync::Mutex<Option<Stories>>,
     pub channel: Option<String>,
 }
@@ -300,10 +300,6 @@ impl<'a> Turn<'a> {
         *self.stories.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    pub fn new_events(&self) -> Vec<Event> {
-        self.events_since(self.stored).to_vec()
-    }
-
     /// The tracker JSON an action server gets: every event of the latest session.
     pub fn tracker_json(&self) -> Value {
         let events = self.all_events();
@@ -332,18 +328,6 @@ impl<'a> Turn<'a> {
             }
         }
         t
-    }
-
-    /// The applied events as the policies see them.
-    /// The applied events as the policies see them. Kept between calls: when the applied list
-    /// only grew, just the new entries are converted.
-    pub fn story_events(&self) -> Vec<StoryEvent> {
-        self.with_story_events(|s| s.to_vec())
-    }
-
-    /// Runs `f` on the story events without copying them.
-    pub fn with_story_events<R>(&self, f: impl FnOnce(&[StoryEvent]) -> R) -> R {
-        self.with_stories(|s| f(&s.events))
     }
 
     /// What the policies predict next. Only the story events added since the last
