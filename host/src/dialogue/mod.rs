@@ -68,9 +68,8 @@ pub struct Turn<'a> {
     /// A stored text that did not parse when the turn looked back: the turn fails with it
     /// instead of storing anything (see [`Turn::check`]).
     damaged: std::sync::OnceLock<crate::engine::EventError>,
-    /// The JSON texts of the stored events.
+    /// The JSON texts of the stored events (their count is [`Turn::stored`]).
     stored_texts: EventTexts,
-    pub stored: usize,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
     /// The state of the events as last computed (see [`Turn::state`]); shared with the callers
@@ -110,12 +109,16 @@ impl<'a> Turn<'a> {
             older: std::sync::OnceLock::new(),
             damaged: std::sync::OnceLock::new(),
             stored_texts,
-            stored,
             epoch,
             state: std::sync::Mutex::new(Some(warm.state)),
             stories: std::sync::Mutex::new(warm.stories.map(|s| *s)),
             channel,
         })
+    }
+
+    /// How many events were stored when the turn began.
+    pub fn stored(&self) -> usize {
+        self.stored_texts.len()
     }
 
     /// How many events the conversation has, the turn's included.
@@ -760,7 +763,7 @@ impl Processor {
     /// Stores the turn's new events and collects its bot messages.
     async fn finish(&self, state: &AppState, turn: Turn<'_>) -> Result<TurnOutput, ApiError> {
         let (sender_id, epoch, stored, agent) =
-            (turn.sender_id, turn.epoch, turn.stored, turn.agent);
+            (turn.sender_id, turn.epoch, turn.stored(), turn.agent);
         turn.check()?;
         let messages: Vec<Value> = turn
             .events_since(stored)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::conversations::{ConversationError, Log};
 use crate::domain::Domain;
-use crate::engine::{Event, TrackerState};
+use crate::engine::TrackerState;
 use crate::policy::{Featurised, StoryEvent};
 use crate::slot_cache::{Eviction, SlotCache};
 
@@ -72,21 +72,6 @@ impl StateCache {
             .take(id)
             .filter(|e| e.epoch == epoch && e.domain == key && e.warm.state.seen <= len)
             .map(|e| e.warm)
-    }
-
-    /// The state of `events` (log `epoch`), from the cache when it can be extended.
-    pub fn take(&self, id: &str, epoch: u64, domain: &Arc<Domain>, events: &[Event]) -> Warm {
-        match self.take_valid(id, epoch, domain, events.len()) {
-            Some(mut warm) => {
-                let seen = warm.state.seen;
-                Arc::make_mut(&mut warm.state).extend(domain, events, seen);
-                warm
-            }
-            None => Warm {
-                state: Arc::new(TrackerState::compute(domain, events)),
-                stories: None,
-            },
-        }
     }
 
     /// The state of `log` (conversation `id`), from the cache when it can be extended. Only
