@@ -264,10 +264,7 @@ impl OriginPattern {
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let endpoints = load_endpoints(&args)?;
     let (state, model_source) = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
-    let mut app = router(state.clone());
-    if let Some(cors) = cors_layer(&args.cors) {
-        app = app.layer(cors);
-    }
+    let app = crate::http::app(router(state.clone()), &state.limits, cors_layer(&args.cors));
     let addr = format!("{}:{}", args.interface, args.port);
     let listener = crate::http::serve::bind(&addr)
         .await

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
 
@@ -50,9 +50,13 @@ pub struct BodyTimeout<S> {
     timeout: Duration,
 }
 
-impl<S> tower::Service<Request> for BodyTimeout<S>
+/// Generic over the incoming body, so that the connection's body is wrapped once, here, and
+/// boxed once (the router leaves an `axum::body::Body` as it is).
+impl<S, B> tower::Service<Request<B>> for BodyTimeout<S>
 where
-    S: tower::Service<Request>,
+    S: tower::Service<Request<Body>>,
+    B: HttpBody<Data = axum::body::Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -62,7 +66,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> S::Future {
+    fn call(&mut self, request: Request<B>) -> S::Future {
         let timeout = self.timeout;
         self.inner.call(request.map(|body| {
             Body::new(StallTimeoutBody {
@@ -75,14 +79,18 @@ where
 }
 
 /// A body that fails when its next frame takes longer than `timeout` to arrive.
-pub struct StallTimeoutBody {
-    inner: Body,
+pub struct StallTimeoutBody<B> {
+    inner: B,
     timeout: Duration,
     /// Running only while the body is waiting for data.
     stall: Option<Pin<Box<Sleep>>>,
 }
 
-impl HttpBody for StallTimeoutBody {
+impl<B> HttpBody for StallTimeoutBody<B>
+where
+    B: HttpBody<Data = axum::body::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = axum::body::Bytes;
     type Error = axum::BoxError;
 
@@ -119,7 +127,7 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    fn wrapped(body: Body, timeout: Duration) -> StallTimeoutBody {
+    fn wrapped(body: Body, timeout: Duration) -> StallTimeoutBody<Body> {
         StallTimeoutBody {
             inner: body,
             timeout,

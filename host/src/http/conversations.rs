@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::query::{admin_query, json_body, Query};
+use super::query::{admin_query, json_body, Query, TakenHeaders};
 use super::{ApiError, SharedState};
 use crate::conversations::{Log, Write};
 use crate::engine::story::story_yaml;
@@ -171,7 +171,7 @@ pub async fn list(
 pub async fn get_dispatch(
     State(state): State<SharedState>,
     Path(rest): Path<String>,
-    headers: HeaderMap,
+    TakenHeaders(headers): TakenHeaders,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     match split(&rest) {
@@ -187,7 +187,7 @@ pub async fn get_dispatch(
 pub async fn post_dispatch(
     State(state): State<SharedState>,
     Path(rest): Path<String>,
-    headers: HeaderMap,
+    TakenHeaders(headers): TakenHeaders,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -217,7 +217,7 @@ pub async fn post_dispatch(
 pub async fn put_dispatch(
     State(state): State<SharedState>,
     Path(rest): Path<String>,
-    headers: HeaderMap,
+    TakenHeaders(headers): TakenHeaders,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -190,14 +190,35 @@ pub fn router(state: SharedState) -> Router {
                     .fallback(conversations::other_dispatch),
             );
     }
-    let limit = state.limits.max_body_bytes;
-    let body_timeout = state.limits.body_read_timeout;
     app.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(body_timeout::BodyTimeoutLayer::new(body_timeout))
-        .layer(axum::middleware::map_response(error::rasa_error_body))
         .with_state(state)
+}
+
+/// The router with what every request goes through, outermost first: CORS (when
+/// configured), Rasa's error body for axum's rejections, the body's stall timeout and the
+/// body size limit. They wrap the router once rather than each route (`Router::layer`),
+/// which would clone and box per route and request.
+pub fn app(
+    router: Router,
+    limits: &Limits,
+    cors: Option<tower_http::cors::CorsLayer>,
+) -> impl tower::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    tower::ServiceBuilder::new()
+        .option_layer(cors)
+        .layer(error::RasaErrorsLayer)
+        .layer(body_timeout::BodyTimeoutLayer::new(
+            limits.body_read_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .service(router)
 }
 
 async fn fallback(method: Method, uri: axum::http::Uri) -> impl IntoResponse {

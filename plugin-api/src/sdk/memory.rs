@@ -170,7 +170,7 @@ impl TrackerStorePlugin for InMemoryTrackerStore {
 }
 
 struct Held {
-    ticket: String,
+    ticket: u64,
     expires: Instant,
     _guard: OwnedMutexGuard<()>,
 }
@@ -182,35 +182,70 @@ struct ConversationLock {
     holder: Mutex<Option<Held>>,
 }
 
+impl ConversationLock {
+    /// Only the map refers to it, nobody holds it and nobody waits for it.
+    fn is_idle(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) == 1
+            && Arc::strong_count(&self.mutex) == 1
+            && self
+                .holder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+    }
+}
+
+/// Below this many entries the map is never swept.
+const SWEEP_FLOOR: usize = 1024;
+
+/// The locks by conversation. A released lock stays in the map, so that the next request of
+/// the same conversation finds it (removing it on every release and making it again on the
+/// next acquire cost two allocations and two frees per request); idle ones are swept when the
+/// map has doubled since the last sweep, which bounds the map to twice the conversations in
+/// use (at least [`SWEEP_FLOOR`]) at O(1) amortised cost.
+#[derive(Default)]
+struct Locks {
+    map: HashMap<String, Arc<ConversationLock>, IdHasher>,
+    sweep_at: usize,
+}
+
+impl Locks {
+    fn sweep(&mut self) {
+        self.map.retain(|_, lock| !lock.is_idle());
+        self.sweep_at = (self.map.len() * 2).max(SWEEP_FLOOR);
+    }
+}
+
 /// FIFO locks per conversation within one process, with a lease lifetime: a holder that
 /// never releases loses the lock once its lifetime is over.
 #[derive(Default)]
 pub struct InMemoryLockStore {
-    locks: Mutex<HashMap<String, Arc<ConversationLock>, IdHasher>>,
+    locks: Mutex<Locks>,
     next_ticket: AtomicU64,
 }
 
 impl InMemoryLockStore {
     fn entry(&self, id: &str) -> Arc<ConversationLock> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id.to_string()).or_default().clone()
+        if let Some(lock) = locks.map.get(id) {
+            return lock.clone();
+        }
+        if locks.map.len() >= locks.sweep_at.max(SWEEP_FLOOR) {
+            locks.sweep();
+        }
+        let lock = Arc::<ConversationLock>::default();
+        locks.map.insert(id.to_string(), lock.clone());
+        lock
     }
 
-    fn forget_if_idle(&self, id: &str) {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = locks.get(id) {
-            // Only the map refers to it, nobody holds it and nobody waits for it.
-            if Arc::strong_count(entry) == 1 && Arc::strong_count(&entry.mutex) == 1 {
-                let idle = entry
-                    .holder
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_none();
-                if idle {
-                    locks.remove(id);
-                }
-            }
-        }
+    /// How many conversations have an entry (held, waited for or idle but not yet swept).
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 }
 
@@ -229,13 +264,13 @@ impl LockStorePlugin for InMemoryLockStore {
             lifetime_ms
         });
         let hold = |guard: OwnedMutexGuard<()>| {
-            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed).to_string();
+            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
             *entry.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(Held {
-                ticket: ticket.clone(),
+                ticket,
                 expires: Instant::now() + lifetime,
                 _guard: guard,
             });
-            ticket
+            ticket.to_string()
         };
         // Uncontended (the common case): no deadline, no timer.
         if let Ok(guard) = entry.mutex.clone().try_lock_owned() {
@@ -267,8 +302,6 @@ impl LockStorePlugin for InMemoryLockStore {
                     }
                     drop(holder);
                     if now >= deadline {
-                        drop(entry);
-                        self.forget_if_idle(&conversation_id);
                         return Err(PluginError::timeout(format!(
                             "lock for conversation '{conversation_id}' not acquired within {wait_ms} ms"
                         )));
@@ -283,18 +316,19 @@ impl LockStorePlugin for InMemoryLockStore {
             self.locks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .map
                 .get(&conversation_id)
                 .cloned()
         };
         if let Some(entry) = entry {
+            // A ticket that is not the holder's (or not a number) releases nothing.
+            let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
+            if holder
+                .as_ref()
+                .is_some_and(|h| ticket.parse::<u64>() == Ok(h.ticket))
             {
-                let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
-                if holder.as_ref().is_some_and(|h| h.ticket == ticket) {
-                    *holder = None;
-                }
+                *holder = None;
             }
-            drop(entry);
-            self.forget_if_idle(&conversation_id);
         }
         Ok(())
     }
@@ -304,6 +338,29 @@ impl LockStorePlugin for InMemoryLockStore {
 mod tests {
     use super::*;
     use crate::sdk::{lock_store_box, testkit, tracker_store_box};
+
+    /// Released locks stay for the next request, idle ones are swept as the map doubles, and
+    /// a held lock survives every sweep.
+    #[tokio::test]
+    async fn idle_locks_are_swept_and_held_ones_kept() {
+        let store = InMemoryLockStore::default();
+        let held = store.acquire("held".into(), 0, 0).await.unwrap();
+        for i in 0..10 * SWEEP_FLOOR {
+            let id = format!("c{i}");
+            let ticket = store.acquire(id.clone(), 0, 0).await.unwrap();
+            store.release(id, ticket).await.unwrap();
+            assert!(store.entries() <= SWEEP_FLOOR + 1, "{}", store.entries());
+        }
+        // Still held: a second acquire must wait, and times out.
+        let err = store.acquire("held".into(), 0, 10).await.unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::TIMEOUT);
+        // A wrong ticket releases nothing; the right one does.
+        store.release("held".into(), "nope".into()).await.unwrap();
+        assert!(store.acquire("held".into(), 0, 10).await.is_err());
+        store.release("held".into(), held).await.unwrap();
+        let again = store.acquire("held".into(), 0, 10).await.unwrap();
+        store.release("held".into(), again).await.unwrap();
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_memory_stores_pass_the_contract() {
