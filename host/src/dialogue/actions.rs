@@ -29,7 +29,7 @@ pub fn utter(turn: &Turn<'_>, name: &str, extra: &Map<String, Value>) -> Option<
         turn.channel.as_deref(),
         extra,
     )
-    .map(|m| bot_event(&m, Some(name)))
+    .map(|m| bot_event(m, Some(name)))
 }
 
 /// `action_session_start`'s events (after its own `action` event): `session_started`, the
@@ -121,7 +121,7 @@ pub async fn run(
         "action_default_ask_rephrase" => Ok(vec![utter(turn, "utter_ask_rephrase", &none)
             .unwrap_or_else(|| {
                 bot_event(
-                    &text_message("I'm sorry, I didn't quite understand that. Could you rephrase?"),
+                    text_message("I'm sorry, I didn't quite understand that. Could you rephrase?"),
                     None,
                 )
             })]),
@@ -147,7 +147,7 @@ pub async fn run(
                 .unwrap_or_else(|| "the last intent".into());
             let mut m = text_message(&format!("Did you mean '{intent}'?"));
             m.insert("buttons".into(), json!([{"title": "Yes", "payload": format!("/{intent}")}, {"title": "No", "payload": "/out_of_scope"}]));
-            Ok(vec![bot_event(&m, None)])
+            Ok(vec![bot_event(m, None)])
         }
         "action_revert_fallback_events" => Ok(vec![]),
         "action_extract_slots" => Ok(extract_slots_events(turn)),
@@ -213,12 +213,12 @@ pub async fn custom(
                         rendered.insert(k.clone(), v.clone());
                     }
                 }
-                out.push(bot_event(&rendered, Some(t)));
+                out.push(bot_event(rendered, Some(t)));
                 continue;
             }
             None => response.clone(),
         };
-        out.push(bot_event(&message, None));
+        out.push(bot_event(message, None));
     }
     for e in &answer.events {
         match Event::from_json(e) {

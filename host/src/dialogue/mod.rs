@@ -623,14 +623,20 @@ impl Processor {
                 msg.input_channel.clone(),
             )?;
             self.log_message(&mut turn, &msg).await?;
-            let st = turn.state();
-            let restart_asked = st
-                .latest_message
-                .as_ref()
-                .and_then(|(i, _)| turn.event(*i))
-                .and_then(Event::intent_name)
-                == Some("restart");
-            if !st.paused || restart_asked {
+            // The state is let go before the turn goes on: held, it would make the turn's
+            // next extension of the state copy it (its `applied` list grows with the
+            // conversation).
+            let predict = {
+                let st = turn.state();
+                let restart_asked = st
+                    .latest_message
+                    .as_ref()
+                    .and_then(|(i, _)| turn.event(*i))
+                    .and_then(Event::intent_name)
+                    == Some("restart");
+                !st.paused || restart_asked
+            };
+            if predict {
                 self.predict_and_run(&mut turn).await?;
             }
             self.finish(state, turn).await

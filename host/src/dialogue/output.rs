@@ -72,11 +72,12 @@ fn is_empty(v: &Value) -> bool {
 
 /// A bot event from a rendered message (a response variation or an action server's
 /// response): `text` and the six data keys Rasa always writes.
-pub fn bot_event(message: &Map<String, Value>, utter_action: Option<&str>) -> Event {
-    let text = message
-        .get("text")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+pub fn bot_event(mut message: Map<String, Value>, utter_action: Option<&str>) -> Event {
+    // Taken apart rather than copied: the message is the caller's to give.
+    let text = match message.remove("text") {
+        Some(Value::String(t)) => Some(t),
+        _ => None,
+    };
     let mut data = Map::new();
     for key in [
         "elements",
@@ -86,7 +87,7 @@ pub fn bot_event(message: &Map<String, Value>, utter_action: Option<&str>) -> Ev
         "image",
         "custom",
     ] {
-        data.insert(key.into(), message.get(key).cloned().unwrap_or(Value::Null));
+        data.insert(key.into(), message.remove(key).unwrap_or(Value::Null));
     }
     let mut e = Event::new(EventKind::Bot {
         text,
@@ -108,7 +109,7 @@ mod tests {
             json!({"text": "Hi!\n\nHow are you?", "image": "https://x/y.png"}),
         )
         .unwrap();
-        let e = bot_event(&m, Some("utter_greet"));
+        let e = bot_event(m, Some("utter_greet"));
         assert_eq!(
             channel_messages("u", &e),
             vec![
@@ -122,7 +123,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            channel_messages("u", &bot_event(&m, None))[0]["buttons"][0]["payload"],
+            channel_messages("u", &bot_event(m, None))[0]["buttons"][0]["payload"],
             "/a"
         );
     }

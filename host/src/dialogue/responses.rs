@@ -59,17 +59,18 @@ pub fn render(
     let mut out = chosen.as_object().cloned().unwrap_or_default();
     out.remove("condition");
     out.remove("channel");
-    let mut vars: Map<String, Value> = state.slots.iter().cloned().collect();
-    vars.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // The extra variables win over slots of the same name. Looked up in place: most
+    // responses have no `{` at all, and copying every slot per response showed in P2.
+    let var = |name: &str| extra.get(name).or_else(|| state.slot(name));
     for value in out.values_mut() {
-        interpolate(value, &vars);
+        interpolate(value, &var);
     }
     Some(out)
 }
 
 /// Replaces `{name}` in every string by the variable's value (strings as they are, other
 /// values as JSON); unknown names stay as written, as in Rasa.
-fn interpolate(value: &mut Value, vars: &Map<String, Value>) {
+fn interpolate<'v>(value: &mut Value, var: &impl Fn(&str) -> Option<&'v Value>) {
     match value {
         Value::String(s) if s.contains('{') => {
             let mut out = String::with_capacity(s.len());
@@ -85,7 +86,7 @@ fn interpolate(value: &mut Value, vars: &Map<String, Value>) {
                             && close > 0 =>
                     {
                         let key = &after[..close];
-                        match vars.get(key) {
+                        match var(key) {
                             Some(Value::String(v)) => out.push_str(v),
                             // Python's str(), which Rasa's templates use.
                             Some(Value::Null) => out.push_str("None"),
@@ -109,8 +110,8 @@ fn interpolate(value: &mut Value, vars: &Map<String, Value>) {
             out.push_str(rest);
             *s = out;
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| interpolate(i, vars)),
-        Value::Object(m) => m.values_mut().for_each(|v| interpolate(v, vars)),
+        Value::Array(items) => items.iter_mut().for_each(|i| interpolate(i, var)),
+        Value::Object(m) => m.values_mut().for_each(|v| interpolate(v, var)),
         _ => {}
     }
 }
@@ -125,7 +126,7 @@ mod tests {
         let vars: Map<String, Value> =
             serde_json::from_value(json!({"name": "Ada", "n": 3, "x": null})).unwrap();
         let mut v = json!({"text": "Hi {name}, {n} {x} {unknown} {not a var}", "buttons": [{"title": "{name}"}]});
-        interpolate(&mut v, &vars);
+        interpolate(&mut v, &|k: &str| vars.get(k));
         assert_eq!(v["text"], "Hi Ada, 3 None {unknown} {not a var}");
         assert_eq!(v["buttons"][0]["title"], "Ada");
     }
