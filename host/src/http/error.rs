@@ -178,9 +178,9 @@ fn needs_rasa_body(response: &Response) -> bool {
     (status.is_client_error() || status.is_server_error()) && !is_json
 }
 
-/// The rewrite [`RasaErrors`] applies: an error answer that is not already Rasa's error body (axum's own rejections:
-/// body too large, a body that could not be read, a path that is not UTF-8, a bad multipart
-/// body) gets it, with the original text as the message.
+/// The rewrite [`RasaErrors`] applies: an error answer that is not already Rasa's error body
+/// (axum's own rejections: body too large, a body that could not be read, a path that is not
+/// UTF-8, a bad multipart body) gets it, with the original text as the message.
 pub async fn rasa_error_body(response: Response) -> Response {
     if !needs_rasa_body(&response) {
         return response;
