@@ -181,7 +181,7 @@ fn needs_rasa_body(response: &Response) -> bool {
 /// The rewrite [`RasaErrors`] applies: an error answer that is not already Rasa's error body
 /// (axum's own rejections: body too large, a body that could not be read, a path that is not
 /// UTF-8, a bad multipart body) gets it, with the original text as the message.
-pub async fn rasa_error_body(response: Response) -> Response {
+async fn rasa_error_body(response: Response) -> Response {
     if !needs_rasa_body(&response) {
         return response;
     }
@@ -254,5 +254,71 @@ impl From<ConversationError> for ApiError {
                 ApiError::internal("ConversationError", e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::{Layer, ServiceExt};
+
+    /// What the layer makes of `answer` from the service it wraps.
+    async fn through_layer(answer: Response) -> (StatusCode, String, Vec<u8>) {
+        let answer = std::sync::Mutex::new(Some(answer));
+        let inner = tower::service_fn(move |_: axum::http::Request<Body>| {
+            let r = answer.lock().unwrap().take().unwrap();
+            async move { Ok::<_, std::convert::Infallible>(r) }
+        });
+        let response = RasaErrorsLayer
+            .layer(inner)
+            .oneshot(axum::http::Request::new(Body::empty()))
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        (status, content_type, body)
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_rejection_gets_rasas_error_body() {
+        let rejection = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let (status, content_type, body) = through_layer(rejection).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["reason"], "PayloadTooLarge");
+        assert_eq!(body["message"], "length limit exceeded");
+        assert_eq!(body["code"], 413);
+        assert_eq!(body["version"], RASA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn successes_and_rasa_errors_pass_unchanged() {
+        let ok = (StatusCode::OK, "plain").into_response();
+        assert_eq!(
+            through_layer(ok).await,
+            (
+                StatusCode::OK,
+                "text/plain; charset=utf-8".to_string(),
+                b"plain".to_vec()
+            )
+        );
+        let own = ApiError::bad_parameter("nope", "x", "query");
+        let expected = serde_json::to_vec(&own.body()).unwrap();
+        let (status, _, body) = through_layer(own.into_response()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, expected);
     }
 }
