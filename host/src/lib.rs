@@ -12,6 +12,7 @@ pub mod dialogue;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod memory;
 pub mod model;
 pub mod models;
 pub mod nlu;

@@ -291,6 +291,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         crate::models::spawn_polling(state.clone(), source, crate::models::download_dir());
     }
     // Tests and scripts wait for this line on stdout.
+    crate::memory::release_startup_code();
     println!("listening on {local}");
     let opts = crate::http::serve::ServeOptions {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
