@@ -290,8 +290,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     if let Some(source) = model_source {
         crate::models::spawn_polling(state.clone(), source, crate::models::download_dir());
     }
-    // Tests and scripts wait for this line on stdout.
+    // Start-up is over: its code need not stay resident (`memory.rs`).
     crate::memory::release_startup_code();
+    // Tests and scripts wait for this line on stdout.
     println!("listening on {local}");
     let opts = crate::http::serve::ServeOptions {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
