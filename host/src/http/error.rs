@@ -181,10 +181,8 @@ fn needs_rasa_body(response: &Response) -> bool {
 /// The rewrite [`RasaErrors`] applies: an error answer that is not already Rasa's error body
 /// (axum's own rejections: body too large, a body that could not be read, a path that is not
 /// UTF-8, a bad multipart body) gets it, with the original text as the message.
+/// Only called for a response [`needs_rasa_body`] picked.
 async fn rasa_error_body(response: Response) -> Response {
-    if !needs_rasa_body(&response) {
-        return response;
-    }
     let status = response.status();
     let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
