@@ -16,21 +16,20 @@ pub fn environment() -> String {
 /// Builds the message body for one event. Mirrors Rasa's `body = {"sender_id": id};
 /// body.update(event)`: `sender_id` comes first, then the event's keys in their order; an
 /// event that carries its own `sender_id` overrides the value but not the position.
-pub fn render(sender_id: &str, event_json: &str) -> Result<String, PluginError> {
+pub fn render(sender_id: &str, event_json: &str) -> Result<Vec<u8>, PluginError> {
     // The usual case, an object without its own `sender_id`: the body is the event's text
-    // with `"sender_id":…,` put after its `{`, found without building the object (this runs
-    // once per event on the host's request path).
+    // with `"sender_id":…,` put after its `{`, found without building the object and
+    // written into one buffer (this runs once per event on the host's request path).
     if let Ok(TopLevelKeys { sender_id: false }) = serde_json::from_str(event_json) {
         let trimmed = event_json.trim_start();
         let rest = trimmed[1..].trim_start(); // after `{`: a parsed object starts with it
-        let id = Value::String(sender_id.to_string()).to_string();
-        let mut body = String::with_capacity(event_json.len() + id.len() + 16);
-        body.push_str("{\"sender_id\":");
-        body.push_str(&id);
+        let mut body = Vec::with_capacity(event_json.len() + sender_id.len() + 24);
+        body.extend_from_slice(b"{\"sender_id\":");
+        serde_json::to_writer(&mut body, sender_id).map_err(unwritable)?;
         if !rest.starts_with('}') {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str(rest.trim_end());
+        body.extend_from_slice(rest.trim_end().as_bytes());
         return Ok(body);
     }
     let event: Map<String, Value> = serde_json::from_str(event_json)
@@ -43,11 +42,16 @@ pub fn render(sender_id: &str, event_json: &str) -> Result<String, PluginError> 
     for (key, value) in event {
         body.insert(key, value);
     }
-    Ok(Value::Object(body).to_string())
+    serde_json::to_vec(&Value::Object(body)).map_err(unwritable)
+}
+
+/// Serialising into memory fails only for values JSON cannot hold; reported, not unwrapped.
+fn unwritable(e: serde_json::Error) -> PluginError {
+    PluginError::invalid_input(format!("event cannot be written as JSON: {e}"))
 }
 
 /// Whether a JSON object has a top-level `sender_id` key; fails for anything but an object.
-/// Values are skipped, not built.
+/// Neither keys nor values are built: keys are compared where they lie, values skipped.
 struct TopLevelKeys {
     sender_id: bool,
 }
@@ -65,8 +69,8 @@ impl<'de> serde::Deserialize<'de> for TopLevelKeys {
                 mut map: A,
             ) -> Result<TopLevelKeys, A::Error> {
                 let mut sender_id = false;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    sender_id |= key == "sender_id";
+                while let Some(IsSenderId(is)) = map.next_key()? {
+                    sender_id |= is;
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
                 Ok(TopLevelKeys { sender_id })
@@ -76,17 +80,40 @@ impl<'de> serde::Deserialize<'de> for TopLevelKeys {
     }
 }
 
+/// A key compared with `sender_id` as it is read, escaped or not, without an allocation
+/// (serde's `Cow<str>` would copy every key into a `String`).
+struct IsSenderId(bool);
+
+impl<'de> serde::Deserialize<'de> for IsSenderId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = IsSenderId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsSenderId, E> {
+                Ok(IsSenderId(key == "sender_id"))
+            }
+        }
+        d.deserialize_str(Key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn text(body: Result<Vec<u8>, PluginError>) -> String {
+        String::from_utf8(body.unwrap()).unwrap()
+    }
+
     #[test]
     fn sender_id_first_then_event_keys_in_order() {
-        let body = render(
+        let body = text(render(
             "user-42",
             r#"{"event":"slot","timestamp":1700000001.3,"name":"city","value":"Oslo"}"#,
-        )
-        .unwrap();
+        ));
         assert_eq!(
             body,
             r#"{"sender_id":"user-42","event":"slot","timestamp":1700000001.3,"name":"city","value":"Oslo"}"#
@@ -118,7 +145,7 @@ mod tests {
             ("d", " { } "),
             ("e", r#"{"event":"user","text":"a\u00e9\"b"}"#),
         ] {
-            let fast = render(id, text).unwrap();
+            let fast = self::text(render(id, text));
             let slow = rebuilt(id, text);
             let v = |s: &str| serde_json::from_str::<Value>(s).unwrap();
             assert_eq!(v(&fast), v(&slow), "{text}");
@@ -137,7 +164,10 @@ mod tests {
 
     #[test]
     fn an_events_own_sender_id_keeps_the_first_position() {
-        let body = render("a", r#"{"event": "x", "sender_id": "b"}"#).unwrap();
+        let body = text(render("a", r#"{"event": "x", "sender_id": "b"}"#));
+        assert_eq!(body, r#"{"sender_id":"b","event":"x"}"#);
+        // Spelt with an escape, it is the same key (read unescaped, not as it lies).
+        let body = text(render("a", r#"{"event": "x", "sender\u005fid": "b"}"#));
         assert_eq!(body, r#"{"sender_id":"b","event":"x"}"#);
     }
 
