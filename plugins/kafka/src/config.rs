@@ -297,10 +297,6 @@ impl KafkaConfig {
         cc.set("reconnect.backoff.max.ms", "2000");
         // Statistics drive the `ok` flag of health() without any I/O on the caller's side.
         cc.set("statistics.interval.ms", "1000");
-        // Failures are reported (counted, logged, salvaged on a producer's replacement);
-        // deliveries are counted from the queue (producer.rs), which is cheaper than a report
-        // per event.
-        cc.set("delivery.report.only.error", "true");
 
         for (key, value) in &self.librdkafka {
             cc.set(key, value);

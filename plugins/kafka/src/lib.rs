@@ -97,7 +97,7 @@ impl KafkaBroker {
             conversation_id,
             dropped = count,
             dropped_total = total,
-            pending = self.pipeline.pending(),
+            pending = self.pipeline.counters().pending(),
             "{}",
             error.message
         );
@@ -108,7 +108,7 @@ impl KafkaBroker {
     async fn wait_delivered(&self, timeout_ms: u64) -> Result<(), PluginError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            let pending = self.pipeline.pending();
+            let pending = self.pipeline.counters().pending();
             if pending == 0 {
                 return Ok(());
             }
@@ -156,7 +156,7 @@ impl EventBrokerPlugin for KafkaBroker {
             return self.refuse(&conversation_id, payloads.len(), e);
         }
         // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
-        let pending = self.pipeline.pending();
+        let pending = self.pipeline.counters().pending();
         if pending + payloads.len() as u64 > self.queue_size {
             let e = PluginError::unavailable(format!(
                 "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
@@ -187,8 +187,8 @@ impl EventBrokerPlugin for KafkaBroker {
         Ok(json!({
             "ok": connected && fatal.is_none() && !self.closed.load(Ordering::Acquire),
             "connected": connected,
-            "pending": self.pipeline.pending(),
-            "delivered": self.pipeline.delivered(),
+            "pending": c.pending(),
+            "delivered": c.delivered.load(Ordering::Acquire),
             "failed": c.failed.load(Ordering::Acquire),
             "dropped": c.dropped.load(Ordering::Acquire),
             "topic": self.topic,
@@ -203,7 +203,7 @@ impl EventBrokerPlugin for KafkaBroker {
         self.closed.store(true, Ordering::Release);
         let outcome = self.wait_delivered(self.close_timeout_ms).await;
         if let Err(e) = &outcome {
-            let pending = self.pipeline.pending();
+            let pending = self.pipeline.counters().pending();
             tracing::error!(
                 pending,
                 "kafka: closing with undelivered events, they are lost: {}",

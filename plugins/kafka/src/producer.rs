@@ -5,11 +5,6 @@
 //! tokio), the polling thread of `ThreadedProducer` serves delivery reports continuously,
 //! and `message.timeout.ms = 0` keeps queued events retrying until the broker is back.
 //!
-//! Only failed deliveries are reported (`delivery.report.only.error`): a report per
-//! delivered event cost the producer's threads ~0.3 µs per event on the host's cores. What is
-//! pending is librdkafka's own count (`rd_kafka_outq_len`: queued, in flight, or with a
-//! report not yet served), and what was delivered follows from it.
-//!
 //! Why a watchdog: an idempotent producer identifies itself with a producer id. A broker
 //! that lost its state (tansu with memory storage, a wiped cluster) answers
 //! UNKNOWN_PRODUCER_ID forever; librdkafka only bumps the epoch locally and retries, so the
@@ -30,13 +25,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::{ClientConfig, Message};
 
-/// What happened to the events handed to the producer. What is pending and what was
-/// delivered are derived from these and the producer's queue ([`Pipeline::pending`],
-/// [`Pipeline::delivered`]).
+/// What happened to the events handed to the producer. `pending` is derived:
+/// `accepted - delivered - failed`.
 #[derive(Default)]
 pub struct Counters {
-    /// Events librdkafka took (counted once `send` returned).
     pub accepted: AtomicU64,
+    pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
     /// Producers replaced by the watchdog.
@@ -45,9 +39,15 @@ pub struct Counters {
     pub connected: AtomicBool,
     /// librdkafka's fatal error, after which the producer cannot deliver anything.
     pub fatal: Mutex<Option<String>>,
-    /// Events in the producer's queues at the last statistics, for the callbacks' log lines
-    /// (they run inside the producer and cannot ask it).
-    pub queued_at_stats: AtomicU64,
+}
+
+impl Counters {
+    pub fn pending(&self) -> u64 {
+        // Read the completions first: a delivery report may land between the loads, and
+        // this order can only over-count, never wrap below zero.
+        let done = self.delivered.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire);
+        self.accepted.load(Ordering::Acquire).saturating_sub(done)
+    }
 }
 
 /// Events taken back from a producer being replaced, keyed by their enqueue sequence.
@@ -101,10 +101,6 @@ impl ClientContext for BrokerContext {
         let Ok(stats) = serde_json::from_slice::<serde_json::Value>(statistics) else {
             return;
         };
-        let queued = stats.get("msg_cnt").and_then(|n| n.as_u64()).unwrap_or(0);
-        self.counters
-            .queued_at_stats
-            .store(queued, Ordering::Release);
         let up = stats
             .get("brokers")
             .and_then(|b| b.as_object())
@@ -119,7 +115,7 @@ impl ClientContext for BrokerContext {
                 tracing::info!("kafka: connected to the broker");
             } else {
                 tracing::warn!(
-                    pending = queued,
+                    pending = self.counters.pending(),
                     "kafka: lost the broker connection; events are buffered"
                 );
             }
@@ -141,7 +137,7 @@ impl ClientContext for BrokerContext {
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 if self.counters.connected.swap(false, Ordering::AcqRel) {
                     tracing::warn!(
-                        pending = self.counters.queued_at_stats.load(Ordering::Acquire),
+                        pending = self.counters.pending(),
                         "kafka: all brokers down, events are buffered: {reason}"
                     );
                 }
@@ -160,9 +156,10 @@ impl ProducerContext for BrokerContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         match result {
-            // Only when `delivery.report.only.error` was turned off through the `librdkafka`
-            // pass-through: deliveries are counted from the queue, not from reports.
-            Ok(_) => self.counters.connected.store(true, Ordering::Release),
+            Ok(_) => {
+                self.counters.delivered.fetch_add(1, Ordering::AcqRel);
+                self.counters.connected.store(true, Ordering::Release);
+            }
             Err((error, message)) => {
                 let purged = matches!(
                     error.rdkafka_error_code(),
@@ -384,27 +381,6 @@ impl Pipeline {
         &self.counters
     }
 
-    /// Events accepted and neither delivered nor failed yet: librdkafka's count of messages
-    /// queued, in flight, or with a failure report not yet served.
-    pub fn pending(&self) -> u64 {
-        let producer = self.current.read().unwrap_or_else(|p| p.into_inner());
-        u64::try_from(producer.in_flight_count()).unwrap_or(0)
-    }
-
-    /// Events that left the producer, delivered or failed. A lower bound, exact when no
-    /// send is under way: `accepted` is read before the queue and counts an event only once
-    /// librdkafka has it, so an event sent in between is counted as pending, never as done.
-    pub fn completed(&self) -> u64 {
-        let accepted = self.counters.accepted.load(Ordering::Acquire);
-        accepted.saturating_sub(self.pending())
-    }
-
-    /// Events delivered (see [`Pipeline::completed`]: a lower bound while sends are under way).
-    pub fn delivered(&self) -> u64 {
-        let completed = self.completed();
-        completed.saturating_sub(self.counters.failed.load(Ordering::Acquire))
-    }
-
     /// Enqueues one conversation's messages in order. On a full queue the rest are not
     /// enqueued; the error carries how many were refused.
     pub fn enqueue(
@@ -417,13 +393,14 @@ impl Pipeline {
         let producer = self.current.read().unwrap_or_else(|p| p.into_inner());
         for (i, payload) in payloads.iter().enumerate() {
             let seq = self.seq.fetch_add(1, Ordering::AcqRel);
+            // Count before sending: the delivery report may arrive on the polling thread
+            // before `send` returns here.
+            self.counters.accepted.fetch_add(1, Ordering::AcqRel);
             let key = key.map(str::as_bytes);
             if let Err(error) = producer.send(seq, payload, key, &self.header) {
+                self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
                 return Err((payloads.len() - i, error));
             }
-            // Counted once librdkafka has it (see `completed`). A failure report may be
-            // served before this; `failed` can then run ahead of `accepted` for a moment.
-            self.counters.accepted.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -501,9 +478,7 @@ pub fn start_watchdog(pipeline: &Arc<Pipeline>, stall: Duration) {
         .name("kafka-watchdog".into())
         .spawn(move || {
             let tick = Duration::from_millis(250).min(stall);
-            // `completed` is a lower bound that only ever reaches the true count, so
-            // progress is a new highest value: sends racing the sample cannot fake it.
-            let mut most_completed = 0;
+            let mut last_delivered = 0;
             let mut progress_at = Instant::now();
             loop {
                 std::thread::sleep(tick);
@@ -513,11 +488,12 @@ pub fn start_watchdog(pipeline: &Arc<Pipeline>, stall: Duration) {
                 if pipeline.closed.load(Ordering::Acquire) {
                     return;
                 }
-                let completed = pipeline.completed();
-                let waiting =
-                    pipeline.pending() > 0 && pipeline.counters.connected.load(Ordering::Acquire);
-                if completed > most_completed || !waiting {
-                    most_completed = most_completed.max(completed);
+                let c = &pipeline.counters;
+                let delivered =
+                    c.delivered.load(Ordering::Acquire) + c.failed.load(Ordering::Acquire);
+                let waiting = c.pending() > 0 && c.connected.load(Ordering::Acquire);
+                if delivered != last_delivered || !waiting {
+                    last_delivered = delivered;
                     progress_at = Instant::now();
                 } else if progress_at.elapsed() >= stall {
                     pipeline.replace();

@@ -286,10 +286,17 @@ async fn full_buffer_refuses_counts_and_reports_unavailable() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UNAVAILABLE, "{err}");
     assert!(err.message.contains("dropped"), "{err}");
+    // A single event is refused by librdkafka's own bound, with the same kind.
+    let err = broker
+        .publish("a".into(), vec![ev.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UNAVAILABLE, "{err}");
+    assert!(err.message.contains("dropped"), "{err}");
     let health = broker.health().await.unwrap();
     assert_eq!(health["ok"], json!(false), "{health}");
     assert_eq!(health["pending"], json!(5), "{health}");
-    assert_eq!(health["dropped"], json!(2), "{health}");
+    assert_eq!(health["dropped"], json!(3), "{health}");
 
     let err = broker.flush(300).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::TIMEOUT, "{err}");
