@@ -254,8 +254,10 @@ impl NluModel {
         let Some(threshold) = self.config.fallback_threshold else {
             return;
         };
+        // `get` twice, not `pointer`: a pointer lookup allocates per path segment.
         let conf = out
-            .pointer("/intent/confidence")
+            .get("intent")
+            .and_then(|i| i.get("confidence"))
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
         let ranking = out.get("intent_ranking").and_then(Value::as_array);

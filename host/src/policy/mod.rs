@@ -452,12 +452,14 @@ impl PolicyEnsemble {
         let Some(threshold) = self.nlu_fallback_threshold else {
             return false;
         };
-        let conf = parse_data
-            .pointer("/intent/confidence")
+        // `get`, not `pointer`: a pointer lookup allocates per path segment (every turn).
+        let intent = parse_data.get("intent");
+        let conf = intent
+            .and_then(|i| i.get("confidence"))
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        let name = parse_data
-            .pointer("/intent/name")
+        let name = intent
+            .and_then(|i| i.get("name"))
             .and_then(Value::as_str)
             .unwrap_or("");
         if name.is_empty() || name == "nlu_fallback" {
