@@ -2,7 +2,7 @@
 //! that replaces a producer the broker no longer accepts.
 //!
 //! librdkafka's own queue is the buffer: `send` only enqueues (never blocks, never touches
-//! tokio), the polling thread of `ThreadedProducer` serves delivery reports continuously,
+//! tokio), the producer's polling thread ([`PolledProducer`]) serves delivery reports,
 //! and `message.timeout.ms = 0` keeps queued events retrying until the broker is back.
 //!
 //! Why a watchdog: an idempotent producer identifies itself with a producer id. A broker
@@ -22,7 +22,7 @@ use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientConfig, Message};
 
 /// What happened to the events handed to the producer. `pending` is derived:
@@ -195,7 +195,57 @@ impl ProducerContext for BrokerContext {
     }
 }
 
-pub type KafkaProducer = ThreadedProducer<BrokerContext>;
+/// How long one polling round of [`PolledProducer`] lasts: events are served as they come;
+/// the round only bounds how long the thread outlives its producer's owner.
+const POLL_ROUND: Duration = Duration::from_secs(1);
+
+/// A producer with a thread that serves its events (delivery reports, logs, statistics).
+///
+/// rdkafka's `ThreadedProducer` polls in rounds of 100 ms, and a round ends in a spin: the
+/// time left is passed to librdkafka in whole milliseconds, so the last fraction of a
+/// millisecond is polled with a zero timeout again and again until the deadline. That was
+/// ~0.8 % of a core on an idle server (and on the host's core under load). Rounds of a second
+/// make it a tenth. Dropping this does not wait for the round to end: the thread ends after
+/// it and drops the producer, which purges and flushes what is left as rdkafka does.
+pub struct PolledProducer {
+    producer: Arc<BaseProducer<BrokerContext>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PolledProducer {
+    fn new(config: &ClientConfig, context: BrokerContext) -> Result<PolledProducer, KafkaError> {
+        let producer: Arc<BaseProducer<BrokerContext>> =
+            Arc::new(config.create_with_context(context)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (polled, stopped) = (producer.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Acquire) {
+                    polled.poll(POLL_ROUND);
+                }
+            })
+            .map_err(|e| {
+                KafkaError::ClientCreation(format!("cannot start the polling thread: {e}"))
+            })?;
+        Ok(PolledProducer { producer, stop })
+    }
+}
+
+impl Drop for PolledProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for PolledProducer {
+    type Target = BaseProducer<BrokerContext>;
+    fn deref(&self) -> &BaseProducer<BrokerContext> {
+        &self.producer
+    }
+}
+
+pub type KafkaProducer = PolledProducer;
 
 /// A producer and a handle on the topic it sends to. Sending through the handle spares
 /// librdkafka a lookup of the topic by name for every message (a lock on the client and a
@@ -467,7 +517,7 @@ fn create(
         salvage: salvage.clone(),
         topic: topic.to_string(),
     };
-    Sender::new(config.create_with_context(context)?, topic)
+    Sender::new(PolledProducer::new(config, context)?, topic)
 }
 
 /// Starts the watchdog thread; it ends when the pipeline is dropped or closed. A plain
