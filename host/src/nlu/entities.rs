@@ -269,7 +269,7 @@ impl EntityTagger {
             self.features
                 .iter()
                 .enumerate()
-                .map(|(i, f)| (f.clone(), i as u32))
+                .map(|(i, f)| (f.as_str(), i as u32))
                 .collect()
         })
     }

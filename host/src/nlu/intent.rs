@@ -134,7 +134,7 @@ impl IntentClassifier {
             self.features
                 .iter()
                 .enumerate()
-                .map(|(i, f)| (f.clone(), i as u32))
+                .map(|(i, f)| (f.as_str(), i as u32))
                 .collect()
         })
     }

@@ -17,14 +17,14 @@
 //! cross-validation.
 
 pub mod entities;
+mod feature_index;
 pub mod intent;
 pub mod patterns;
 pub mod quality;
 pub mod regex_shortcut;
 pub mod tokens;
 
-/// Feature name → weight column, looked up for every feature of every message.
-type FeatureIndex = std::collections::HashMap<String, u32, colloquy_plugin_api::sdk::KeyedHasher>;
+use feature_index::FeatureIndex;
 
 #[cfg(test)]
 mod tests;
