@@ -5,9 +5,9 @@
 //! probe plus a read of the name's heap allocation to compare it (a second cache miss, most
 //! lookups being over a table far larger than the cache's share of it). P2 turns +2–3 % (A/B, medians of 7 rounds).
 //!
-//! Two names share a hash with probability 2⁻⁶⁴ per pair: with the ~10⁴ features of a model,
-//! an unseen feature is taken for a known one with probability ~10⁻¹⁵ per lookup. The key is
-//! random per index (foldhash's keyed hash), so no input can be crafted to collide.
+//! Two names share a hash with probability 2⁻⁶⁴ per pair: even with 10⁶ features in a model,
+//! an unseen feature is taken for a known one with probability ~5·10⁻¹⁴ per lookup. The key
+//! is random per index (foldhash's keyed hash), so no input can be crafted to collide.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
