@@ -3,7 +3,8 @@
 //! Keyed by a 64-bit keyed hash of the name rather than by the name: a lookup is then one
 //! probe of the table, whose buckets hold the hash and the column side by side, instead of a
 //! probe plus a read of the name's heap allocation to compare it (a second cache miss, most
-//! lookups being over a table far larger than the cache's share of it). P2 turns +2–3 % (A/B, medians of 7 rounds).
+//! lookups being over a table far larger than the cache's share of it). P2 turns +2–3 % (A/B,
+//! medians of 7 rounds).
 //!
 //! Two names share a hash with probability 2⁻⁶⁴ per pair: even with 10⁶ features in a model,
 //! an unseen feature is taken for a known one with probability ~5·10⁻¹⁴ per lookup. The key

@@ -295,26 +295,28 @@ impl LockStorePlugin for InMemoryLockStore {
     }
 
     async fn release(&self, conversation_id: String, ticket: String) -> Result<(), PluginError> {
-        let entry = {
-            self.locks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&conversation_id)
-                .cloned()
+        // One look-up under the map's lock: release, then drop the entry if nobody else
+        // holds or waits for it (a waiter holds a clone of the entry).
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = locks.get(&conversation_id) else {
+            return Ok(());
         };
-        if let Some(entry) = entry {
-            // A ticket that is not the holder's (or not a number) releases nothing.
+        // A ticket that is not the holder's (or not a number) releases nothing.
+        let released = {
+            let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
+            if holder
+                .as_ref()
+                .is_some_and(|h| ticket.parse::<u64>() == Ok(h.ticket))
             {
-                let mut holder = entry.holder.lock().unwrap_or_else(|p| p.into_inner());
-                if holder
-                    .as_ref()
-                    .is_some_and(|h| ticket.parse::<u64>() == Ok(h.ticket))
-                {
-                    *holder = None;
-                }
+                holder.take()
+            } else {
+                None
             }
-            drop(entry);
-            self.forget_if_idle(&conversation_id);
+        };
+        // Unlocks the conversation (and wakes its next waiter) before the idle check.
+        drop(released);
+        if entry.is_idle() {
+            locks.remove(&conversation_id);
         }
         Ok(())
     }
