@@ -11,7 +11,7 @@
 //!   keeps no parsed events (see [`Log`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use std::borrow::Cow;
@@ -22,7 +22,7 @@ use crate::engine::{Event, EventError, EventTexts};
 use crate::plugins::{BrokerHandle, LockStoreHandle, PluginCallError, TrackerStoreHandle};
 use crate::slot_cache::{Eviction, SlotCache};
 
-#[derive(Debug, Error)]
+#[derive(Debug, Error, Clone)]
 pub enum ConversationError {
     #[error("{0}")]
     Store(PluginCallError),
@@ -32,6 +32,117 @@ pub enum ConversationError {
     TooManyEvents { total: usize, limit: usize },
     #[error("a stored event of conversation '{id}' is invalid: {source}")]
     Corrupt { id: String, source: EventError },
+    #[error("conversation '{id}' was rewritten or deleted while it was read; try again")]
+    Changed { id: String },
+}
+
+/// A log's event texts: held by the host, or left in the tracker store when the store is
+/// their sole writer and answers at once (`StoreCapabilities::immediate_reads`, the in-memory
+/// store). Then the store's copy is the only one: a turn or an append, which needs the
+/// texts only to add to them, copies nothing into the host (P1, P2 and P6 in
+/// docs/benchmarks.md), and a request that reads them fetches them (a GET of the tracker, a
+/// turn that looks back at stored events).
+#[derive(Clone)]
+pub enum LogTexts {
+    Held(Arc<EventTexts>),
+    InStore(Arc<InStore>),
+}
+
+/// Texts left in the store: which conversation, and which version of it.
+pub struct InStore {
+    store: Arc<TrackerStoreHandle>,
+    id: Box<str>,
+    epoch: u64,
+    len: usize,
+    /// The texts once fetched, kept with this log and its copies (the cache's among them:
+    /// a conversation that is read again and again is fetched once per write).
+    fetched: OnceLock<Arc<EventTexts>>,
+}
+
+impl LogTexts {
+    fn in_store(store: &Arc<TrackerStoreHandle>, id: &str, epoch: u64, len: usize) -> LogTexts {
+        LogTexts::InStore(Arc::new(InStore {
+            store: store.clone(),
+            id: id.into(),
+            epoch,
+            len,
+            fetched: OnceLock::new(),
+        }))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            LogTexts::Held(t) => t.len(),
+            LogTexts::InStore(s) => s.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The texts, fetched from the store if they were left there (its first poll: the store
+    /// answers at once). A store that lost the conversation or rewrote it since is
+    /// [`ConversationError::Changed`].
+    pub fn get(&self) -> Result<&EventTexts, ConversationError> {
+        let s = match self {
+            LogTexts::Held(t) => return Ok(t),
+            LogTexts::InStore(s) => s,
+        };
+        if let Some(t) = s.fetched.get() {
+            return Ok(t);
+        }
+        let changed = || ConversationError::Changed {
+            id: s.id.to_string(),
+        };
+        let log = s
+            .store
+            .load_at_once(&s.id, 0)
+            .map_err(ConversationError::Store)?
+            .ok_or_else(changed)?;
+        // Appends after this log's own are fine (it is a prefix); a new epoch is not.
+        if log.epoch != s.epoch || log.events.len() < s.len {
+            return Err(changed());
+        }
+        // The host is the store's sole writer: these are the texts it wrote.
+        let texts = EventTexts::from_strs(log.events[..s.len].iter().map(|t| t.as_str()));
+        Ok(s.fetched.get_or_init(|| Arc::new(texts)))
+    }
+
+    /// These texts with `new` added, held: in place when they were held and not shared.
+    fn pushed(self, new: &[String]) -> Result<LogTexts, ConversationError> {
+        let mut held = match self {
+            LogTexts::Held(held) => held,
+            in_store => Arc::new(in_store.get()?.clone()),
+        };
+        let t = Arc::make_mut(&mut held);
+        for text in new {
+            t.push(text);
+        }
+        Ok(LogTexts::Held(held))
+    }
+}
+
+/// A log's texts for a tracker answer: its parsed events are used before its texts are
+/// fetched from the store.
+impl crate::engine::tracker::TextSource for Log {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn texts(&self) -> Result<&EventTexts, String> {
+        self.texts.get().map_err(|e| e.to_string())
+    }
+    fn event(&self, i: usize) -> Result<Event, String> {
+        match &self.parsed {
+            Some(p) if p.from <= i && i < p.from + p.events.len() => {
+                Ok(p.events[i - p.from].clone())
+            }
+            _ => {
+                let mut one = self.texts()?.parse(i..i + 1).map_err(|e| e.0)?;
+                one.pop().ok_or_else(|| format!("no event {i}"))
+            }
+        }
+    }
 }
 
 /// A conversation's events as last seen: the JSON text of every event, and the events
@@ -48,7 +159,7 @@ pub enum ConversationError {
 pub struct Log {
     pub epoch: u64,
     /// The JSON text of every event, in order.
-    pub texts: Arc<EventTexts>,
+    pub texts: LogTexts,
     parsed: Option<Parsed>,
 }
 
@@ -63,7 +174,7 @@ impl Log {
     pub fn empty() -> Log {
         Log {
             epoch: 0,
-            texts: Arc::new(EventTexts::default()),
+            texts: LogTexts::Held(Arc::new(EventTexts::default())),
             parsed: None,
         }
     }
@@ -72,7 +183,7 @@ impl Log {
     fn of(epoch: u64, events: Vec<Event>) -> Log {
         Log {
             epoch,
-            texts: Arc::new(EventTexts::of(&events)),
+            texts: LogTexts::Held(Arc::new(EventTexts::of(&events))),
             parsed: Some(Parsed {
                 from: 0,
                 events: Arc::new(events),
@@ -107,6 +218,7 @@ impl Log {
             Some(p) if p.from <= from => Ok(Cow::Borrowed(&p.events[from - p.from..])),
             _ => self
                 .texts
+                .get()?
                 .parse(from..len)
                 .map(Cow::Owned)
                 .map_err(|source| ConversationError::Corrupt {
@@ -117,16 +229,15 @@ impl Log {
     }
 
     /// The texts, and all the events if this log has them parsed, for a turn to take over
-    /// (neither is copied when this log holds the only reference to it).
-    pub fn into_parts(self) -> (Option<Vec<Event>>, EventTexts) {
+    /// (the events are not copied when this log holds the only reference to them).
+    pub fn into_parts(self) -> (Option<Vec<Event>>, LogTexts) {
         let events = match self.parsed {
             Some(p) if p.from == 0 => {
                 Some(Arc::try_unwrap(p.events).unwrap_or_else(|shared| shared.as_ref().clone()))
             }
             _ => None,
         };
-        let texts = Arc::try_unwrap(self.texts).unwrap_or_else(|shared| shared.as_ref().clone());
-        (events, texts)
+        (events, self.texts)
     }
 
     /// Whether this log has all its events parsed (for its own request; the cache never
@@ -136,7 +247,7 @@ impl Log {
         self.parsed.as_ref().is_some_and(|p| p.from == 0)
     }
 
-    /// What the cache holds of this log: the texts.
+    /// What the cache holds of this log: the texts (or where they are).
     fn for_cache(&self) -> Log {
         Log {
             epoch: self.epoch,
@@ -144,10 +255,30 @@ impl Log {
             parsed: None,
         }
     }
+
+    /// This log's texts as texts left in `store`, with the ones held kept as fetched (what a
+    /// store read caches when the store holds the texts).
+    fn left_in(&self, store: &Arc<TrackerStoreHandle>, id: &str) -> Log {
+        let texts = match &self.texts {
+            LogTexts::InStore(_) => self.texts.clone(),
+            LogTexts::Held(held) => {
+                let left = LogTexts::in_store(store, id, self.epoch, held.len());
+                if let LogTexts::InStore(s) = &left {
+                    let _ = s.fetched.set(held.clone());
+                }
+                left
+            }
+        };
+        Log {
+            epoch: self.epoch,
+            texts,
+            parsed: None,
+        }
+    }
 }
 
 impl Eviction for Log {
-    /// Texts: a few chunks, freed at once.
+    /// Texts (or none): a few chunks, freed at once.
     fn heavy(&self) -> bool {
         false
     }
@@ -168,7 +299,7 @@ pub struct Counters {
 }
 
 pub struct Conversations {
-    store: TrackerStoreHandle,
+    store: Arc<TrackerStoreHandle>,
     locks: Arc<LockStoreHandle>,
     broker: Option<BrokerHandle>,
     cache: SlotCache<Log>,
@@ -183,6 +314,9 @@ pub struct Conversations {
     /// [`Self::append_owned`], [`Self::append_turn`] or [`Self::replace_locked`], which
     /// keep the cache in step or drop the entry.
     pub sole_writer: bool,
+    /// The store is the sole-writer kind that also answers at once
+    /// (`StoreCapabilities::immediate_reads`): logs leave their texts in it ([`LogTexts`]).
+    pub texts_in_store: bool,
     /// Writes begun so far, and writes ended so far (see [`Self::remember_read`]).
     writes_begun: AtomicU64,
     writes_ended: AtomicU64,
@@ -205,7 +339,7 @@ impl Conversations {
         cache_size: usize,
     ) -> Conversations {
         Conversations {
-            store,
+            store: Arc::new(store),
             locks: Arc::new(locks),
             broker,
             cache: SlotCache::new(cache_size),
@@ -214,6 +348,7 @@ impl Conversations {
             counters: Counters::default(),
             max_events: usize::MAX,
             sole_writer: false,
+            texts_in_store: false,
             writes_begun: AtomicU64::new(0),
             writes_ended: AtomicU64::new(0),
         }
@@ -238,6 +373,16 @@ impl Conversations {
         self.cache.put(id, log.for_cache());
     }
 
+    /// What the cache keeps of a log read from the store: its texts, marked as the store's
+    /// when the store holds them ([`LogTexts`]).
+    fn cache_entry_of_read(&self, id: &str, log: &Log) -> Log {
+        if self.texts_in_store {
+            log.left_in(&self.store, id)
+        } else {
+            log.for_cache()
+        }
+    }
+
     /// `Some(writes begun)` when no write is in flight, else `None`. Ended is read first:
     /// if begun (read later, and never less than ended) equals it, every write begun by
     /// then had ended, so a store read that starts now sees all of them.
@@ -257,9 +402,10 @@ impl Conversations {
             return;
         }
         let Some(writes_before) = quiet else { return };
-        self.cache.put_if(id, log.for_cache(), || {
-            self.writes_begun.load(Ordering::SeqCst) == writes_before
-        });
+        self.cache
+            .put_if(id, self.cache_entry_of_read(id, log), || {
+                self.writes_begun.load(Ordering::SeqCst) == writes_before
+            });
     }
 
     /// Called by every write before its store call: counts it, then drops the cached log.
@@ -319,7 +465,7 @@ impl Conversations {
                     c
                 } else {
                     let new = parse(&slice.events)?;
-                    let mut texts = c.texts.as_ref().clone();
+                    let mut texts = c.texts.get()?.clone();
                     for e in &new {
                         texts.push(&e.to_json_string());
                     }
@@ -330,7 +476,7 @@ impl Conversations {
                     };
                     Log {
                         epoch: slice.epoch,
-                        texts: Arc::new(texts),
+                        texts: LogTexts::Held(Arc::new(texts)),
                         parsed: Some(parsed),
                     }
                 }
@@ -358,6 +504,25 @@ impl Conversations {
         Ok(Some(log))
     }
 
+    /// [`Self::read`], the texts at hand (fetched if the store keeps them). A request that
+    /// does not hold the conversation's lock may see it rewritten between the read and the
+    /// fetch: it is read again (the writer cached its own log).
+    pub async fn read_with_texts(&self, id: &str) -> Result<Option<Log>, ConversationError> {
+        let mut attempts = 3;
+        loop {
+            let log = self.read(id).await?;
+            let fetched = match &log {
+                Some(l) => l.texts.get().map(|_| ()),
+                None => Ok(()),
+            };
+            match fetched {
+                Err(ConversationError::Changed { .. }) if attempts > 1 => attempts -= 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(log),
+            }
+        }
+    }
+
     /// Drops the cached log of `id` so that the caller's copy is the only reference (it is
     /// about to extend it in place; see [`Self::append_turn`], which caches the result).
     pub fn detach(&self, id: &str) {
@@ -375,10 +540,9 @@ impl Conversations {
         stored: usize,
         events: Vec<Event>,
         first: usize,
-        stored_texts: EventTexts,
+        stored_texts: LogTexts,
     ) -> Result<Log, ConversationError> {
         debug_assert!(first <= stored && stored_texts.len() == stored);
-        let mut all_texts = stored_texts;
         let parsed = |events: Vec<Event>| {
             Some(Parsed {
                 from: first,
@@ -389,7 +553,7 @@ impl Conversations {
         if total == stored {
             let log = Log {
                 epoch,
-                texts: Arc::new(all_texts),
+                texts: stored_texts,
                 parsed: parsed(events),
             };
             self.remember(id, &log);
@@ -400,9 +564,7 @@ impl Conversations {
             .iter()
             .map(Event::to_json_string)
             .collect();
-        for t in &texts {
-            all_texts.push(t);
-        }
+        let held = self.held_after_write(stored_texts, &texts)?;
         let published = self.broker.is_some().then(|| texts.clone());
         let count = texts.len() as u64;
         let writing = self.begin_write(id);
@@ -413,7 +575,7 @@ impl Conversations {
             .map_err(ConversationError::Store)?;
         let log = Log {
             epoch: pos.epoch,
-            texts: Arc::new(all_texts),
+            texts: held.unwrap_or_else(|| LogTexts::in_store(&self.store, id, pos.epoch, total)),
             parsed: parsed(events),
         };
         if pos.epoch == epoch && pos.length == log.len() as u64 {
@@ -525,16 +687,11 @@ impl Conversations {
         // below). Should the store fail, the cache is merely cold.
         let writing = self.begin_write(id);
         let (old_epoch, old_len) = (old.epoch, old.len());
-        let all_texts = if old_len == 0 {
+        let held = if old_len == 0 && !self.texts_in_store {
             // A new conversation's texts, in a buffer of their size.
-            Arc::new(EventTexts::from_texts(&texts))
+            Some(LogTexts::Held(Arc::new(EventTexts::from_texts(&texts))))
         } else {
-            let mut all_texts = old.texts;
-            let t = Arc::make_mut(&mut all_texts);
-            for text in &texts {
-                t.push(text);
-            }
-            all_texts
+            self.held_after_write(old.texts, &texts)?
         };
         let count = texts.len();
         let pos = self
@@ -548,7 +705,8 @@ impl Conversations {
         };
         let log = Log {
             epoch: pos.epoch,
-            texts: all_texts,
+            texts: held
+                .unwrap_or_else(|| LogTexts::in_store(&self.store, id, pos.epoch, old_len + count)),
             parsed: Some(parsed),
         };
         if pos.epoch == old_epoch && pos.length == (old_len + count) as u64 {
@@ -581,11 +739,15 @@ impl Conversations {
             .replace(id, texts.clone())
             .await
             .map_err(ConversationError::Store)?;
-        let all_texts = EventTexts::from_texts(&texts);
+        let all_texts = if self.texts_in_store {
+            LogTexts::in_store(&self.store, id, pos.epoch, texts.len())
+        } else {
+            LogTexts::Held(Arc::new(EventTexts::from_texts(&texts)))
+        };
         // The parsed events serve this request's tracker only (see [`Log`]).
         let log = Log {
             epoch: pos.epoch,
-            texts: Arc::new(all_texts),
+            texts: all_texts,
             parsed: Some(Parsed {
                 from: 0,
                 events: Arc::new(events),
@@ -600,6 +762,20 @@ impl Conversations {
         let tail: Vec<String> = texts.into_iter().skip(old.len()).collect();
         self.publish(id, tail).await;
         Ok(log)
+    }
+
+    /// The texts of a log after a write of `new` after `old`, when the host holds them
+    /// (`None` when they are left in the store: they are named once the store says at which
+    /// epoch it wrote them).
+    fn held_after_write(
+        &self,
+        old: LogTexts,
+        new: &[String],
+    ) -> Result<Option<LogTexts>, ConversationError> {
+        if self.texts_in_store {
+            return Ok(None);
+        }
+        old.pushed(new).map(Some)
     }
 
     fn check_size(&self, total: usize) -> Result<(), ConversationError> {
@@ -668,7 +844,7 @@ fn lock_lifetime_from_env() -> Option<Duration> {
 mod tests {
     use std::sync::Arc;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::{ConversationError, Log, Write};
     use crate::dialogue::UserMessage;
@@ -716,7 +892,7 @@ mod tests {
         let warm = app.states.take_for_log(id, &domain, log).unwrap();
         let body = TextTrackerView {
             sender_id: id,
-            texts: &log.texts,
+            texts: log,
             state: &warm.state,
             verbosity: EventVerbosity::All,
         }
@@ -773,7 +949,7 @@ mod tests {
         assert!(written.parsed.is_some(), "the writer's request has them");
         let texts = conv.read("texts").await.unwrap().unwrap();
         assert!(texts.parsed.is_none(), "the cache has the texts only");
-        assert_eq!(texts.texts, turns.texts);
+        assert_eq!(texts.texts.get().unwrap(), turns.texts.get().unwrap());
         // Parsed back, a user event's parse data may differ in key order and in the keys 3.6
         // writes into it (as for any log read from a store); what the events say does not.
         assert_eq!(
@@ -864,7 +1040,7 @@ mod tests {
                 "w",
                 Log {
                     epoch: log.epoch,
-                    texts: Arc::new(texts),
+                    texts: super::LogTexts::Held(Arc::new(texts)),
                     parsed: None,
                 },
             );
@@ -888,6 +1064,80 @@ mod tests {
         stored.events("w").expect("the store's events are intact");
     }
 
+    /// Whether `log`'s texts are held by the host (or were fetched from the store by a read).
+    fn texts_held(log: &Log) -> bool {
+        match &log.texts {
+            super::LogTexts::Held(_) => true,
+            super::LogTexts::InStore(s) => s.fetched.get().is_some(),
+        }
+    }
+
+    /// With the in-memory store, which is the sole writer and answers at once, the host keeps
+    /// no copy of the texts that turns and appends write: a tracker fetches them from the
+    /// store (once per write, the cache keeping what it fetched), and they are the store's.
+    /// A store that lost the conversation behind the host's back gives the typed error.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn texts_left_in_the_store_are_fetched_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = hello_bot(dir.path());
+        let agent = app.agent().unwrap();
+        let conv = &app.conversations;
+        assert!(conv.texts_in_store, "the in-memory store keeps the texts");
+        for text in ["hello", "I would like a coffee"] {
+            app.processor
+                .handle_message(&app, agent.clone(), message("s", text))
+                .await
+                .unwrap();
+        }
+        let bot = Event::list_from_json(&[json!({"event": "bot", "text": "hi", "timestamp": 1.0})])
+            .unwrap();
+        conv.modify("s", |_| Ok((Some(Write::Append(bot.clone())), ())))
+            .await
+            .unwrap();
+        let log = conv.read("s").await.unwrap().unwrap();
+        assert!(
+            !texts_held(&log),
+            "turns and appends leave the texts in the store"
+        );
+
+        let stored = conv.store().load("s", 0).await.unwrap().unwrap();
+        let domain = app.domain();
+        let warm = app.states.take_for_log("s", &domain, &log).unwrap();
+        let body = TextTrackerView {
+            sender_id: "s",
+            texts: &log,
+            state: &warm.state,
+            verbosity: EventVerbosity::All,
+        }
+        .to_json_bytes()
+        .unwrap();
+        let listed: Value = serde_json::from_slice(&body).unwrap();
+        let listed = listed["events"].as_array().unwrap();
+        assert_eq!(listed.len(), stored.events.len());
+        assert_eq!(listed.len(), log.len());
+        assert!(texts_held(&log), "the tracker fetched them");
+        let cached = conv.read("s").await.unwrap().unwrap();
+        assert!(texts_held(&cached), "and the cache keeps what was fetched");
+        assert_eq!(
+            cached.texts.get().unwrap(),
+            &EventTexts::from_strs(stored.events.iter().map(|t| t.as_str()))
+        );
+
+        // A write leaves the texts in the store again; then the store loses them.
+        conv.modify("s", |_| Ok((Some(Write::Append(bot.clone())), ())))
+            .await
+            .unwrap();
+        let log = conv.read("s").await.unwrap().unwrap();
+        assert!(!texts_held(&log));
+        assert!(conv.store().delete("s").await.unwrap());
+        match log.events("s") {
+            Err(ConversationError::Changed { id }) => assert_eq!(id, "s"),
+            other => panic!("{:?}", other.map(|e| e.len())),
+        }
+        let api: crate::http::ApiError = log.texts.get().unwrap_err().into();
+        assert_eq!(api.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
     #[test]
     fn damaged_cached_texts_give_the_typed_error() {
         let events =
@@ -902,7 +1152,7 @@ mod tests {
             texts.push(damaged);
             let log = Log {
                 epoch: 1,
-                texts: Arc::new(texts),
+                texts: super::LogTexts::Held(Arc::new(texts)),
                 parsed: None,
             };
             let corrupt = |r: Result<_, ConversationError>| match r {

@@ -170,9 +170,10 @@ pub fn build_state(
     let mut conversations = Conversations::new(store, locks, broker, args.cache_conversations);
     conversations.max_events = limits.max_events_per_conversation;
     // Callers run this inside `block_in_place`, where blocking on the runtime is allowed.
-    conversations.sole_writer = tokio::runtime::Handle::current()
-        .block_on(conversations.store().capabilities())
-        .sole_writer;
+    let capabilities =
+        tokio::runtime::Handle::current().block_on(conversations.store().capabilities());
+    conversations.sole_writer = capabilities.sole_writer;
+    conversations.texts_in_store = capabilities.sole_writer && capabilities.immediate_reads;
     let state = Arc::new(AppState {
         conversations,
         auth,

@@ -109,6 +109,12 @@ pub struct StoreCapabilities {
     /// its back: the host answers from its cache without asking the store for new events.
     /// Wrongly claimed, the host would miss other writers' events; a shared store must not.
     pub sole_writer: bool,
+    /// `load` answers on its first poll, never waiting on anything (the conversations are in
+    /// this process's memory). Together with `sole_writer`, the host then keeps no copy of
+    /// the events' texts of its own: it asks the store for them when a request needs them,
+    /// from code that cannot wait, and a `load` that is not ready at once fails that request
+    /// with UNAVAILABLE.
+    pub immediate_reads: bool,
 }
 
 /// Log levels used by [`HostApi::log`].

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
-use crate::conversations::Log;
+use crate::conversations::{ConversationError, Log, LogTexts};
 use crate::engine::tracker::{ACTION_LISTEN, ACTION_SESSION_START};
-use crate::engine::{Event, EventKind, EventTexts, TrackerState};
+use crate::engine::{Event, EventKind, TrackerState};
 use crate::http::state_cache::{Stories, Warm};
 use crate::http::{ApiError, AppState};
 use crate::policy::StoryEvent;
@@ -65,11 +65,12 @@ pub struct Turn<'a> {
     first: usize,
     /// The stored events before `first`, parsed from `stored_texts` at the first look back.
     older: std::sync::OnceLock<Vec<Event>>,
-    /// A stored text that did not parse when the turn looked back: the turn fails with it
-    /// instead of storing anything (see [`Turn::check`]).
-    damaged: std::sync::OnceLock<crate::engine::EventError>,
-    /// The JSON texts of the stored events (their count is [`Turn::stored`]).
-    stored_texts: EventTexts,
+    /// A stored text that did not parse (or could not be fetched) when the turn looked back:
+    /// the turn fails with it instead of storing anything (see [`Turn::check`]).
+    damaged: std::sync::OnceLock<crate::conversations::ConversationError>,
+    /// The JSON texts of the stored events (their count is [`Turn::stored`]), fetched from
+    /// the store at the first look back when it keeps them.
+    stored_texts: LogTexts,
     /// The epoch of the stored log the turn started from.
     pub epoch: u64,
     /// The state of the events as last computed (see [`Turn::state`]); shared with the callers
@@ -169,14 +170,20 @@ impl<'a> Turn<'a> {
     /// The stored events before `first`, parsed once.
     fn older(&self) -> &[Event] {
         self.older.get_or_init(|| {
-            self.stored_texts
-                .parse(0..self.first)
-                .unwrap_or_else(|source| {
-                    // Texts the host cached were parsed when they were written or read, so
-                    // this is damage; the turn is refused in `check`, never half-stored.
-                    let _ = self.damaged.set(source);
-                    Vec::new()
-                })
+            let parsed = self.stored_texts.get().and_then(|texts| {
+                texts
+                    .parse(0..self.first)
+                    .map_err(|source| ConversationError::Corrupt {
+                        id: self.sender_id.to_string(),
+                        source,
+                    })
+            });
+            parsed.unwrap_or_else(|e| {
+                // Texts were parsed when they were written or read, so this is damage (or a
+                // store that lost them); the turn is refused in `check`, never half-stored.
+                let _ = self.damaged.set(e);
+                Vec::new()
+            })
         })
     }
 
@@ -195,18 +202,14 @@ impl<'a> Turn<'a> {
     /// Fails with the damage a look back found, if any.
     fn check(&self) -> Result<(), ApiError> {
         match self.damaged.get() {
-            Some(source) => Err(crate::conversations::ConversationError::Corrupt {
-                id: self.sender_id.to_string(),
-                source: source.clone(),
-            }
-            .into()),
+            Some(e) => Err(e.clone().into()),
             None => Ok(()),
         }
     }
 
     /// The state and story events of all the turn's events, to remember for the next
     /// request, and the turn's events from index `first` on with that index.
-    fn into_warm(self) -> (Warm, Vec<Event>, usize, EventTexts) {
+    fn into_warm(self) -> (Warm, Vec<Event>, usize, LogTexts) {
         self.state();
         // Story events, converted while the turn's events are at hand (the last ones, e.g.
         // the closing `action_listen`, came after the last prediction): the next turn would

@@ -113,7 +113,7 @@ impl Scheduler {
 
 async fn fire(state: &Arc<AppState>, sender_id: &str, name: &str, intent: &str, entities: Value) {
     let Some(agent) = state.agent() else { return };
-    let log = match state.conversations.read(sender_id).await {
+    let log = match state.conversations.read_with_texts(sender_id).await {
         Ok(Some(l)) => l,
         _ => return,
     };

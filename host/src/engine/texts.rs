@@ -26,6 +26,11 @@ impl EventTexts {
         EventTexts(TextLog::of(texts.iter().map(String::as_str)))
     }
 
+    /// Texts already written by Colloquy (a store's copy of what the host wrote).
+    pub fn from_strs<'a>(texts: impl IntoIterator<Item = &'a str> + Clone) -> EventTexts {
+        EventTexts(TextLog::of(texts))
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -356,10 +356,7 @@ impl TrackerState {
         }
         let event: Cow<'_, Event> = match events {
             Source::Parsed(events) => Cow::Borrowed(&events[*i]),
-            Source::Texts(texts) => {
-                let mut one = texts.parse(*i..*i + 1).map_err(|e| e.0)?;
-                Cow::Owned(one.pop().ok_or("no latest message")?)
-            }
+            Source::Texts(texts) => Cow::Owned(texts.event(*i)?),
         };
         let value = self.latest_message_with(|_| Some(event.as_ref()));
         let text = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string())?;
@@ -448,13 +445,35 @@ impl TrackerView<'_> {
     }
 }
 
+/// Where a tracker's event texts come from: held, or fetched when first needed (a log whose
+/// texts the tracker store keeps, `conversations::LogTexts`). A tracker that lists no event
+/// and whose state has its latest message written needs only their count.
+pub trait TextSource {
+    fn count(&self) -> usize;
+    fn texts(&self) -> Result<&EventTexts, String>;
+    /// Event `i`, parsed (a source may have it at hand without its text).
+    fn event(&self, i: usize) -> Result<Event, String> {
+        let mut one = self.texts()?.parse(i..i + 1).map_err(|e| e.0)?;
+        one.pop().ok_or_else(|| format!("no event {i}"))
+    }
+}
+
+impl TextSource for EventTexts {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn texts(&self) -> Result<&EventTexts, String> {
+        Ok(self)
+    }
+}
+
 /// A tracker answered from its events' texts and their state alone: the listed events are
 /// copied from the texts, everything else comes from the state, so no event needs to be
 /// parsed. The same bytes as [`TrackerView`]'s `Serialize` of the parsed events.
 pub struct TextTrackerView<'a> {
     pub sender_id: &'a str,
     /// The JSON text of every event the state has seen.
-    pub texts: &'a EventTexts,
+    pub texts: &'a dyn TextSource,
     pub state: &'a TrackerState,
     pub verbosity: EventVerbosity,
 }
@@ -462,32 +481,39 @@ pub struct TextTrackerView<'a> {
 impl TextTrackerView<'_> {
     /// The events listed at this verbosity, found from the state.
     fn listed(&self) -> Option<Listing<'_>> {
-        listing(self.verbosity, self.texts.len(), self.state)
+        listing(self.verbosity, self.texts.count(), self.state)
     }
 
     /// The tracker as JSON bytes. Fails when the state was not computed from these texts'
-    /// events.
+    /// events, or when the texts cannot be had.
     pub fn to_json_bytes(&self) -> serde_json::Result<Vec<u8>> {
-        let texts = self.texts;
-        if self.state.seen != texts.len() {
+        if self.state.seen != self.texts.count() {
             return Err(serde::ser::Error::custom(format!(
                 "a tracker state of {} events with the texts of {}",
                 self.state.seen,
-                texts.len()
+                self.texts.count()
             )));
         }
         let summary = Summary {
             sender_id: self.sender_id,
             state: self.state,
-            events: Source::Texts(texts),
+            events: Source::Texts(self.texts),
         };
         // `{<head>,"events":[…],<tail>}`: head and tail are maps of at least one entry.
-        let listing = self.listed();
+        // The texts are needed (fetched, if the store keeps them) only for listed events.
+        let listing = match self.listed() {
+            None => None,
+            Some(l) => Some((l, self.texts.texts().map_err(serde::ser::Error::custom)?)),
+        };
         // One allocation: the head and tail are a few hundred bytes, the events are copied.
         let listed_bytes = match &listing {
             None => 0,
-            Some(Listing::Run(run)) => texts.slices(run.clone()).map(|s| s.len() + 1).sum(),
-            Some(Listing::Picked(indices)) => indices.iter().map(|&i| texts.get(i).len() + 1).sum(),
+            Some((Listing::Run(run), texts)) => {
+                texts.slices(run.clone()).map(|s| s.len() + 1).sum()
+            }
+            Some((Listing::Picked(indices), texts)) => {
+                indices.iter().map(|&i| texts.get(i).len() + 1).sum()
+            }
         };
         let mut out = Vec::with_capacity(512 + listed_bytes);
         serde_json::to_writer(&mut out, &Head(summary))?;
@@ -495,7 +521,7 @@ impl TextTrackerView<'_> {
         out.extend_from_slice(b",\"events\":");
         match listing {
             None => out.extend_from_slice(b"null"),
-            Some(Listing::Run(run)) => {
+            Some((Listing::Run(run), texts)) => {
                 out.push(b'[');
                 for (n, slice) in texts.slices(run).enumerate() {
                     if n > 0 {
@@ -505,7 +531,7 @@ impl TextTrackerView<'_> {
                 }
                 out.push(b']');
             }
-            Some(Listing::Picked(indices)) => {
+            Some((Listing::Picked(indices), texts)) => {
                 out.push(b'[');
                 for (n, &i) in indices.iter().enumerate() {
                     if n > 0 {
@@ -559,7 +585,7 @@ struct Summary<'a> {
 #[derive(Clone, Copy)]
 enum Source<'a> {
     Parsed(&'a [Event]),
-    Texts(&'a EventTexts),
+    Texts(&'a dyn TextSource),
 }
 
 /// The entries before `events`, in 3.6's order.

@@ -15,7 +15,7 @@ use super::{ApiError, SharedState};
 use crate::conversations::{Log, Write};
 use crate::engine::story::story_yaml;
 use crate::engine::tracker::{session_start_events, starts_with_session_start, truncate_until};
-use crate::engine::{tracker_json, Event};
+use crate::engine::{tracker_json, Event, EventVerbosity};
 
 pub(crate) const SUFFIXES: [&str; 8] = [
     "/tracker/events",
@@ -135,7 +135,7 @@ impl<'a> Request<'a> {
         let warm = self.state.states.take_for_log(self.id, &domain, log)?;
         let view = crate::engine::tracker::TextTrackerView {
             sender_id: self.id,
-            texts: &log.texts,
+            texts: log,
             state: &warm.state,
             verbosity,
         };
@@ -232,8 +232,14 @@ pub async fn put_dispatch(
 /// 3.6: an unknown or empty conversation shows a session start that is not stored.
 async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
     let until = req.query.until()?;
-    req.query.verbosity()?;
-    let log = req.state.conversations.read(req.id).await?;
+    let conversations = &req.state.conversations;
+    // The tracker lists events: their texts are read with the log (a tracker of no events
+    // is written from the remembered state).
+    let log = if until.is_none() && req.query.verbosity()? == EventVerbosity::None {
+        conversations.read(req.id).await?
+    } else {
+        conversations.read_with_texts(req.id).await?
+    };
     match log {
         Some(l) if !l.is_empty() && until.is_none() => req.tracker_of(&l),
         Some(l) if !l.is_empty() => req.tracker(truncate_until(&l.events(req.id)?, until)),
@@ -248,7 +254,7 @@ async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
 async fn get_story(req: Request<'_>) -> Result<Response, ApiError> {
     let until = req.query.until()?;
     let all_sessions = req.query.flag("all_sessions", false);
-    let Some(log) = req.state.conversations.read(req.id).await? else {
+    let Some(log) = req.state.conversations.read_with_texts(req.id).await? else {
         return Err(ApiError::conversation_not_found());
     };
     let text = story_yaml(req.id, &log.events(req.id)?, all_sessions, until);

@@ -91,7 +91,7 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
 /// `POST …/predict`: the policies' scores for the next action, nothing executed or stored.
 pub(super) async fn predict(req: Request<'_>) -> Result<Response, ApiError> {
     let agent = req.state.require_agent()?;
-    let Some(log) = req.state.conversations.read(req.id).await? else {
+    let Some(log) = req.state.conversations.read_with_texts(req.id).await? else {
         return Err(ApiError::conversation_not_found());
     };
     Ok(Json(prediction_json(

@@ -251,6 +251,7 @@ impl From<ConversationError> for ApiError {
             ConversationError::Corrupt { .. } => {
                 ApiError::internal("ConversationError", e.to_string())
             }
+            ConversationError::Changed { .. } => ApiError::unavailable(e.to_string()),
         }
     }
 }

@@ -110,6 +110,27 @@ impl TrackerStoreHandle {
         .await
         .map(|o| o.into_option())
     }
+    /// [`Self::load`] for code that cannot wait: the store's answer to its first poll. For a
+    /// store that claims `immediate_reads`; any other answer is an UNAVAILABLE error.
+    pub fn load_at_once(&self, id: &str, from: u64) -> Result<Option<EventLog>, PluginCallError> {
+        let err = |kind: ErrorKind, message: &str| PluginCallError {
+            component: self.label.clone(),
+            op: "load",
+            kind,
+            message: message.to_string(),
+        };
+        let mut fut = AssertUnwindSafe(self.inner.load(id.into(), from)).catch_unwind();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut fut).poll(&mut cx) {
+            Poll::Ready(Ok(RResult::ROk(log))) => Ok(log.into_option()),
+            Poll::Ready(Ok(RResult::RErr(e))) => Err(err(e.kind, e.message.as_str())),
+            Poll::Ready(Err(_)) => Err(err(ErrorKind::PANIC, "the plugin panicked")),
+            Poll::Pending => Err(err(
+                ErrorKind::UNAVAILABLE,
+                "no answer at once, although the store claims `immediate_reads`",
+            )),
+        }
+    }
     pub async fn append(
         &self,
         id: &str,

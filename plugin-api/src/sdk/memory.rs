@@ -146,15 +146,15 @@ impl TrackerStorePlugin for InMemoryTrackerStore {
             .is_some())
     }
 
-    /// The conversations live in this process, written only by the host that loaded it.
+    /// The conversations live in this process, written only by the host that loaded it, and
+    /// `load` never waits.
     async fn call(&self, op: String, _payload: String) -> Result<String, PluginError> {
         match op.as_str() {
-            crate::ops::CAPABILITIES => {
-                Ok(
-                    serde_json::to_string(&crate::StoreCapabilities { sole_writer: true })
-                        .expect("a struct of booleans serialises"),
-                )
-            }
+            crate::ops::CAPABILITIES => Ok(serde_json::to_string(&crate::StoreCapabilities {
+                sole_writer: true,
+                immediate_reads: true,
+            })
+            .expect("a struct of booleans serialises")),
             _ => Err(PluginError::unsupported(&op)),
         }
     }
