@@ -363,6 +363,50 @@ mod tests {
         assert!(report.passed(), "{}", report.render());
     }
 
+    /// The contract holds a store to its `immediate_reads` claim: the in-memory store keeps
+    /// it; the same store whose `load` waits on a timer fails that check (and only that one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_claiming_immediate_reads_must_answer_at_once() {
+        struct Slow(InMemoryTrackerStore);
+        impl TrackerStorePlugin for Slow {
+            async fn load(&self, id: String, from: u64) -> Result<Option<EventLog>, PluginError> {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.0.load(id, from).await
+            }
+            async fn append(&self, id: String, e: Vec<String>) -> Result<LogPosition, PluginError> {
+                self.0.append(id, e).await
+            }
+            async fn replace(
+                &self,
+                id: String,
+                e: Vec<String>,
+            ) -> Result<LogPosition, PluginError> {
+                self.0.replace(id, e).await
+            }
+            async fn keys(&self) -> Result<Vec<String>, PluginError> {
+                self.0.keys().await
+            }
+            async fn delete(&self, id: String) -> Result<bool, PluginError> {
+                self.0.delete(id).await
+            }
+            async fn call(&self, op: String, payload: String) -> Result<String, PluginError> {
+                self.0.call(op, payload).await
+            }
+            async fn health(&self) -> Result<serde_json::Value, PluginError> {
+                self.0.health().await
+            }
+        }
+        let store = tracker_store_box(Slow(InMemoryTrackerStore::default()), None);
+        let report = testkit::tracker_store_suite(&store, "t-").await;
+        let failed: Vec<_> = report.failures().iter().map(|c| c.name).collect();
+        assert_eq!(
+            failed,
+            ["a store claiming immediate_reads answers load on its first poll"],
+            "{}",
+            report.render()
+        );
+    }
+
     #[tokio::test]
     async fn a_panicking_component_fails_the_call_only() {
         struct Boom;

@@ -61,6 +61,8 @@ impl Report {
     }
 }
 
+use std::future::Future;
+
 async fn r<T>(f: async_ffi::FfiFuture<RResult<T, PluginError>>) -> Result<T, String> {
     match f.await {
         RResult::ROk(v) => Ok(v),
@@ -319,6 +321,34 @@ pub async fn tracker_store_suite(store: &TrackerStoreBox, prefix: &str) -> Repor
                 RResult::ROk(v) => return Err(format!("unexpected answer {v}")),
             }
             Ok(())
+        }
+        .await,
+    );
+
+    report.record(
+        "a store claiming immediate_reads answers load on its first poll",
+        async {
+            let claimed = match store.call(crate::ops::CAPABILITIES.into(), "".into()).await {
+                RResult::ROk(text) => serde_json::from_str::<crate::StoreCapabilities>(&text)
+                    .map_err(|e| format!("capabilities are not their JSON: {e}"))?,
+                RResult::RErr(_) => crate::StoreCapabilities::default(),
+            };
+            if !claimed.immediate_reads {
+                return Ok(());
+            }
+            ensure!(
+                claimed.sole_writer,
+                "immediate_reads is used only with sole_writer"
+            );
+            let mut load = store.load(id("a"), 0);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match std::pin::Pin::new(&mut load).poll(&mut cx) {
+                std::task::Poll::Ready(RResult::ROk(ROption::RSome(_))) => Ok(()),
+                std::task::Poll::Ready(other) => {
+                    Err(format!("load of a stored conversation: {other:?}"))
+                }
+                std::task::Poll::Pending => Err("load was not ready on its first poll".into()),
+            }
         }
         .await,
     );
