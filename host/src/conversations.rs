@@ -506,21 +506,29 @@ impl Conversations {
 
     /// [`Self::read`], the texts at hand (fetched if the store keeps them). A request that
     /// does not hold the conversation's lock may see it rewritten between the read and the
-    /// fetch: it is read again (the writer cached its own log).
-    pub async fn read_with_texts(&self, id: &str) -> Result<Option<Log>, ConversationError> {
-        let mut attempts = 3;
-        loop {
-            let log = self.read(id).await?;
-            let fetched = match &log {
-                Some(l) => l.texts.get().map(|_| ()),
-                None => Ok(()),
-            };
-            match fetched {
-                Err(ConversationError::Changed { .. }) if attempts > 1 => attempts -= 1,
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(log),
+    /// fetch: it reads again (the writer cached its own log), and the third time under the
+    /// lock, which no write holds then, so a reader always gets an answer.
+    pub async fn read_with_texts(&self, id: &str) -> Result<Option<Log>, crate::http::ApiError> {
+        for _ in 0..2 {
+            match self.read_and_fetch(id).await {
+                Err(ConversationError::Changed { .. }) => continue,
+                other => return Ok(other?),
             }
         }
+        self.locked(id, || async { Ok(self.read_and_fetch(id).await?) })
+            .await
+    }
+
+    async fn read_and_fetch(&self, id: &str) -> Result<Option<Log>, ConversationError> {
+        let log = self.read(id).await?;
+        if let Some(l) = &log {
+            if let Err(e) = l.texts.get() {
+                // The cached version is gone from the store: the next read asks the store.
+                self.forget(id);
+                return Err(e);
+            }
+        }
+        Ok(log)
     }
 
     /// Drops the cached log of `id` so that the caller's copy is the only reference (it is
@@ -1136,6 +1144,21 @@ mod tests {
         }
         let api: crate::http::ApiError = log.texts.get().unwrap_err().into();
         assert_eq!(api.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        // A reader that needs the texts reads again, from the store: the conversation is gone.
+        assert!(conv.read_with_texts("s").await.unwrap().is_none());
+
+        // Rewritten behind the cache's back: the reader gets the store's version.
+        conv.modify("s", |_| Ok((Some(Write::Append(bot.clone())), ())))
+            .await
+            .unwrap();
+        let two: Vec<String> = [1.0, 2.0]
+            .iter()
+            .map(|t| format!(r#"{{"event":"slot","timestamp":{t:?},"name":"n","value":1}}"#))
+            .collect();
+        conv.store().replace("s", two.clone()).await.unwrap();
+        let log = conv.read_with_texts("s").await.unwrap().unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.events("s").unwrap().len(), 2);
     }
 
     #[test]

@@ -460,3 +460,57 @@ fn reads_racing_appends_never_show_a_stale_tracker() {
     let (_, t) = s.get("/conversations/race/tracker");
     assert_eq!(slots(&t), APPENDS);
 }
+
+/// The in-memory store keeps the only copy of the events' texts: a tracker read fetches them
+/// from it. Reads racing replaces (each a new version of the conversation) must always
+/// answer 200 with one whole version, never a mix of two, an error or an empty tracker.
+#[test]
+fn reads_racing_replaces_answer_one_whole_version() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const REPLACES: usize = 200;
+    let s = Server::builder().start();
+    let version = |tag: &str, n: usize| {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"event": "slot", "timestamp": 1.0 + i as f64, "name": tag, "value": i}))
+                .collect(),
+        )
+    };
+    let (a, b) = (version("a", 3), version("b", 5));
+    assert_eq!(s.put("/conversations/swap/tracker/events", &a).0, 200);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..REPLACES {
+                let next = if i % 2 == 0 { &b } else { &a };
+                let (st, _) = s.put(
+                    "/conversations/swap/tracker/events?include_events=NONE",
+                    next,
+                );
+                assert_eq!(st, 200);
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let (st, t) = s.get("/conversations/swap/tracker?include_events=ALL");
+                    assert_eq!(st, 200, "{t}");
+                    let names: Vec<&str> = t["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["name"].as_str().unwrap_or("?"))
+                        .collect();
+                    assert!(
+                        names == ["a"; 3] || names == ["b"; 5],
+                        "not one whole version: {names:?}"
+                    );
+                    reads += 1;
+                }
+                assert!(reads > 10, "only {reads} reads raced the replaces");
+            });
+        }
+    });
+}
