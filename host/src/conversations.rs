@@ -109,6 +109,28 @@ impl LogTexts {
         Ok(s.fetched.get_or_init(|| Arc::new(texts)))
     }
 
+    /// The text of event `i` (`i` < [`Self::len`]): fetching only the events from `i` on when
+    /// the texts are in the store and were not fetched yet (a tracker's latest message is
+    /// near the end).
+    pub fn text_at(&self, i: usize) -> Result<Cow<'_, str>, ConversationError> {
+        let s = match self {
+            LogTexts::InStore(s) if s.fetched.get().is_none() && i < s.len => s,
+            _ => return Ok(Cow::Borrowed(self.get()?.get(i))),
+        };
+        let changed = || ConversationError::Changed {
+            id: s.id.to_string(),
+        };
+        let log = s
+            .store
+            .load_at_once(&s.id, i as u64)
+            .map_err(ConversationError::Store)?
+            .ok_or_else(changed)?;
+        if log.epoch != s.epoch || (log.length as usize) < s.len || log.events.is_empty() {
+            return Err(changed());
+        }
+        Ok(Cow::Owned(log.events[0].to_string()))
+    }
+
     /// These texts with `new` added, held: in place when they were held and not shared.
     fn pushed(self, new: &[String]) -> Result<LogTexts, ConversationError> {
         let mut held = match self {
@@ -138,8 +160,12 @@ impl crate::engine::tracker::TextSource for Log {
                 Ok(p.events[i - p.from].clone())
             }
             _ => {
-                let mut one = self.texts()?.parse(i..i + 1).map_err(|e| e.0)?;
-                one.pop().ok_or_else(|| format!("no event {i}"))
+                let text = self.texts.text_at(i).map_err(|e| e.to_string())?;
+                match Event::from_json_text(&text) {
+                    Ok(Some(event)) => Ok(event),
+                    Ok(None) => Err(format!("event {i} is of a kind that is not kept")),
+                    Err(e) => Err(format!("event {i}: {e}")),
+                }
             }
         }
     }
@@ -1107,6 +1133,12 @@ mod tests {
             !texts_held(&log),
             "turns and appends leave the texts in the store"
         );
+        // One event is fetched alone (a tracker's latest message), not the whole log.
+        let last = log.texts.text_at(log.len() - 1).unwrap().into_owned();
+        assert!(!texts_held(&log));
+        assert!(last.starts_with(r#"{"event":"bot""#), "{last}");
+        let first = log.texts.text_at(0).unwrap().into_owned();
+        assert!(first.contains("action_session_start"), "{first}");
 
         let stored = conv.store().load("s", 0).await.unwrap().unwrap();
         let domain = app.domain();
@@ -1124,6 +1156,8 @@ mod tests {
         assert_eq!(listed.len(), stored.events.len());
         assert_eq!(listed.len(), log.len());
         assert!(texts_held(&log), "the tracker fetched them");
+        assert_eq!(log.texts.get().unwrap().get(log.len() - 1), last);
+        assert_eq!(log.texts.text_at(0).unwrap(), first);
         let cached = conv.read("s").await.unwrap().unwrap();
         assert!(texts_held(&cached), "and the cache keeps what was fetched");
         assert_eq!(
