@@ -59,6 +59,28 @@ pub struct InStore {
     fetched: OnceLock<Arc<EventTexts>>,
 }
 
+impl InStore {
+    /// The store's texts from index `from` on, of this version of the conversation: appends
+    /// after it are fine (this version is a prefix), another epoch or a deletion is not.
+    fn load_from(&self, from: usize) -> Result<colloquy_plugin_api::EventLog, ConversationError> {
+        let log = self
+            .store
+            .load_at_once(&self.id, from as u64)
+            .map_err(ConversationError::Store)?
+            .ok_or_else(|| self.changed())?;
+        if log.epoch != self.epoch || (log.length as usize) < self.len {
+            return Err(self.changed());
+        }
+        Ok(log)
+    }
+
+    fn changed(&self) -> ConversationError {
+        ConversationError::Changed {
+            id: self.id.to_string(),
+        }
+    }
+}
+
 impl LogTexts {
     fn in_store(store: &Arc<TrackerStoreHandle>, id: &str, epoch: u64, len: usize) -> LogTexts {
         LogTexts::InStore(Arc::new(InStore {
@@ -92,20 +114,10 @@ impl LogTexts {
         if let Some(t) = s.fetched.get() {
             return Ok(t);
         }
-        let changed = || ConversationError::Changed {
-            id: s.id.to_string(),
-        };
-        let log = s
-            .store
-            .load_at_once(&s.id, 0)
-            .map_err(ConversationError::Store)?
-            .ok_or_else(changed)?;
-        // Appends after this log's own are fine (it is a prefix); a new epoch is not.
-        if log.epoch != s.epoch || log.events.len() < s.len {
-            return Err(changed());
-        }
+        let log = s.load_from(0)?;
         // The host is the store's sole writer: these are the texts it wrote.
-        let texts = EventTexts::from_strs(log.events[..s.len].iter().map(|t| t.as_str()));
+        let ours = log.events.get(..s.len).ok_or_else(|| s.changed())?;
+        let texts = EventTexts::from_strs(ours.iter().map(|t| t.as_str()));
         Ok(s.fetched.get_or_init(|| Arc::new(texts)))
     }
 
@@ -117,18 +129,9 @@ impl LogTexts {
             LogTexts::InStore(s) if s.fetched.get().is_none() && i < s.len => s,
             _ => return Ok(Cow::Borrowed(self.get()?.get(i))),
         };
-        let changed = || ConversationError::Changed {
-            id: s.id.to_string(),
-        };
-        let log = s
-            .store
-            .load_at_once(&s.id, i as u64)
-            .map_err(ConversationError::Store)?
-            .ok_or_else(changed)?;
-        if log.epoch != s.epoch || (log.length as usize) < s.len || log.events.is_empty() {
-            return Err(changed());
-        }
-        Ok(Cow::Owned(log.events[0].to_string()))
+        let log = s.load_from(i)?;
+        let text = log.events.first().ok_or_else(|| s.changed())?;
+        Ok(Cow::Owned(text.to_string()))
     }
 
     /// These texts with `new` added, held: in place when they were held and not shared.
