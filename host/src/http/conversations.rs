@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::query::{admin_query, json_body, Query, TakenHeaders};
 use super::{ApiError, SharedState};
-use crate::conversations::{Log, Write};
+use crate::conversations::{ConversationError, Log, Write};
 use crate::engine::story::story_yaml;
 use crate::engine::tracker::{session_start_events, starts_with_session_start, truncate_until};
 use crate::engine::{tracker_json, Event, EventVerbosity};
@@ -111,6 +111,25 @@ impl<'a> Request<'a> {
             for e in events {
                 e.stamp(&agent.stamp);
             }
+        }
+    }
+
+    /// The log to answer a tracker from once this request's write released the lock. When
+    /// the answer lists events whose texts the store keeps and another writer rewrote the
+    /// conversation meanwhile, that version is gone: the current one is answered, as a GET
+    /// would answer it now.
+    pub(super) async fn answerable(&self, log: Log) -> Result<Log, ApiError> {
+        if self.query.verbosity()? == EventVerbosity::None {
+            return Ok(log);
+        }
+        match log.texts.get() {
+            Err(ConversationError::Changed { .. }) => Ok(self
+                .state
+                .conversations
+                .read_with_texts(self.id)
+                .await?
+                .unwrap_or(log)),
+            _ => Ok(log),
         }
     }
 
@@ -331,7 +350,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
     if side_effects {
         execute_side_effects(&req, &log, &posted).await?;
     }
-    req.tracker_of(&log)
+    req.tracker_of(&req.answerable(log).await?)
 }
 
 /// `execute_side_effects=true`: posted `bot` events go to `output_channel`, reminders are
@@ -380,7 +399,7 @@ async fn replace_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiEr
         .conversations
         .modify(req.id, |_| Ok((Some(Write::Replace(events)), ())))
         .await?;
-    req.tracker_of(&log)
+    req.tracker_of(&req.answerable(log).await?)
 }
 
 #[cfg(test)]

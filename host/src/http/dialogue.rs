@@ -85,7 +85,7 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
         ..Default::default()
     };
     let out = req.state.processor.log_only(req.state, agent, msg).await?;
-    req.tracker_of(&out.log)
+    req.tracker_of(&req.answerable(out.log).await?)
 }
 
 /// `POST …/predict`: the policies' scores for the next action, nothing executed or stored.
@@ -168,16 +168,16 @@ pub(super) async fn execute(req: Request<'_>, body: Bytes) -> Result<Response, A
         .processor
         .execute(req.state, agent, req.id, &name, policy, confidence)
         .await?;
-    tracker_and_messages(&req, &out)
+    tracker_and_messages(&req, out).await
 }
 
 /// `{"tracker": …, "messages": […]}` after a turn: the tracker spliced from the log's texts
 /// (the turn parsed only its own events; see `dialogue::Turn`).
-fn tracker_and_messages(
+async fn tracker_and_messages(
     req: &Request<'_>,
-    out: &crate::dialogue::TurnOutput,
+    out: crate::dialogue::TurnOutput,
 ) -> Result<Response, ApiError> {
-    let tracker = req.tracker_bytes(&out.log)?;
+    let tracker = req.tracker_bytes(&req.answerable(out.log).await?)?;
     let messages = serde_json::to_vec(&out.messages)
         .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
     let mut body = Vec::with_capacity(tracker.len() + messages.len() + 25);
@@ -233,7 +233,7 @@ pub(super) async fn trigger_intent(req: Request<'_>, body: Bytes) -> Result<Resp
         .processor
         .trigger_intent(req.state, agent, req.id, &intent, entities)
         .await?;
-    tracker_and_messages(&req, &out)
+    tracker_and_messages(&req, out).await
 }
 
 /// `GET|POST …/respond` (0.x): a message through the whole turn; the bot's messages.
