@@ -83,12 +83,22 @@ impl InStore {
 
 impl LogTexts {
     fn in_store(store: &Arc<TrackerStoreHandle>, id: &str, epoch: u64, len: usize) -> LogTexts {
+        LogTexts::in_store_fetched(store, id, epoch, len, OnceLock::new())
+    }
+
+    fn in_store_fetched(
+        store: &Arc<TrackerStoreHandle>,
+        id: &str,
+        epoch: u64,
+        len: usize,
+        fetched: OnceLock<Arc<EventTexts>>,
+    ) -> LogTexts {
         LogTexts::InStore(Arc::new(InStore {
             store: store.clone(),
             id: id.into(),
             epoch,
             len,
-            fetched: OnceLock::new(),
+            fetched,
         }))
     }
 
@@ -164,11 +174,7 @@ impl crate::engine::tracker::TextSource for Log {
             }
             _ => {
                 let text = self.texts.text_at(i).map_err(|e| e.to_string())?;
-                match Event::from_json_text(&text) {
-                    Ok(Some(event)) => Ok(event),
-                    Ok(None) => Err(format!("event {i} is of a kind that is not kept")),
-                    Err(e) => Err(format!("event {i}: {e}")),
-                }
+                crate::engine::texts::parse_text(i, &text).map_err(|e| e.0)
             }
         }
     }
@@ -290,13 +296,13 @@ impl Log {
     fn left_in(&self, store: &Arc<TrackerStoreHandle>, id: &str) -> Log {
         let texts = match &self.texts {
             LogTexts::InStore(_) => self.texts.clone(),
-            LogTexts::Held(held) => {
-                let left = LogTexts::in_store(store, id, self.epoch, held.len());
-                if let LogTexts::InStore(s) = &left {
-                    let _ = s.fetched.set(held.clone());
-                }
-                left
-            }
+            LogTexts::Held(held) => LogTexts::in_store_fetched(
+                store,
+                id,
+                self.epoch,
+                held.len(),
+                OnceLock::from(held.clone()),
+            ),
         };
         Log {
             epoch: self.epoch,
@@ -912,6 +918,14 @@ mod tests {
             .0
     }
 
+    /// [`hello_bot`] in a temporary directory (kept alive by the caller), with its agent.
+    fn served_hello_bot() -> (tempfile::TempDir, Arc<AppState>, Arc<crate::agent::Agent>) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = hello_bot(dir.path());
+        let agent = app.agent().unwrap();
+        (dir, app, agent)
+    }
+
     fn message(sender: &str, text: &str) -> UserMessage {
         UserMessage {
             sender_id: sender.into(),
@@ -962,9 +976,7 @@ mod tests {
     /// through the API (texts, with a cold state).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_conversation_of_turns_answers_as_its_events_written_through_the_api() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = hello_bot(dir.path());
-        let agent = app.agent().unwrap();
+        let (_dir, app, agent) = served_hello_bot();
         let conv = &app.conversations;
         for text in ["hello", "I would like a coffee", "thanks"] {
             app.processor
@@ -1052,9 +1064,7 @@ mod tests {
     /// ones fails with the typed error and stores nothing.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_warm_turn_does_not_parse_the_stored_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = hello_bot(dir.path());
-        let agent = app.agent().unwrap();
+        let (_dir, app, agent) = served_hello_bot();
         let conv = &app.conversations;
         let turn = |text: &'static str| {
             let (app, agent) = (app.clone(), agent.clone());
@@ -1115,9 +1125,7 @@ mod tests {
     /// A store that lost the conversation behind the host's back gives the typed error.
     #[tokio::test(flavor = "multi_thread")]
     async fn texts_left_in_the_store_are_fetched_when_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = hello_bot(dir.path());
-        let agent = app.agent().unwrap();
+        let (_dir, app, agent) = served_hello_bot();
         let conv = &app.conversations;
         assert!(conv.texts_in_store, "the in-memory store keeps the texts");
         for text in ["hello", "I would like a coffee"] {

@@ -52,23 +52,22 @@ impl EventTexts {
     /// Parses the events of `range` back. The texts are Colloquy's own serialisation, so this
     /// fails only if they were damaged: the error names the event.
     pub fn parse(&self, range: std::ops::Range<usize>) -> Result<Vec<Event>, EventError> {
-        let mut out = Vec::with_capacity(range.len());
-        for i in range {
-            match Event::from_json_text(self.get(i)) {
-                Ok(Some(event)) => out.push(event),
-                Ok(None) => {
-                    return Err(EventError(format!(
-                        "event {i} is of a kind that is not kept"
-                    )))
-                }
-                Err(e) => return Err(EventError(format!("event {i}: {e}"))),
-            }
-        }
-        Ok(out)
+        range.map(|i| parse_text(i, self.get(i))).collect()
     }
 
     /// The texts of events `range`, comma-separated: a slice per chunk, to be joined by `,`.
     pub fn slices(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &str> + '_ {
         self.0.slices(range)
+    }
+}
+
+/// Parses `text`, the stored text of event `i`, back (the error names the event).
+pub fn parse_text(i: usize, text: &str) -> Result<Event, EventError> {
+    match Event::from_json_text(text) {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => Err(EventError(format!(
+            "event {i} is of a kind that is not kept"
+        ))),
+        Err(e) => Err(EventError(format!("event {i}: {e}"))),
     }
 }

@@ -453,8 +453,7 @@ pub trait TextSource {
     fn texts(&self) -> Result<&EventTexts, String>;
     /// Event `i`, parsed (a source may have it at hand without its text).
     fn event(&self, i: usize) -> Result<Event, String> {
-        let mut one = self.texts()?.parse(i..i + 1).map_err(|e| e.0)?;
-        one.pop().ok_or_else(|| format!("no event {i}"))
+        super::texts::parse_text(i, self.texts()?.get(i)).map_err(|e| e.0)
     }
 }
 
