@@ -114,11 +114,11 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The log to answer a tracker from once this request's write released the lock. When
-    /// the answer lists events whose texts the store keeps and another writer rewrote the
-    /// conversation meanwhile, that version is gone: the current one is answered, as a GET
-    /// would answer it now.
-    pub(super) async fn answerable(&self, log: Log) -> Result<Log, ApiError> {
+    /// The log to answer a tracker from, this request holding no lock. When the answer lists
+    /// events whose texts the store keeps and another writer rewrote the conversation since
+    /// the log was read or written, that version is gone: the current one is answered, as a
+    /// GET would answer it now.
+    async fn answerable(&self, log: Log) -> Result<Log, ApiError> {
         if self.query.verbosity()? == EventVerbosity::None {
             return Ok(log);
         }
@@ -134,8 +134,8 @@ impl<'a> Request<'a> {
     }
 
     /// The tracker of a stored log, its state extended from the previous request's.
-    pub(super) fn tracker_of(&self, log: &crate::conversations::Log) -> Result<Response, ApiError> {
-        let body = self.tracker_bytes(log)?;
+    pub(super) async fn tracker_of(&self, log: Log) -> Result<Response, ApiError> {
+        let body = self.tracker_bytes(log).await?;
         Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
@@ -145,10 +145,9 @@ impl<'a> Request<'a> {
 
     /// The tracker JSON of a stored log (the query's verbosity): its events' texts spliced,
     /// the rest from the state remembered with it (extended by the events it has not seen).
-    pub(super) fn tracker_bytes(
-        &self,
-        log: &crate::conversations::Log,
-    ) -> Result<Vec<u8>, ApiError> {
+    /// Called without the conversation's lock (see [`Self::answerable`]).
+    pub(super) async fn tracker_bytes(&self, log: Log) -> Result<Vec<u8>, ApiError> {
+        let log = &self.answerable(log).await?;
         let verbosity = self.query.verbosity()?;
         let domain = self.state.domain();
         let warm = self.state.states.take_for_log(self.id, &domain, log)?;
@@ -260,7 +259,7 @@ async fn get_tracker(req: Request<'_>) -> Result<Response, ApiError> {
         conversations.read_with_texts(req.id).await?
     };
     match log {
-        Some(l) if !l.is_empty() && until.is_none() => req.tracker_of(&l),
+        Some(l) if !l.is_empty() && until.is_none() => req.tracker_of(l).await,
         Some(l) if !l.is_empty() => req.tracker(truncate_until(&l.events(req.id)?, until)),
         _ => {
             let mut fresh = session_start_events(Vec::new(), None);
@@ -350,7 +349,7 @@ async fn append_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiErr
     if side_effects {
         execute_side_effects(&req, &log, &posted).await?;
     }
-    req.tracker_of(&req.answerable(log).await?)
+    req.tracker_of(log).await
 }
 
 /// `execute_side_effects=true`: posted `bot` events go to `output_channel`, reminders are
@@ -399,7 +398,7 @@ async fn replace_events(req: Request<'_>, body: Bytes) -> Result<Response, ApiEr
         .conversations
         .modify(req.id, |_| Ok((Some(Write::Replace(events)), ())))
         .await?;
-    req.tracker_of(&req.answerable(log).await?)
+    req.tracker_of(log).await
 }
 
 #[cfg(test)]

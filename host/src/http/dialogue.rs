@@ -85,7 +85,7 @@ pub(super) async fn messages(req: Request<'_>, body: Bytes) -> Result<Response, 
         ..Default::default()
     };
     let out = req.state.processor.log_only(req.state, agent, msg).await?;
-    req.tracker_of(&req.answerable(out.log).await?)
+    req.tracker_of(out.log).await
 }
 
 /// `POST …/predict`: the policies' scores for the next action, nothing executed or stored.
@@ -177,7 +177,7 @@ async fn tracker_and_messages(
     req: &Request<'_>,
     out: crate::dialogue::TurnOutput,
 ) -> Result<Response, ApiError> {
-    let tracker = req.tracker_bytes(&req.answerable(out.log).await?)?;
+    let tracker = req.tracker_bytes(out.log).await?;
     let messages = serde_json::to_vec(&out.messages)
         .map_err(|e| ApiError::internal("ConversationError", e.to_string()))?;
     let mut body = Vec::with_capacity(tracker.len() + messages.len() + 25);
