@@ -1,7 +1,9 @@
 //! Turning text into parse data inside the host: the `/intent@conf{…}` shortcut first, then
 //! the model's embedded NLU.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::engine::event::IntentRanking;
 
 use crate::domain::Domain;
 use crate::model::Model;
@@ -18,6 +20,36 @@ pub const DEFAULT_INTENTS: [&str; 5] = [
 /// Rasa's empty parse result.
 pub fn empty_parse(text: &str) -> Value {
     json!({"text": text, "intent": {"name": null, "confidence": 0.0}, "entities": [], "intent_ranking": []})
+}
+
+/// A parse result as a `user` event holds it: the parse data and, from the embedded NLU, its
+/// intent ranking kept typed (see [`crate::engine::EventKind::User`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub data: Map<String, Value>,
+    pub intent_ranking: Option<IntentRanking>,
+}
+
+impl Parsed {
+    /// A parse result given as JSON: an object is kept as it is, anything else is empty.
+    pub fn from_value(value: Value) -> Parsed {
+        Parsed {
+            data: match value {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            intent_ranking: None,
+        }
+    }
+
+    /// The whole parse result as JSON (`/model/parse`).
+    pub fn into_value(self) -> Value {
+        let mut data = self.data;
+        if let Some(ranking) = self.intent_ranking {
+            data.insert("intent_ranking".into(), ranking.to_value());
+        }
+        Value::Object(data)
+    }
 }
 
 /// The intents (the domain's and Rasa's default ones) and entities a `/intent{…}` shortcut may
@@ -49,18 +81,21 @@ fn shortcut(domain: &Domain, text: &str) -> Option<Value> {
 
 /// Parses `text`: the `/intent{…}` shortcut (default intents included), else the model's
 /// embedded NLU (which applies its `FallbackClassifier` itself), else Rasa's empty result.
-pub fn parse(model: &Model, domain: &Domain, text: &str) -> Value {
+pub fn parse(model: &Model, domain: &Domain, text: &str) -> Parsed {
     if let Some(p) = shortcut(domain, text) {
-        return p;
+        return Parsed::from_value(p);
     }
     let Some(nlu) = model.nlu.as_ref() else {
-        return empty_parse(text);
+        return Parsed::from_value(empty_parse(text));
     };
-    let mut parsed = nlu.parse(text);
-    if parsed.get("intent").and_then(|i| i.get("name")).is_none() {
-        parsed = empty_parse(text);
+    let (data, ranking) = nlu.parse_split(text);
+    if data.get("intent").and_then(|i| i.get("name")).is_none() {
+        return Parsed::from_value(empty_parse(text));
     }
-    parsed
+    Parsed {
+        data,
+        intent_ranking: Some(ranking),
+    }
 }
 
 /// Parses with the configured NLU connector (`nlu:` in the endpoints YAML) when there is one,
@@ -72,15 +107,15 @@ pub async fn parse_with_connector(
     domain: &Domain,
     text: &str,
     sender_id: &str,
-) -> Value {
+) -> Parsed {
     let Some(connector) = connector else {
         return parse(model, domain, text);
     };
     if let Some(p) = shortcut(domain, text) {
-        return p;
+        return Parsed::from_value(p);
     }
     let request = json!({"text": text, "message_id": uuid::Uuid::new_v4().simple().to_string(), "sender_id": sender_id});
-    match connector.parse(&request).await {
+    Parsed::from_value(match connector.parse(&request).await {
         // Stored in the `user` event, so it must have the shape a stored event can be read
         // back with; an NLU server that answers otherwise counts as failing.
         Ok(Value::Object(p)) => match crate::engine::event::check_parse_data(&p) {
@@ -101,5 +136,5 @@ pub async fn parse_with_connector(
             );
             empty_parse(text)
         }
-    }
+    })
 }

@@ -496,29 +496,27 @@ impl Processor {
     }
 
     /// Parses the text: the `/intent{…}` shortcut, else the model's NLU.
-    async fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> Map<String, Value> {
+    async fn parse(&self, turn: &Turn<'_>, msg: &UserMessage) -> interpreter::Parsed {
         let text = msg.text.clone().unwrap_or_default();
-        let parsed = interpreter::parse_with_connector(
+        interpreter::parse_with_connector(
             self.nlu.as_ref(),
             &turn.agent.model,
             &turn.agent.domain,
             &text,
             turn.sender_id,
         )
-        .await;
-        // Moved, not cloned: the parse result (its intent ranking above all) is a tree of
-        // maps, and copying it was ~9 % of a REST turn.
-        match parsed {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
+        .await
     }
 
     /// Logs a user message: session check, parse, `user` event, `action_extract_slots`.
     async fn log_message(&self, turn: &mut Turn<'_>, msg: &UserMessage) -> Result<(), ApiError> {
         self.ensure_session(turn, msg.metadata.as_ref()).await?;
-        let parse_data = match &msg.parse_data {
-            Some(p) => p.clone(),
+        // Moved, not cloned, into the event: the parse result is a tree of maps.
+        let parsed = match &msg.parse_data {
+            Some(p) => interpreter::Parsed {
+                data: p.clone(),
+                intent_ranking: None,
+            },
             None => self.parse(turn, msg).await,
         };
         let mut metadata = msg.metadata.clone().unwrap_or_default();
@@ -527,7 +525,8 @@ impl Processor {
         }
         let mut user = Event::new(EventKind::User {
             text: msg.text.clone(),
-            parse_data,
+            parse_data: parsed.data,
+            intent_ranking: parsed.intent_ranking,
             input_channel: msg.input_channel.clone(),
             message_id: Some(
                 msg.message_id

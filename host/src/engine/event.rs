@@ -26,6 +26,12 @@ pub enum EventKind {
         parse_data: Map<String, Value>,
         input_channel: Option<String>,
         message_id: Option<String>,
+        /// The embedded NLU's `intent_ranking`, kept typed rather than as a list of maps in
+        /// `parse_data` (building, writing and freeing those maps was ~5 % of a REST turn).
+        /// When set, `parse_data` has no `intent_ranking` key and the ranking is part of the
+        /// parse data after its other keys (where the NLU puts it). Events read from JSON
+        /// keep their ranking in `parse_data`, as given.
+        intent_ranking: Option<IntentRanking>,
     },
     Bot {
         text: Option<String>,
@@ -106,6 +112,50 @@ pub struct Event {
 /// instead of a map of their own each (two maps and six allocations fewer per event kept).
 /// Changed with `Arc::make_mut`, which copies a shared map first.
 pub type Metadata = Arc<Map<String, Value>>;
+
+/// A `user` event's `intent_ranking` as the embedded NLU makes it: best first, written as
+/// `[{"name", "confidence"}, …]`. Names are shared with the model (no copy per message).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IntentRanking(pub Vec<RankedIntent>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedIntent {
+    pub name: Arc<str>,
+    pub confidence: f64,
+}
+
+impl IntentRanking {
+    /// The ranking as the JSON `parse_data` holds it elsewhere.
+    pub fn to_value(&self) -> Value {
+        Value::Array(self.0.iter().map(RankedIntent::to_value).collect())
+    }
+}
+
+impl RankedIntent {
+    /// `{"name", "confidence"}`; a non-finite confidence is `null`, as `serde_json` has it.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::with_capacity(2);
+        m.insert("name".into(), Value::String(self.name.to_string()));
+        m.insert("confidence".into(), Value::from(self.confidence));
+        Value::Object(m)
+    }
+}
+
+impl serde::Serialize for IntentRanking {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(&self.0)
+    }
+}
+
+impl serde::Serialize for RankedIntent {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(2))?;
+        m.serialize_entry("name", &*self.name)?;
+        m.serialize_entry("confidence", &F64(self.confidence))?;
+        m.end()
+    }
+}
 
 /// The empty metadata, shared.
 pub fn no_metadata() -> Metadata {
@@ -239,6 +289,7 @@ impl Event {
                     parse_data,
                     input_channel: f.opt_str("input_channel")?,
                     message_id: f.opt_str("message_id")?,
+                    intent_ranking: None,
                 }
             }
             "bot" => EventKind::Bot {
@@ -410,6 +461,7 @@ impl Event {
                 text,
                 parse_data,
                 message_id,
+                intent_ranking,
                 ..
             } => {
                 let mut m = Map::new();
@@ -431,6 +483,9 @@ impl Event {
                         _ => v.clone(),
                     };
                     m.insert(k.clone(), v);
+                }
+                if let Some(ranking) = intent_ranking {
+                    m.insert("intent_ranking".into(), ranking.to_value());
                 }
                 Some(m)
             }
@@ -637,6 +692,7 @@ impl serde::Serialize for Event {
                 parse_data,
                 input_channel,
                 message_id,
+                intent_ranking,
             } => {
                 m.serialize_entry("text", text)?;
                 m.serialize_entry(
@@ -645,6 +701,7 @@ impl serde::Serialize for Event {
                         text,
                         parse_data,
                         message_id,
+                        intent_ranking: intent_ranking.as_ref(),
                     },
                 )?;
                 m.serialize_entry("input_channel", input_channel)?;
@@ -735,6 +792,8 @@ pub(crate) struct ParseData<'a> {
     pub text: &'a Option<String>,
     pub parse_data: &'a Map<String, Value>,
     pub message_id: &'a Option<String>,
+    /// Written after `parse_data`'s other keys (see [`EventKind::User`]).
+    pub intent_ranking: Option<&'a IntentRanking>,
 }
 
 impl serde::Serialize for ParseData<'_> {
@@ -758,6 +817,9 @@ impl serde::Serialize for ParseData<'_> {
             if !FIRST.contains(&k.as_str()) {
                 m.serialize_entry(k, v)?;
             }
+        }
+        if let Some(ranking) = self.intent_ranking {
+            m.serialize_entry("intent_ranking", ranking)?;
         }
         m.end()
     }

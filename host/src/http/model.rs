@@ -21,7 +21,7 @@ async fn parse_text(state: &SharedState, text: &str) -> Result<Value, ApiError> 
         "default",
     )
     .await;
-    Ok(parsed)
+    Ok(parsed.into_value())
 }
 
 /// `POST /model/parse` `{"text", "message_id"?}`.

@@ -30,9 +30,12 @@ use feature_index::FeatureIndex;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::engine::event::{IntentRanking, RankedIntent};
 
 use crate::training::nlu::NluData;
 use entities::{EntityLabel, EntityTagger, TaggedSentence};
@@ -76,6 +79,9 @@ pub struct NluModel {
     /// Lowercased surface form → canonical value.
     #[serde(default)]
     synonyms: BTreeMap<String, String>,
+    /// The intent labels as shared names, made once: every ranking refers to them.
+    #[serde(skip)]
+    label_names: OnceLock<Vec<Arc<str>>>,
 }
 
 impl NluModel {
@@ -155,6 +161,7 @@ impl NluModel {
             entities,
             patterns,
             synonyms,
+            label_names: OnceLock::new(),
         }
     }
 
@@ -168,38 +175,65 @@ impl NluModel {
     /// (or blank) text gives the intent `null` with confidence 0, as Rasa does; the fallback
     /// rule then applies as to any other message.
     pub fn parse(&self, text: &str) -> Value {
+        let (mut parse, ranking) = self.parse_split(text);
+        parse.insert("intent_ranking".into(), ranking.to_value());
+        Value::Object(parse)
+    }
+
+    /// [`Self::parse`] with the ranking kept typed (what a `user` event holds): the parse
+    /// data without `intent_ranking`, and the ranking.
+    pub fn parse_split(&self, text: &str) -> (Map<String, Value>, IntentRanking) {
         let toks = tokenize(text);
         let pf = self.patterns.token_features(text, &toks);
-        let (intent, ranking) = self.classify(text, &toks, &pf);
+        let mut ranking = self.classify(text, &toks, &pf);
         let entities = self.extract(text, &toks, &pf);
         let bounds: Vec<usize> = toks.iter().flat_map(|t| [t.start, t.end]).collect();
         let chars = char_offsets(text, &bounds);
         let text_tokens: Vec<Value> = chars.chunks(2).map(|c| json!([c[0], c[1]])).collect();
+        self.apply_fallback(&mut ranking);
+        let intent = match ranking.0.first() {
+            Some(top) => top.to_value(),
+            None => json!({"name": null, "confidence": 0.0}),
+        };
         // Built by moving the parts in: `json!` would serialise each of them into a copy.
-        let mut parse = serde_json::Map::with_capacity(5);
+        let mut parse = Map::with_capacity(5);
         parse.insert("text".into(), Value::String(text.to_string()));
         parse.insert("intent".into(), intent);
         parse.insert("entities".into(), Value::Array(entities));
         parse.insert("text_tokens".into(), Value::Array(text_tokens));
-        parse.insert("intent_ranking".into(), Value::Array(ranking));
-        let mut out = Value::Object(parse);
-        self.apply_fallback(&mut out);
-        out
+        (parse, ranking)
     }
 
-    fn classify(&self, text: &str, toks: &[Token], pf: &[Vec<String>]) -> (Value, Vec<Value>) {
-        let none = json!({"name": null, "confidence": 0.0});
+    /// The intent ranking, best first; empty for a blank text or a model without intents.
+    fn classify(&self, text: &str, toks: &[Token], pf: &[Vec<String>]) -> IntentRanking {
         if text.trim().is_empty() || self.intents.labels.is_empty() || !self.intents.is_consistent()
         {
-            return (none, Vec::new());
+            return IntentRanking::default();
         }
+        let names = self.label_names.get_or_init(|| {
+            self.intents
+                .labels
+                .iter()
+                .map(|l| Arc::from(l.as_str()))
+                .collect()
+        });
         let probs = self.intents.predict_message(toks, pf);
-        let mut ranked: Vec<(&String, f64)> = self.intents.labels.iter().zip(probs).collect();
+        let mut ranked: Vec<RankedIntent> = names
+            .iter()
+            .zip(probs)
+            .map(|(name, confidence)| RankedIntent {
+                name: name.clone(),
+                confidence,
+            })
+            .collect();
         // Best first; equal confidences in name order, so the output is deterministic.
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        ranked.sort_by(|a, b| {
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         ranked.truncate(RANKING_LENGTH);
-        let ranking: Vec<Value> = ranked.iter().map(|(n, c)| ranked_intent(n, *c)).collect();
-        (ranking[0].clone(), ranking)
+        IntentRanking(ranked)
     }
 
     fn extract(&self, text: &str, toks: &[Token], pf: &[Vec<String>]) -> Vec<Value> {
@@ -249,52 +283,33 @@ impl NluModel {
 
     /// Rasa's `FallbackClassifier`: when the top confidence is below `threshold`, or the top
     /// two are closer than `ambiguity_threshold`, the intent becomes `nlu_fallback` with
-    /// confidence = threshold, inserted at the head of the (otherwise kept) ranking.
-    fn apply_fallback(&self, out: &mut Value) {
+    /// confidence = threshold, inserted at the head of the (otherwise kept) ranking. A blank
+    /// text (no ranking) counts as confidence 0.
+    fn apply_fallback(&self, ranking: &mut IntentRanking) {
         let Some(threshold) = self.config.fallback_threshold else {
             return;
         };
-        // `get` twice, not `pointer`: a pointer lookup allocates per path segment.
-        let conf = out
-            .get("intent")
-            .and_then(|i| i.get("confidence"))
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        let ranking = out.get("intent_ranking").and_then(Value::as_array);
-        let ambiguous = match (self.config.ambiguity_threshold, ranking) {
-            (Some(amb), Some(r)) if r.len() >= 2 => {
-                let c = |i: usize| {
-                    r[i].get("confidence")
-                        .and_then(Value::as_f64)
-                        .unwrap_or(0.0)
-                };
-                c(0) - c(1) < amb
-            }
+        let c = |i: usize| ranking.0.get(i).map_or(0.0, |r| r.confidence);
+        let ambiguous = match self.config.ambiguity_threshold {
+            Some(amb) if ranking.0.len() >= 2 => c(0) - c(1) < amb,
             _ => false,
         };
-        if conf >= threshold && !ambiguous {
+        if c(0) >= threshold && !ambiguous {
             return;
         }
-        let fb = json!({"name": FALLBACK_INTENT, "confidence": threshold});
-        if let Some(o) = out.as_object_mut() {
-            o.insert("intent".into(), fb.clone());
-            if let Some(Value::Array(r)) = o.get_mut("intent_ranking") {
-                r.insert(0, fb);
-            }
-        }
+        ranking.0.insert(
+            0,
+            RankedIntent {
+                name: Arc::from(FALLBACK_INTENT),
+                confidence: threshold,
+            },
+        );
     }
 }
 
 /// Parses a message as Rasa 3 does without a remote NLU: a valid `/intent{…}` shortcut wins;
 /// otherwise the embedded model; without a model, an empty intent. `known_intents` and
 /// `known_entities` are the domain's (`None` when there is no domain).
-/// `{"name", "confidence"}`, built at its final size (one per ranked intent per message).
-fn ranked_intent(name: &str, confidence: f64) -> Value {
-    let mut m = serde_json::Map::with_capacity(2);
-    m.insert("name".into(), Value::String(name.to_string()));
-    m.insert("confidence".into(), Value::from(confidence));
-    Value::Object(m)
-}
 
 pub fn parse_message(
     model: Option<&NluModel>,

@@ -195,6 +195,56 @@ fn moodbot_parse_data_has_rasas_shape() {
 }
 
 #[test]
+fn a_user_event_with_the_typed_ranking_writes_what_the_json_ranking_would() {
+    use crate::engine::{Event, EventKind};
+    let m = NluModel::train(
+        &load("moodbot"),
+        &NluConfig {
+            fallback_threshold: Some(0.7),
+            ambiguity_threshold: Some(0.1),
+        },
+    );
+    let user = |parse_data, intent_ranking| {
+        let mut e = Event::new(EventKind::User {
+            text: Some("hi".into()),
+            parse_data,
+            input_channel: Some("rest".into()),
+            message_id: Some("m1".into()),
+            intent_ranking,
+        });
+        e.timestamp = 1.5;
+        e
+    };
+    // A confident message, one that falls back, an empty one.
+    for text in ["hello", "hm", ""] {
+        let (data, ranking) = m.parse_split(text);
+        assert!(!data.contains_key("intent_ranking"));
+        let Value::Object(whole) = m.parse(text) else {
+            panic!("an object")
+        };
+        assert_eq!(whole["intent_ranking"], ranking.to_value(), "{text:?}");
+        let typed = user(data, Some(ranking));
+        let as_json = user(whole, None);
+        let written = typed.to_json_string();
+        assert_eq!(written, as_json.to_json_string(), "{text:?}: same bytes");
+        assert_eq!(typed.user_parse_data(), as_json.user_parse_data());
+        // Read back, the ranking is JSON again and the event writes the same.
+        let back = Event::from_json(&serde_json::from_str(&written).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.user_parse_data(), typed.user_parse_data());
+        assert_eq!(back.to_json_string(), written);
+    }
+    let fell_back = m.parse("hm");
+    assert_eq!(
+        fell_back["intent"]["name"],
+        json!("nlu_fallback"),
+        "{fell_back}"
+    );
+    assert_eq!(fell_back["intent_ranking"][0], fell_back["intent"]);
+}
+
+#[test]
 fn ranking_is_cut_at_ten() {
     let text: String = (0..14)
         .map(|i| format!("## intent:i{i}\n- word{i} alpha\n- other{i} beta\n"))
