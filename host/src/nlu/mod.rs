@@ -310,7 +310,6 @@ impl NluModel {
 /// Parses a message as Rasa 3 does without a remote NLU: a valid `/intent{…}` shortcut wins;
 /// otherwise the embedded model; without a model, an empty intent. `known_intents` and
 /// `known_entities` are the domain's (`None` when there is no domain).
-
 pub fn parse_message(
     model: Option<&NluModel>,
     text: &str,
