@@ -141,22 +141,6 @@ impl RankedIntent {
     }
 }
 
-impl serde::Serialize for IntentRanking {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_seq(&self.0)
-    }
-}
-
-impl serde::Serialize for RankedIntent {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(2))?;
-        m.serialize_entry("name", &*self.name)?;
-        m.serialize_entry("confidence", &F64(self.confidence))?;
-        m.end()
-    }
-}
-
 /// The empty metadata, shared.
 pub fn no_metadata() -> Metadata {
     static EMPTY: LazyLock<Metadata> = LazyLock::new(Metadata::default);
@@ -503,13 +487,21 @@ impl Event {
         }
     }
 
-    /// The event as 3.6 serialises it (see the `Serialize` impl, the one definition).
+    /// The event as 3.6 serialises it (see [`super::event_json`], the one definition).
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
+    /// The event's JSON text as 3.6 writes it.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        if let Err(e) = super::event_json::write_event(self, &mut out) {
+            // Writing into memory fails only for a value JSON cannot hold, which no parsed or
+            // built event has; reported rather than stored as half an event.
+            tracing::error!("an event could not be written as JSON: {e}");
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Adds `model_id` and `assistant_id` unless present (3.6 keeps an existing `model_id`).
@@ -673,155 +665,14 @@ impl Fields<'_> {
     }
 }
 
-/// Serialises without building an intermediate `Value` tree: responses with hundreds of events
-/// write straight into the output buffer. Key order is 3.6's: `event`, `timestamp`,
-/// `metadata` (always for `user`/`bot`, else only when non-empty), then the type's fields.
+/// The event's JSON text ([`super::event_json`], the one definition) as a raw value: written
+/// as it is by `serde_json`'s writers, parsed by its `Value` serialiser.
 impl serde::Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(None)?;
-        m.serialize_entry("event", self.type_name())?;
-        m.serialize_entry("timestamp", &F64(self.timestamp))?;
-        let always_metadata = matches!(self.kind, EventKind::User { .. } | EventKind::Bot { .. });
-        if always_metadata || !self.metadata.is_empty() {
-            m.serialize_entry("metadata", &*self.metadata)?;
-        }
-        match &self.kind {
-            EventKind::User {
-                text,
-                parse_data,
-                input_channel,
-                message_id,
-                intent_ranking,
-            } => {
-                m.serialize_entry("text", text)?;
-                m.serialize_entry(
-                    "parse_data",
-                    &ParseData {
-                        text,
-                        parse_data,
-                        message_id,
-                        intent_ranking: intent_ranking.as_ref(),
-                    },
-                )?;
-                m.serialize_entry("input_channel", input_channel)?;
-                m.serialize_entry("message_id", message_id)?;
-            }
-            EventKind::Bot { text, data } | EventKind::Agent { text, data } => {
-                m.serialize_entry("text", text)?;
-                m.serialize_entry("data", data)?;
-            }
-            EventKind::Slot { name, value } => {
-                m.serialize_entry("name", name)?;
-                m.serialize_entry("value", value)?;
-            }
-            EventKind::Reminder {
-                intent,
-                entities,
-                date_time,
-                name,
-                kill_on_user_msg,
-            } => {
-                m.serialize_entry("intent", intent)?;
-                m.serialize_entry("date_time", date_time)?;
-                m.serialize_entry("entities", entities)?;
-                m.serialize_entry("name", name)?;
-                m.serialize_entry("kill_on_user_msg", kill_on_user_msg)?;
-            }
-            EventKind::Followup { name } => m.serialize_entry("name", name)?,
-            EventKind::Action {
-                name,
-                policy,
-                confidence,
-                action_text,
-                hide_rule_turn,
-            } => {
-                m.serialize_entry("name", name)?;
-                m.serialize_entry("policy", policy)?;
-                m.serialize_entry("confidence", &confidence.map(F64))?;
-                m.serialize_entry("action_text", action_text)?;
-                m.serialize_entry("hide_rule_turn", hide_rule_turn)?;
-            }
-            EventKind::ActiveLoop { name } => m.serialize_entry("name", name)?,
-            EventKind::LoopInterrupted { is_interrupted } => {
-                m.serialize_entry("is_interrupted", is_interrupted)?
-            }
-            EventKind::ActionExecutionRejected {
-                name,
-                policy,
-                confidence,
-            } => {
-                m.serialize_entry("name", name)?;
-                m.serialize_entry("policy", policy)?;
-                m.serialize_entry("confidence", &confidence.map(F64))?;
-            }
-            EventKind::Entities { entities } => m.serialize_entry("entities", entities)?,
-            EventKind::UserFeaturization {
-                use_text_for_featurization,
-            } => m.serialize_entry("use_text_for_featurization", use_text_for_featurization)?,
-            EventKind::Restart
-            | EventKind::Rewind
-            | EventKind::Undo
-            | EventKind::ResetSlots
-            | EventKind::CancelReminder { .. }
-            | EventKind::Export { .. }
-            | EventKind::Pause
-            | EventKind::Resume
-            | EventKind::SessionStarted => {}
-        }
-        m.end()
-    }
-}
-
-/// A float as Python prints it: integral values keep their `.0`; non-finite ones are null.
-struct F64(f64);
-
-impl serde::Serialize for F64 {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_finite() {
-            ser.serialize_f64(self.0)
-        } else {
-            ser.serialize_unit()
-        }
-    }
-}
-
-/// A user event's parse data in 3.6's shape (see [`Event::user_parse_data`]), written
-/// without copying the map.
-pub(crate) struct ParseData<'a> {
-    pub text: &'a Option<String>,
-    pub parse_data: &'a Map<String, Value>,
-    pub message_id: &'a Option<String>,
-    /// Written after `parse_data`'s other keys (see [`EventKind::User`]).
-    pub intent_ranking: Option<&'a IntentRanking>,
-}
-
-impl serde::Serialize for ParseData<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        const FIRST: [&str; 5] = ["intent", "entities", "text", "message_id", "metadata"];
-        let mut m = ser.serialize_map(None)?;
-        let empty_obj = Value::Object(Map::new());
-        let empty_arr = Value::Array(Vec::new());
-        for key in FIRST {
-            match (key, self.parse_data.get(key)) {
-                ("intent", None | Some(Value::Null)) => m.serialize_entry(key, &empty_obj)?,
-                ("entities", None | Some(Value::Null)) => m.serialize_entry(key, &empty_arr)?,
-                (_, Some(v)) => m.serialize_entry(key, v)?,
-                ("text", None) => m.serialize_entry(key, self.text)?,
-                ("message_id", None) => m.serialize_entry(key, self.message_id)?,
-                (_, None) => m.serialize_entry(key, &empty_obj)?,
-            }
-        }
-        for (k, v) in self.parse_data {
-            if !FIRST.contains(&k.as_str()) {
-                m.serialize_entry(k, v)?;
-            }
-        }
-        if let Some(ranking) = self.intent_ranking {
-            m.serialize_entry("intent_ranking", ranking)?;
-        }
-        m.end()
+        use serde::ser::Error;
+        let raw = serde_json::value::RawValue::from_string(self.to_json_string())
+            .map_err(S::Error::custom)?;
+        raw.serialize(ser)
     }
 }
 

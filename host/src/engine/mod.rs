@@ -1,6 +1,7 @@
 //! The conversation engine's pure core: events in, state out. No I/O here.
 
 pub mod event;
+mod event_json;
 pub mod story;
 pub mod texts;
 pub mod tracker;

@@ -1,0 +1,355 @@
+//! An event's JSON text, written straight into a buffer: the one definition of how 3.6
+//! serialises events (the `Serialize` impl of [`Event`] is made from it). Key order is 3.6's:
+//! `event`, `timestamp`, `metadata` (always for `user`/`bot`, else only when non-empty), then
+//! the type's fields.
+//!
+//! Written by hand because every event a conversation gets is written once, on the request
+//! path: keys are constant bytes here, where serde's map serialiser escapes each key like a
+//! value; and the model stamp most events share as their metadata is written once per thread,
+//! then copied.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::event::{Event, EventKind, IntentRanking, Metadata};
+
+/// `,"name":` as bytes, for a constant key that needs no escaping.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
+}
+
+/// Appends the event's JSON text to `out`.
+pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"event\":");
+    string(out, e.type_name())?;
+    out.extend_from_slice(key!("timestamp"));
+    float(out, e.timestamp)?;
+    let always_metadata = matches!(e.kind, EventKind::User { .. } | EventKind::Bot { .. });
+    if always_metadata || !e.metadata.is_empty() {
+        out.extend_from_slice(key!("metadata"));
+        metadata(out, &e.metadata)?;
+    }
+    match &e.kind {
+        EventKind::User {
+            text,
+            parse_data,
+            input_channel,
+            message_id,
+            intent_ranking,
+        } => {
+            out.extend_from_slice(key!("text"));
+            opt_string(out, text)?;
+            out.extend_from_slice(key!("parse_data"));
+            write_parse_data(out, text, parse_data, message_id, intent_ranking.as_ref())?;
+            out.extend_from_slice(key!("input_channel"));
+            opt_string(out, input_channel)?;
+            out.extend_from_slice(key!("message_id"));
+            opt_string(out, message_id)?;
+        }
+        EventKind::Bot { text, data } | EventKind::Agent { text, data } => {
+            out.extend_from_slice(key!("text"));
+            opt_string(out, text)?;
+            out.extend_from_slice(key!("data"));
+            value(out, data)?;
+        }
+        EventKind::Slot { name, value: v } => {
+            out.extend_from_slice(key!("name"));
+            string(out, name)?;
+            out.extend_from_slice(key!("value"));
+            value(out, v)?;
+        }
+        EventKind::Reminder {
+            intent,
+            entities,
+            date_time,
+            name,
+            kill_on_user_msg,
+        } => {
+            out.extend_from_slice(key!("intent"));
+            string(out, intent)?;
+            out.extend_from_slice(key!("date_time"));
+            string(out, date_time)?;
+            out.extend_from_slice(key!("entities"));
+            value(out, entities)?;
+            out.extend_from_slice(key!("name"));
+            string(out, name)?;
+            out.extend_from_slice(key!("kill_on_user_msg"));
+            boolean(out, *kill_on_user_msg);
+        }
+        EventKind::Followup { name } => {
+            out.extend_from_slice(key!("name"));
+            string(out, name)?;
+        }
+        EventKind::Action {
+            name,
+            policy,
+            confidence,
+            action_text,
+            hide_rule_turn,
+        } => {
+            out.extend_from_slice(key!("name"));
+            opt_string(out, name)?;
+            out.extend_from_slice(key!("policy"));
+            opt_string(out, policy)?;
+            out.extend_from_slice(key!("confidence"));
+            opt_float(out, *confidence)?;
+            out.extend_from_slice(key!("action_text"));
+            opt_string(out, action_text)?;
+            out.extend_from_slice(key!("hide_rule_turn"));
+            boolean(out, *hide_rule_turn);
+        }
+        EventKind::ActiveLoop { name } => {
+            out.extend_from_slice(key!("name"));
+            opt_string(out, name)?;
+        }
+        EventKind::LoopInterrupted { is_interrupted } => {
+            out.extend_from_slice(key!("is_interrupted"));
+            boolean(out, *is_interrupted);
+        }
+        EventKind::ActionExecutionRejected {
+            name,
+            policy,
+            confidence,
+        } => {
+            out.extend_from_slice(key!("name"));
+            opt_string(out, name)?;
+            out.extend_from_slice(key!("policy"));
+            opt_string(out, policy)?;
+            out.extend_from_slice(key!("confidence"));
+            opt_float(out, *confidence)?;
+        }
+        EventKind::Entities { entities } => {
+            out.extend_from_slice(key!("entities"));
+            serde_json::to_writer(&mut *out, entities)?;
+        }
+        EventKind::UserFeaturization {
+            use_text_for_featurization,
+        } => {
+            out.extend_from_slice(key!("use_text_for_featurization"));
+            boolean(out, *use_text_for_featurization);
+        }
+        // Their fields (a cancelled reminder's filters, an export's path) are not written,
+        // as in 3.6.
+        EventKind::Restart
+        | EventKind::Rewind
+        | EventKind::Undo
+        | EventKind::ResetSlots
+        | EventKind::CancelReminder { .. }
+        | EventKind::Export { .. }
+        | EventKind::Pause
+        | EventKind::Resume
+        | EventKind::SessionStarted => {}
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A user event's parse data in 3.6's shape (see [`Event::user_parse_data`]): `intent`,
+/// `entities`, `text`, `message_id`, `metadata` first (defaults for those missing), then the
+/// map's other keys in order, then a typed intent ranking.
+fn write_parse_data(
+    out: &mut Vec<u8>,
+    text: &Option<String>,
+    parse_data: &Map<String, Value>,
+    message_id: &Option<String>,
+    intent_ranking: Option<&IntentRanking>,
+) -> serde_json::Result<()> {
+    const FIRST: [&str; 5] = ["intent", "entities", "text", "message_id", "metadata"];
+    for (i, key) in FIRST.into_iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"{" } else { b"," });
+        string(out, key)?;
+        out.push(b':');
+        match (key, parse_data.get(key)) {
+            ("intent", None | Some(Value::Null)) => out.extend_from_slice(b"{}"),
+            ("entities", None | Some(Value::Null)) => out.extend_from_slice(b"[]"),
+            (_, Some(v)) => value(out, v)?,
+            ("text", None) => opt_string(out, text)?,
+            ("message_id", None) => opt_string(out, message_id)?,
+            (_, None) => out.extend_from_slice(b"{}"),
+        }
+    }
+    for (k, v) in parse_data {
+        if !FIRST.contains(&k.as_str()) {
+            out.push(b',');
+            string(out, k)?;
+            out.push(b':');
+            value(out, v)?;
+        }
+    }
+    if let Some(ranking) = intent_ranking {
+        out.extend_from_slice(key!("intent_ranking"));
+        out.push(b'[');
+        for (i, r) in ranking.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            string(out, &r.name)?;
+            out.extend_from_slice(key!("confidence"));
+            float(out, r.confidence)?;
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+thread_local! {
+    /// The last shared metadata written on this thread and its text. Nearly every new event's
+    /// metadata is the serving model's stamp, one map shared by all of them.
+    static SHARED_METADATA: RefCell<Option<(Metadata, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+fn metadata(out: &mut Vec<u8>, m: &Metadata) -> serde_json::Result<()> {
+    // A map of the event's own is written directly: it is not seen again.
+    if Arc::strong_count(m) == 1 {
+        return serde_json::to_writer(&mut *out, &**m);
+    }
+    SHARED_METADATA.with_borrow_mut(|last| {
+        if let Some((held, text)) = last.as_ref() {
+            if Arc::ptr_eq(held, m) {
+                out.extend_from_slice(text);
+                return Ok(());
+            }
+        }
+        // Holding the `Arc` keeps the pointer from being reused by another map.
+        let text = serde_json::to_vec(&**m)?;
+        out.extend_from_slice(&text);
+        *last = Some((m.clone(), text));
+        Ok(())
+    })
+}
+
+fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *out, s)
+}
+
+fn opt_string(out: &mut Vec<u8>, s: &Option<String>) -> serde_json::Result<()> {
+    match s {
+        Some(s) => string(out, s),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+/// A float as Python prints it: integral values keep their `.0` (serde_json's float
+/// formatting); non-finite ones are `null`.
+fn float(out: &mut Vec<u8>, x: f64) -> serde_json::Result<()> {
+    if x.is_finite() {
+        serde_json::to_writer(&mut *out, &x)
+    } else {
+        out.extend_from_slice(b"null");
+        Ok(())
+    }
+}
+
+fn opt_float(out: &mut Vec<u8>, x: Option<f64>) -> serde_json::Result<()> {
+    match x {
+        Some(x) => float(out, x),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *out, v)
+}
+
+fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::event::{model_stamp, Event};
+
+    /// Every event type in the form 3.6 writes it (compact, its key order, its floats): read
+    /// and written again, the text must be the same bytes.
+    #[test]
+    fn every_event_type_is_written_as_36_writes_it() {
+        let texts = [
+            r#"{"event":"user","timestamp":1.5,"metadata":{"a":[1,2.5,null]},"text":"hé \"q\"\n","parse_data":{"intent":{"name":"greet","confidence":0.25},"entities":[{"entity":"e","start":0,"end":2,"value":"hé"}],"text":"hé","message_id":"m","metadata":{},"text_tokens":[[0,2]],"intent_ranking":[{"name":"greet","confidence":0.25}],"response_selector":{}},"input_channel":"rest","message_id":"m"}"#,
+            r#"{"event":"user","timestamp":2.0,"metadata":{},"text":null,"parse_data":{"intent":{},"entities":[],"text":null,"message_id":null,"metadata":{}},"input_channel":null,"message_id":null}"#,
+            r#"{"event":"bot","timestamp":3.0,"metadata":{"utter_action":"utter_x"},"text":"t","data":{"elements":null,"quick_replies":null,"buttons":[{"title":"a","payload":"/a"}],"attachment":null,"image":null,"custom":null}}"#,
+            r#"{"event":"agent","timestamp":3.0,"text":null,"data":{}}"#,
+            r#"{"event":"slot","timestamp":4.0,"name":"s","value":{"k":[1,"2",true]}}"#,
+            r#"{"event":"slot","timestamp":4.0,"metadata":{"m":1},"name":"s","value":null}"#,
+            r#"{"event":"restart","timestamp":5.0}"#,
+            r#"{"event":"rewind","timestamp":5.0}"#,
+            r#"{"event":"undo","timestamp":5.0}"#,
+            r#"{"event":"reset_slots","timestamp":5.0}"#,
+            r#"{"event":"reminder","timestamp":6.0,"intent":"i","date_time":"2026-01-01T00:00:00","entities":[{"entity":"e","value":1}],"name":"r","kill_on_user_msg":false}"#,
+            r#"{"event":"cancel_reminder","timestamp":6.0}"#,
+            r#"{"event":"export","timestamp":6.0}"#,
+            r#"{"event":"followup","timestamp":7.0,"name":"action_x"}"#,
+            r#"{"event":"pause","timestamp":7.0}"#,
+            r#"{"event":"resume","timestamp":7.0}"#,
+            r#"{"event":"action","timestamp":8.0,"name":"utter_greet","policy":"RulePolicy","confidence":1.0,"action_text":null,"hide_rule_turn":true}"#,
+            r#"{"event":"action","timestamp":8.0,"name":"action_listen","policy":null,"confidence":null,"action_text":"t","hide_rule_turn":false}"#,
+            r#"{"event":"active_loop","timestamp":9.0,"name":null}"#,
+            r#"{"event":"loop_interrupted","timestamp":9.0,"is_interrupted":true}"#,
+            r#"{"event":"action_execution_rejected","timestamp":9.0,"name":"a","policy":null,"confidence":0.5}"#,
+            r#"{"event":"session_started","timestamp":10.0}"#,
+            r#"{"event":"entities","timestamp":10.0,"entities":[{"entity":"e","value":"v"}]}"#,
+            r#"{"event":"user_featurization","timestamp":10.0,"use_text_for_featurization":false}"#,
+        ];
+        for text in texts {
+            let e = Event::from_json(&serde_json::from_str(text).unwrap())
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.to_json_string(), text);
+            // The `Serialize` impl is the same text, for writers and for `Value`.
+            assert_eq!(serde_json::to_string(&e).unwrap(), text);
+            assert_eq!(
+                e.to_json(),
+                serde_json::from_str::<serde_json::Value>(text).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn shared_metadata_is_written_from_its_remembered_text_only_while_it_is_the_same_map() {
+        let stamp = model_stamp("m1", "bot");
+        let other = model_stamp("m2", "bot");
+        let mut e = Event::action("action_listen");
+        e.timestamp = 1.0;
+        let with = |m: &super::Metadata| {
+            let mut e = e.clone();
+            e.metadata = m.clone();
+            e.to_json_string()
+        };
+        let expected = |id: &str| {
+            format!(
+                r#"{{"event":"action","timestamp":1.0,"metadata":{{"model_id":"{id}","assistant_id":"bot"}},"name":"action_listen","policy":null,"confidence":null,"action_text":null,"hide_rule_turn":false}}"#
+            )
+        };
+        for _ in 0..2 {
+            assert_eq!(with(&stamp), expected("m1"));
+            assert_eq!(with(&other), expected("m2"));
+        }
+        // An event's own copy, changed, is written as it now is.
+        let mut own = e.clone();
+        own.metadata = stamp.clone();
+        std::sync::Arc::make_mut(&mut own.metadata).insert("x".into(), json!(1));
+        assert!(own
+            .to_json_string()
+            .contains(r#""metadata":{"model_id":"m1","assistant_id":"bot","x":1}"#));
+        assert_eq!(with(&stamp), expected("m1"));
+        // Non-finite floats are null, as in 3.6.
+        e.timestamp = f64::NAN;
+        assert!(e
+            .to_json_string()
+            .starts_with(r#"{"event":"action","timestamp":null,"#));
+    }
+}
