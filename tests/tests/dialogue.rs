@@ -330,6 +330,73 @@ fn without_a_model_the_dialogue_routes_answer_409() {
 }
 
 #[test]
+fn the_rest_webhook_reads_its_body_as_rasa_does() {
+    let model = train(&hello_bot());
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .start();
+    let hook = "/webhooks/rest/webhook";
+    let refused = |body: &str, says: &str| {
+        let (st, e) = s.post_raw(hook, body);
+        assert_rasa_error(st, &e, 400);
+        assert!(e["message"].as_str().unwrap().contains(says), "{body}: {e}");
+    };
+    refused("", "No request body provided");
+    refused("[1, 2]", "must be a JSON object");
+    refused("\"hi\"", "must be a JSON object");
+    refused(r#"{"sender": "w", "message":"#, "not valid JSON");
+    refused(r#"{"sender": "w"}"#, "needs a 'message'");
+    refused(r#"{"sender": "w", "message": null}"#, "needs a 'message'");
+    refused(
+        r#"{"sender": "w", "message": 3}"#,
+        "'message' must be a string, got 3",
+    );
+    refused(
+        r#"{"sender": "w", "message": "hi", "metadata": [1]}"#,
+        "'metadata' must be an object",
+    );
+    refused(
+        r#"{"sender": "w", "message": "hi", "input_channel": 1}"#,
+        "'input_channel' must be a string",
+    );
+    // Answered: extra keys are ignored, the message is trimmed, a key given twice counts
+    // once with its last value, a missing or null sender is "default", a number is its text.
+    let answered = |body: &str| {
+        let (st, reply) = s.post_raw(hook, body);
+        assert_eq!(st, 200, "{body}: {reply}");
+        assert!(
+            !texts(reply.as_array().unwrap()).is_empty(),
+            "{body}: {reply}"
+        );
+    };
+    answered(r#"{"sender": "w1", "message": "  /greet \n", "extra": {"a": 1}}"#);
+    answered(r#"{"sender": "w0", "message": "/greet", "sender": "w2"}"#);
+    answered(r#"{"message": "/greet"}"#);
+    answered(r#"{"sender": null, "message": "/greet", "metadata": null}"#);
+    answered(
+        r#"{"sender": 17, "message": "/greet", "metadata": {"k": "v"}, "input_channel": "web"}"#,
+    );
+    for (id, users) in [("w1", 1), ("w0", 0), ("w2", 1), ("default", 2), ("17", 1)] {
+        let (_, t) = s.get(&format!("/conversations/{id}/tracker"));
+        let user_events: Vec<&Value> = t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "user")
+            .collect();
+        assert_eq!(user_events.len(), users, "{id}: {t}");
+        if id == "w1" {
+            assert_eq!(user_events[0]["text"], "/greet");
+        }
+        if id == "17" {
+            assert_eq!(user_events[0]["input_channel"], "web");
+            assert_eq!(user_events[0]["metadata"]["k"], "v");
+        }
+    }
+}
+
+#[test]
 fn hello_bot_takes_an_order_through_its_form() {
     let model = train(&hello_bot());
     let s = Server::builder()

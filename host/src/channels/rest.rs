@@ -22,16 +22,9 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
-    let body = json_body(&body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::bad_parameter(
-            "The request body must be a JSON object with 'sender' and 'message'.",
-            "",
-            "body",
-        ));
-    };
-    let text = match obj.get("message") {
-        Some(Value::String(s)) => s.trim().to_string(),
+    let body = WebhookBody::parse(&body)?;
+    let text = match body.message {
+        Some(Value::String(s)) => trimmed(s),
         None | Some(Value::Null) => {
             return Err(ApiError::bad_parameter(
                 "The request body needs a 'message'.",
@@ -47,9 +40,9 @@ pub async fn webhook(
             ))
         }
     };
-    let sender = match obj.get("sender") {
+    let sender = match body.sender {
         None | Some(Value::Null) => "default".to_string(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
     };
     if sender.chars().count() > state.limits.max_conversation_id_len {
@@ -59,9 +52,9 @@ pub async fn webhook(
             "body",
         ));
     }
-    let metadata = match obj.get("metadata") {
+    let metadata = match body.metadata {
         None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(m.clone()),
+        Some(Value::Object(m)) => Some(m),
         Some(other) => {
             return Err(ApiError::bad_parameter(
                 format!("'metadata' must be an object, got {other}."),
@@ -70,9 +63,9 @@ pub async fn webhook(
             ))
         }
     };
-    let input_channel = match obj.get("input_channel") {
+    let input_channel = match body.input_channel {
         None | Some(Value::Null) => "rest".to_string(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s,
         Some(other) => {
             return Err(ApiError::bad_parameter(
                 format!("'input_channel' must be a string, got {other}."),
@@ -104,4 +97,56 @@ pub async fn webhook(
         return Ok(([(header::CONTENT_TYPE, "text/event-stream")], text).into_response());
     }
     Ok(Json(out.messages).into_response())
+}
+
+/// The fields of a webhook body that Colloquy reads; others are ignored, as Rasa does.
+#[derive(Debug, Default, serde::Deserialize)]
+struct WebhookBody {
+    #[serde(default)]
+    sender: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    input_channel: Option<Value>,
+}
+
+impl WebhookBody {
+    /// Reads the fields straight from the body (no map of the whole object, no copies);
+    /// anything that does not read as an object this way (a non-object, invalid JSON, a key
+    /// given twice) goes the general way, whose errors name what is wrong.
+    fn parse(body: &Bytes) -> Result<WebhookBody, ApiError> {
+        let object_like = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{');
+        if object_like {
+            if let Ok(parsed) = serde_json::from_slice(body) {
+                return Ok(parsed);
+            }
+        }
+        match json_body(body)? {
+            Value::Object(mut obj) => Ok(WebhookBody {
+                sender: obj.remove("sender"),
+                message: obj.remove("message"),
+                metadata: obj.remove("metadata"),
+                input_channel: obj.remove("input_channel"),
+            }),
+            _ => Err(ApiError::bad_parameter(
+                "The request body must be a JSON object with 'sender' and 'message'.",
+                "",
+                "body",
+            )),
+        }
+    }
+}
+
+/// `s` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_string()
+    }
 }

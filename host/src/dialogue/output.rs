@@ -78,7 +78,7 @@ pub fn bot_event(mut message: Map<String, Value>, utter_action: Option<&str>) ->
         Some(Value::String(t)) => Some(t),
         _ => None,
     };
-    let mut data = Map::new();
+    let mut data = Map::with_capacity(6);
     for key in [
         "elements",
         "quick_replies",
@@ -94,7 +94,10 @@ pub fn bot_event(mut message: Map<String, Value>, utter_action: Option<&str>) ->
         data: Value::Object(data),
     });
     if let Some(u) = utter_action {
-        std::sync::Arc::make_mut(&mut e.metadata).insert("utter_action".into(), json!(u));
+        // Room for the model stamp that follows (`Event::stamp`): no regrowth.
+        let mut metadata = Map::with_capacity(3);
+        metadata.insert("utter_action".into(), json!(u));
+        e.metadata = std::sync::Arc::new(metadata);
     }
     e
 }
