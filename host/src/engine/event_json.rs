@@ -41,26 +41,19 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
             message_id,
             intent_ranking,
         } => {
-            out.extend_from_slice(key!("text"));
-            opt_string(out, text)?;
+            opt_string_field(out, key!("text"), text)?;
             out.extend_from_slice(key!("parse_data"));
             write_parse_data(out, text, parse_data, message_id, intent_ranking.as_ref())?;
-            out.extend_from_slice(key!("input_channel"));
-            opt_string(out, input_channel)?;
-            out.extend_from_slice(key!("message_id"));
-            opt_string(out, message_id)?;
+            opt_string_field(out, key!("input_channel"), input_channel)?;
+            opt_string_field(out, key!("message_id"), message_id)?;
         }
         EventKind::Bot { text, data } | EventKind::Agent { text, data } => {
-            out.extend_from_slice(key!("text"));
-            opt_string(out, text)?;
-            out.extend_from_slice(key!("data"));
-            value(out, data)?;
+            opt_string_field(out, key!("text"), text)?;
+            value_field(out, key!("data"), data)?;
         }
-        EventKind::Slot { name, value: v } => {
-            out.extend_from_slice(key!("name"));
-            string(out, name)?;
-            out.extend_from_slice(key!("value"));
-            value(out, v)?;
+        EventKind::Slot { name, value } => {
+            string_field(out, key!("name"), name)?;
+            value_field(out, key!("value"), value)?;
         }
         EventKind::Reminder {
             intent,
@@ -69,21 +62,13 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
             name,
             kill_on_user_msg,
         } => {
-            out.extend_from_slice(key!("intent"));
-            string(out, intent)?;
-            out.extend_from_slice(key!("date_time"));
-            string(out, date_time)?;
-            out.extend_from_slice(key!("entities"));
-            value(out, entities)?;
-            out.extend_from_slice(key!("name"));
-            string(out, name)?;
-            out.extend_from_slice(key!("kill_on_user_msg"));
-            boolean(out, *kill_on_user_msg);
+            string_field(out, key!("intent"), intent)?;
+            string_field(out, key!("date_time"), date_time)?;
+            value_field(out, key!("entities"), entities)?;
+            string_field(out, key!("name"), name)?;
+            bool_field(out, key!("kill_on_user_msg"), *kill_on_user_msg);
         }
-        EventKind::Followup { name } => {
-            out.extend_from_slice(key!("name"));
-            string(out, name)?;
-        }
+        EventKind::Followup { name } => string_field(out, key!("name"), name)?,
         EventKind::Action {
             name,
             policy,
@@ -91,36 +76,24 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
             action_text,
             hide_rule_turn,
         } => {
-            out.extend_from_slice(key!("name"));
-            opt_string(out, name)?;
-            out.extend_from_slice(key!("policy"));
-            opt_string(out, policy)?;
-            out.extend_from_slice(key!("confidence"));
-            opt_float(out, *confidence)?;
-            out.extend_from_slice(key!("action_text"));
-            opt_string(out, action_text)?;
-            out.extend_from_slice(key!("hide_rule_turn"));
-            boolean(out, *hide_rule_turn);
+            opt_string_field(out, key!("name"), name)?;
+            opt_string_field(out, key!("policy"), policy)?;
+            opt_float_field(out, key!("confidence"), *confidence)?;
+            opt_string_field(out, key!("action_text"), action_text)?;
+            bool_field(out, key!("hide_rule_turn"), *hide_rule_turn);
         }
-        EventKind::ActiveLoop { name } => {
-            out.extend_from_slice(key!("name"));
-            opt_string(out, name)?;
-        }
+        EventKind::ActiveLoop { name } => opt_string_field(out, key!("name"), name)?,
         EventKind::LoopInterrupted { is_interrupted } => {
-            out.extend_from_slice(key!("is_interrupted"));
-            boolean(out, *is_interrupted);
+            bool_field(out, key!("is_interrupted"), *is_interrupted)
         }
         EventKind::ActionExecutionRejected {
             name,
             policy,
             confidence,
         } => {
-            out.extend_from_slice(key!("name"));
-            opt_string(out, name)?;
-            out.extend_from_slice(key!("policy"));
-            opt_string(out, policy)?;
-            out.extend_from_slice(key!("confidence"));
-            opt_float(out, *confidence)?;
+            opt_string_field(out, key!("name"), name)?;
+            opt_string_field(out, key!("policy"), policy)?;
+            opt_float_field(out, key!("confidence"), *confidence)?;
         }
         EventKind::Entities { entities } => {
             out.extend_from_slice(key!("entities"));
@@ -128,10 +101,11 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
         }
         EventKind::UserFeaturization {
             use_text_for_featurization,
-        } => {
-            out.extend_from_slice(key!("use_text_for_featurization"));
-            boolean(out, *use_text_for_featurization);
-        }
+        } => bool_field(
+            out,
+            key!("use_text_for_featurization"),
+            *use_text_for_featurization,
+        ),
         // Their fields (a cancelled reminder's filters, an export's path) are not written,
         // as in 3.6.
         EventKind::Restart
@@ -250,7 +224,28 @@ fn float(out: &mut Vec<u8>, x: f64) -> serde_json::Result<()> {
     }
 }
 
-fn opt_float(out: &mut Vec<u8>, x: Option<f64>) -> serde_json::Result<()> {
+fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
+    serde_json::to_writer(&mut *out, v)
+}
+
+/// `,"key":` then the value: one field of an event.
+fn string_field(out: &mut Vec<u8>, key: &[u8], s: &str) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
+    string(out, s)
+}
+
+fn opt_string_field(out: &mut Vec<u8>, key: &[u8], s: &Option<String>) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
+    opt_string(out, s)
+}
+
+fn value_field(out: &mut Vec<u8>, key: &[u8], v: &Value) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
+    value(out, v)
+}
+
+fn opt_float_field(out: &mut Vec<u8>, key: &[u8], x: Option<f64>) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
     match x {
         Some(x) => float(out, x),
         None => {
@@ -260,11 +255,8 @@ fn opt_float(out: &mut Vec<u8>, x: Option<f64>) -> serde_json::Result<()> {
     }
 }
 
-fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
-    serde_json::to_writer(&mut *out, v)
-}
-
-fn boolean(out: &mut Vec<u8>, b: bool) {
+fn bool_field(out: &mut Vec<u8>, key: &[u8], b: bool) {
+    out.extend_from_slice(key);
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
