@@ -3,9 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::event::IntentRanking;
-
 use crate::domain::Domain;
+use crate::engine::event::IntentRanking;
 use crate::model::Model;
 
 /// The intents every Rasa 3.6 domain has, whether it lists them or not.

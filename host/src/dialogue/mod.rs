@@ -511,7 +511,7 @@ impl Processor {
     /// Logs a user message: session check, parse, `user` event, `action_extract_slots`.
     async fn log_message(&self, turn: &mut Turn<'_>, msg: &UserMessage) -> Result<(), ApiError> {
         self.ensure_session(turn, msg.metadata.as_ref()).await?;
-        // Moved, not cloned, into the event: the parse result is a tree of maps.
+        // The NLU's result is moved into the event, not copied: it is a tree of maps.
         let parsed = match &msg.parse_data {
             Some(p) => interpreter::Parsed {
                 data: p.clone(),

@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::engine::event::{IntentRanking, RankedIntent};
-
 use crate::training::nlu::NluData;
 use entities::{EntityLabel, EntityTagger, TaggedSentence};
 use intent::{IntentClassifier, IntentParams};
