@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::cli::{RunArgs, ShellArgs};
+use crate::dialogue::output::ChannelMessage;
 use crate::dialogue::UserMessage;
 
 fn print_messages(out: &mut impl Write, messages: &[Value]) -> std::io::Result<()> {
@@ -83,7 +84,7 @@ pub async fn run(args: ShellArgs) -> Result<(), String> {
                     .handle_message(state, Arc::clone(&agent), msg)
                     .await
                 {
-                    Ok(o) => o.messages,
+                    Ok(o) => o.messages.iter().map(ChannelMessage::to_value).collect(),
                     Err(e) => return Err(e.message),
                 }
             }

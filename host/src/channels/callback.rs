@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::dialogue::output::ChannelMessage;
 use crate::dialogue::UserMessage;
 use crate::http::query::json_body;
 use crate::http::{ApiError, SharedState};
@@ -78,7 +79,7 @@ impl CallbackOutput {
 
     /// POSTs each message in order. HTTP error statuses are logged and ignored (as Rasa);
     /// a connection failure is returned.
-    pub async fn send(&self, messages: &[Value]) -> Result<(), String> {
+    pub async fn send(&self, messages: &[ChannelMessage]) -> Result<(), String> {
         for m in messages {
             let mut req = self.client.post(&self.url).json(m);
             if !self.params.is_empty() {

@@ -91,7 +91,10 @@ pub async fn webhook(
         // One JSON message per line, as Rasa's REST channel streams them.
         let mut text = String::new();
         for m in &out.messages {
-            text.push_str(&m.to_string());
+            text.push_str(
+                &serde_json::to_string(m)
+                    .map_err(|e| ApiError::internal("ChannelError", e.to_string()))?,
+            );
             text.push('\n');
         }
         return Ok(([(header::CONTENT_TYPE, "text/event-stream")], text).into_response());

@@ -44,8 +44,8 @@ pub struct UserMessage {
 /// What a turn produced.
 pub struct TurnOutput {
     pub log: Log,
-    /// The bot's messages as channel dicts (`recipient_id`, `text`, …).
-    pub messages: Vec<Value>,
+    /// The bot's messages as channels deliver them (`recipient_id`, `text`, …).
+    pub messages: Vec<output::ChannelMessage>,
 }
 
 /// The conversation being worked on during one turn: stored events plus the new ones.
@@ -773,7 +773,7 @@ impl Processor {
         let (sender_id, epoch, stored, agent) =
             (turn.sender_id, turn.epoch, turn.stored(), turn.agent);
         turn.check()?;
-        let messages: Vec<Value> = turn
+        let messages: Vec<output::ChannelMessage> = turn
             .events_since(stored)
             .iter()
             .flat_map(|e| output::channel_messages(sender_id, e))

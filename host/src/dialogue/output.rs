@@ -1,29 +1,71 @@
 //! Bot messages as channels deliver them (rasa-endpoints §8.3): `{recipient_id, text, …}`.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{Event, EventKind};
+use crate::engine::{BotData, Event, EventKind};
 
-/// The message dicts one `bot` event becomes on the REST/callback channels and in
-/// `messages` of `/execute` and `/trigger_intent`.
-pub fn channel_messages(recipient_id: &str, bot: &Event) -> Vec<Value> {
+/// One message as a channel delivers it. Its keys are written in the order of 3.6's
+/// `CollectingOutputChannel` (`recipient_id`, `text`, `image`, `buttons`, `attachment`,
+/// `custom`), and those it does not have are left out, as there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelMessage {
+    pub recipient_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buttons: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<Value>,
+}
+
+impl ChannelMessage {
+    fn new(recipient_id: &str) -> ChannelMessage {
+        ChannelMessage {
+            recipient_id: recipient_id.to_string(),
+            text: None,
+            image: None,
+            buttons: None,
+            attachment: None,
+            custom: None,
+        }
+    }
+
+    fn text(recipient_id: &str, text: String) -> ChannelMessage {
+        ChannelMessage {
+            text: Some(text),
+            ..ChannelMessage::new(recipient_id)
+        }
+    }
+
+    /// The message as the JSON object a channel sends.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The messages one `bot` event becomes on the REST/callback channels and in `messages` of
+/// `/execute` and `/trigger_intent`.
+pub fn channel_messages(recipient_id: &str, bot: &Event) -> Vec<ChannelMessage> {
     let EventKind::Bot { text, data } = &bot.kind else {
         return Vec::new();
     };
-    let get = |k: &str| {
-        data.get(k)
-            .filter(|v| !v.is_null() && !is_empty(v))
-            .cloned()
-    };
+    let get = |k: &str| data.get(k).filter(|v| !is_empty(v)).cloned();
     let mut out = Vec::new();
     let buttons = get("buttons").or_else(|| get("quick_replies"));
     match (text, buttons) {
-        (Some(t), Some(b)) => {
-            out.push(json!({"recipient_id": recipient_id, "text": t, "buttons": b}))
-        }
-        (None, Some(b)) => {
-            out.push(json!({"recipient_id": recipient_id, "text": "", "buttons": b}))
-        }
+        (Some(t), Some(b)) => out.push(ChannelMessage {
+            buttons: Some(b),
+            ..ChannelMessage::text(recipient_id, t.clone())
+        }),
+        (None, Some(b)) => out.push(ChannelMessage {
+            buttons: Some(b),
+            ..ChannelMessage::text(recipient_id, String::new())
+        }),
         (Some(t), None) => {
             for part in t
                 .trim()
@@ -31,31 +73,37 @@ pub fn channel_messages(recipient_id: &str, bot: &Event) -> Vec<Value> {
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
             {
-                out.push(json!({"recipient_id": recipient_id, "text": part}));
+                out.push(ChannelMessage::text(recipient_id, part.to_string()));
             }
         }
         (None, None) => {}
     }
     if let Some(c) = get("custom") {
-        out.push(json!({"recipient_id": recipient_id, "custom": c}));
+        out.push(ChannelMessage {
+            custom: Some(c),
+            ..ChannelMessage::new(recipient_id)
+        });
     }
     if let Some(i) = get("image") {
-        out.push(json!({"recipient_id": recipient_id, "image": i}));
+        out.push(ChannelMessage {
+            image: Some(i),
+            ..ChannelMessage::new(recipient_id)
+        });
     }
     if let Some(a) = get("attachment") {
-        out.push(json!({"recipient_id": recipient_id, "attachment": a}));
+        out.push(ChannelMessage {
+            attachment: Some(a),
+            ..ChannelMessage::new(recipient_id)
+        });
     }
     if let Some(Value::Array(elements)) = get("elements") {
         for el in elements {
             let title = el.get("title").and_then(Value::as_str).unwrap_or("");
             let subtitle = el.get("subtitle").and_then(Value::as_str).unwrap_or("");
-            let mut m = Map::new();
-            m.insert("recipient_id".into(), json!(recipient_id));
-            m.insert("text".into(), json!(format!("{title} : {subtitle}")));
-            if let Some(b) = el.get("buttons") {
-                m.insert("buttons".into(), b.clone());
-            }
-            out.push(Value::Object(m));
+            out.push(ChannelMessage {
+                buttons: el.get("buttons").cloned(),
+                ..ChannelMessage::text(recipient_id, format!("{title} : {subtitle}"))
+            });
         }
     }
     out
@@ -72,27 +120,13 @@ fn is_empty(v: &Value) -> bool {
 
 /// A bot event from a rendered message (a response variation or an action server's
 /// response): `text` and the six data keys Rasa always writes.
-pub fn bot_event(mut message: Map<String, Value>, utter_action: Option<&str>) -> Event {
-    // Taken apart rather than copied: the message is the caller's to give.
-    let text = match message.remove("text") {
+pub fn bot_event(message: Map<String, Value>, utter_action: Option<&str>) -> Event {
+    let (text, data) = BotData::split_message(message);
+    let text = match text {
         Some(Value::String(t)) => Some(t),
         _ => None,
     };
-    let mut data = Map::with_capacity(6);
-    for key in [
-        "elements",
-        "quick_replies",
-        "buttons",
-        "attachment",
-        "image",
-        "custom",
-    ] {
-        data.insert(key.into(), message.remove(key).unwrap_or(Value::Null));
-    }
-    let mut e = Event::new(EventKind::Bot {
-        text,
-        data: Value::Object(data),
-    });
+    let mut e = Event::new(EventKind::Bot { text, data });
     if let Some(u) = utter_action {
         // Room for the model stamp that follows (`Event::stamp`): no regrowth.
         let mut metadata = Map::with_capacity(3);
@@ -113,8 +147,12 @@ mod tests {
         )
         .unwrap();
         let e = bot_event(m, Some("utter_greet"));
+        let values: Vec<Value> = channel_messages("u", &e)
+            .iter()
+            .map(ChannelMessage::to_value)
+            .collect();
         assert_eq!(
-            channel_messages("u", &e),
+            values,
             vec![
                 json!({"recipient_id": "u", "text": "Hi!"}),
                 json!({"recipient_id": "u", "text": "How are you?"}),
@@ -126,7 +164,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            channel_messages("u", &bot_event(m, None))[0]["buttons"][0]["payload"],
+            channel_messages("u", &bot_event(m, None))[0].to_value()["buttons"][0]["payload"],
             "/a"
         );
     }

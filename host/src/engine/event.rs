@@ -7,6 +7,8 @@
 use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
+
+use super::bot_data::BotData;
 use thiserror::Error;
 
 /// Why an event was refused. Always a client error (HTTP 400).
@@ -35,7 +37,7 @@ pub enum EventKind {
     },
     Bot {
         text: Option<String>,
-        data: Value,
+        data: BotData,
     },
     Slot {
         name: String,
@@ -278,7 +280,7 @@ impl Event {
             }
             "bot" => EventKind::Bot {
                 text: f.opt_str("text")?,
-                data: f.object_or_empty("data")?,
+                data: BotData::from_map(f.map_or_empty("data")?),
             },
             "slot" => {
                 let name = f.req_str("name")?;
@@ -652,10 +654,11 @@ impl Fields<'_> {
             )),
         }
     }
-    fn object_or_empty(&self, key: &str) -> Result<Value, EventError> {
+
+    fn map_or_empty(&self, key: &str) -> Result<Map<String, Value>, EventError> {
         match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(Value::Object(Map::new())),
-            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m.clone()),
             Some(other) => err(format!(
                 "'{key}' of event '{}' must be an object, got {}",
                 self.event,

@@ -47,7 +47,12 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
             opt_string_field(out, key!("input_channel"), input_channel)?;
             opt_string_field(out, key!("message_id"), message_id)?;
         }
-        EventKind::Bot { text, data } | EventKind::Agent { text, data } => {
+        EventKind::Bot { text, data } => {
+            opt_string_field(out, key!("text"), text)?;
+            out.extend_from_slice(key!("data"));
+            data.write(out)?;
+        }
+        EventKind::Agent { text, data } => {
             opt_string_field(out, key!("text"), text)?;
             value_field(out, key!("data"), data)?;
         }

@@ -362,7 +362,7 @@ async fn execute_side_effects(
     req.state
         .reminders
         .handle(&req.state.self_ref(), req.id, posted);
-    let messages: Vec<serde_json::Value> = posted
+    let messages: Vec<crate::dialogue::output::ChannelMessage> = posted
         .iter()
         .flat_map(|e| crate::dialogue::output::channel_messages(req.id, e))
         .collect();
