@@ -204,11 +204,11 @@ fn metadata(out: &mut Vec<u8>, m: &Metadata) -> serde_json::Result<()> {
     })
 }
 
-fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+pub(super) fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     serde_json::to_writer(&mut *out, s)
 }
 
-fn opt_string(out: &mut Vec<u8>, s: &Option<String>) -> serde_json::Result<()> {
+pub(super) fn opt_string(out: &mut Vec<u8>, s: &Option<String>) -> serde_json::Result<()> {
     match s {
         Some(s) => string(out, s),
         None => {
@@ -220,7 +220,7 @@ fn opt_string(out: &mut Vec<u8>, s: &Option<String>) -> serde_json::Result<()> {
 
 /// A float as Python prints it: integral values keep their `.0` (serde_json's float
 /// formatting); non-finite ones are `null`.
-fn float(out: &mut Vec<u8>, x: f64) -> serde_json::Result<()> {
+pub(super) fn float(out: &mut Vec<u8>, x: f64) -> serde_json::Result<()> {
     if x.is_finite() {
         serde_json::to_writer(&mut *out, &x)
     } else {
@@ -229,7 +229,7 @@ fn float(out: &mut Vec<u8>, x: f64) -> serde_json::Result<()> {
     }
 }
 
-fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
+pub(super) fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     serde_json::to_writer(&mut *out, v)
 }
 
@@ -251,6 +251,10 @@ fn value_field(out: &mut Vec<u8>, key: &[u8], v: &Value) -> serde_json::Result<(
 
 fn opt_float_field(out: &mut Vec<u8>, key: &[u8], x: Option<f64>) -> serde_json::Result<()> {
     out.extend_from_slice(key);
+    opt_float(out, x)
+}
+
+pub(super) fn opt_float(out: &mut Vec<u8>, x: Option<f64>) -> serde_json::Result<()> {
     match x {
         Some(x) => float(out, x),
         None => {
@@ -260,9 +264,13 @@ fn opt_float_field(out: &mut Vec<u8>, key: &[u8], x: Option<f64>) -> serde_json:
     }
 }
 
+pub(super) fn bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
 fn bool_field(out: &mut Vec<u8>, key: &[u8], b: bool) {
     out.extend_from_slice(key);
-    out.extend_from_slice(if b { b"true" } else { b"false" });
+    bool(out, b);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::event::{num, Event, EventKind};
+use super::event::{Event, EventKind};
 use super::texts::EventTexts;
 use crate::domain::Domain;
 
@@ -440,8 +440,40 @@ impl TrackerView<'_> {
                 verbosity: self.verbosity,
             }
             .to_json_bytes(),
-            None => serde_json::to_vec(self),
+            None => self.write(),
         }
+    }
+
+    /// The tracker as JSON bytes, its listed events written from the parsed events.
+    fn write(&self) -> serde_json::Result<Vec<u8>> {
+        let summary = Summary {
+            sender_id: self.sender_id,
+            state: self.state,
+            events: Source::Parsed(self.events),
+        };
+        let mut out = Vec::with_capacity(512);
+        summary.write_head(&mut out)?;
+        out.extend_from_slice(b",\"events\":");
+        let mut write_list = |events: &mut dyn Iterator<Item = &Event>| {
+            out.push(b'[');
+            for (n, e) in events.enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                super::event_json::write_event(e, &mut out)?;
+            }
+            out.push(b']');
+            Ok::<(), serde_json::Error>(())
+        };
+        match self.listed() {
+            None => out.extend_from_slice(b"null"),
+            Some(Listing::Run(run)) => write_list(&mut self.events[run].iter())?,
+            Some(Listing::Picked(indices)) => {
+                write_list(&mut indices.iter().map(|&i| &self.events[i]))?
+            }
+        }
+        summary.write_tail(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -515,8 +547,7 @@ impl TextTrackerView<'_> {
             }
         };
         let mut out = Vec::with_capacity(512 + listed_bytes);
-        serde_json::to_writer(&mut out, &Head(summary))?;
-        out.pop(); // `}`
+        summary.write_head(&mut out)?;
         out.extend_from_slice(b",\"events\":");
         match listing {
             None => out.extend_from_slice(b"null"),
@@ -541,10 +572,7 @@ impl TextTrackerView<'_> {
                 out.push(b']');
             }
         }
-        // The tail's own `{` becomes the `,` after the events.
-        let at = out.len();
-        serde_json::to_writer(&mut out, &Tail(summary))?;
-        out[at] = b',';
+        summary.write_tail(&mut out)?;
         Ok(out)
     }
 }
@@ -587,149 +615,102 @@ enum Source<'a> {
     Texts(&'a dyn TextSource),
 }
 
-/// The entries before `events`, in 3.6's order.
-struct Head<'a>(Summary<'a>);
-/// The entries after `events`.
-struct Tail<'a>(Summary<'a>);
-/// The listed events, serialised.
-struct Listed<'a, 'v>(&'a TrackerView<'v>);
+/// `latest_message` before any user message, as `latest_message_json` gives it.
+const NO_LATEST_MESSAGE: &[u8] =
+    br#"{"intent":{},"entities":[],"text":null,"message_id":null,"metadata":{}}"#;
 
-impl Head<'_> {
-    fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
-        let (v, st) = (self.0, self.0.state);
-        m.serialize_entry("sender_id", v.sender_id)?;
-        m.serialize_entry("slots", &Slots(&st.slots))?;
-        let latest = st
-            .latest_message_raw(v.events)
-            .map_err(serde::ser::Error::custom)?;
-        match latest {
-            Some(text) => m.serialize_entry("latest_message", text)?,
-            None => m.serialize_entry("latest_message", &NoLatestMessage)?,
+/// A tracker's entries other than `events` are written by hand, like events
+/// ([`super::event_json`]): keys are constant bytes, and nothing is built per request.
+impl Summary<'_> {
+    /// `{` and the entries before `events`, in 3.6's order.
+    fn write_head(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        use super::event_json::{bool, opt_float, opt_string, string, value};
+        let st = self.state;
+        out.extend_from_slice(b"{\"sender_id\":");
+        string(out, self.sender_id)?;
+        // The names are unique: the domain's `slots` is one YAML mapping, and the implicit
+        // slots are added only when absent (`domain/parse.rs`).
+        out.extend_from_slice(b",\"slots\":{");
+        for (n, (name, v)) in st.slots.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            string(out, name)?;
+            out.push(b':');
+            value(out, v)?;
         }
-        m.serialize_entry("latest_event_time", &st.latest_event_time.map(num))?;
-        m.serialize_entry("followup_action", &st.followup_action)?;
-        m.serialize_entry("paused", &st.paused)
-    }
-}
-
-impl Tail<'_> {
-    fn entries<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
-        let st = self.0.state;
-        m.serialize_entry("latest_input_channel", &st.latest_input_channel)?;
-        m.serialize_entry("active_loop", &ActiveLoopJson(st.active_loop.as_ref()))?;
-        m.serialize_entry(
-            "latest_action",
-            &LatestActionJson(st.latest_action.as_ref()),
-        )?;
-        m.serialize_entry("latest_action_name", &st.latest_action_name())
-    }
-}
-
-/// The slots as a JSON object, written without building a map per request. The names are
-/// unique: the domain's `slots` is one YAML mapping, and the implicit slots are added only
-/// when absent (`domain/parse.rs`).
-struct Slots<'a>(&'a [(String, Value)]);
-
-impl serde::Serialize for Slots<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-/// `latest_message` before any user message, as `latest_message_json` gives it, written
-/// without building it.
-struct NoLatestMessage;
-
-impl serde::Serialize for NoLatestMessage {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(5))?;
-        m.serialize_entry("intent", &serde_json::Map::new())?;
-        m.serialize_entry("entities", &[(); 0])?;
-        m.serialize_entry("text", &None::<()>)?;
-        m.serialize_entry("message_id", &None::<()>)?;
-        m.serialize_entry("metadata", &serde_json::Map::new())?;
-        m.end()
-    }
-}
-
-/// `active_loop`: `{}` when none is active.
-struct ActiveLoopJson<'a>(Option<&'a ActiveLoop>);
-
-impl serde::Serialize for ActiveLoopJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Some(l) = self.0 else {
-            return ser.serialize_map(Some(0))?.end();
-        };
-        let mut m = ser.serialize_map(Some(4))?;
-        m.serialize_entry("name", &l.name)?;
-        m.serialize_entry("is_interrupted", &l.is_interrupted)?;
-        m.serialize_entry("rejected", &l.rejected)?;
-        m.serialize_entry("trigger_message", &l.trigger_message)?;
-        m.end()
-    }
-}
-
-/// `latest_action`: `{"action_name": …}`, `{"action_text": …}` or `{}`.
-struct LatestActionJson<'a>(Option<&'a LatestAction>);
-
-impl serde::Serialize for LatestActionJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(self.0.is_some() as usize))?;
-        match self.0 {
-            Some(LatestAction::Name(n)) => m.serialize_entry("action_name", n)?,
-            Some(LatestAction::Text(t)) => m.serialize_entry("action_text", t)?,
-            None => {}
+        out.extend_from_slice(b"},\"latest_message\":");
+        match st
+            .latest_message_raw(self.events)
+            .map_err(serde::ser::Error::custom)?
+        {
+            Some(text) => out.extend_from_slice(text.get().as_bytes()),
+            None => out.extend_from_slice(NO_LATEST_MESSAGE),
         }
-        m.end()
+        out.extend_from_slice(b",\"latest_event_time\":");
+        opt_float(out, st.latest_event_time)?;
+        out.extend_from_slice(b",\"followup_action\":");
+        opt_string(out, &st.followup_action)?;
+        out.extend_from_slice(b",\"paused\":");
+        bool(out, st.paused);
+        Ok(())
     }
-}
 
-impl serde::Serialize for Head<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(6))?;
-        self.entries(&mut m)?;
-        m.end()
-    }
-}
-
-impl serde::Serialize for Tail<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(4))?;
-        self.entries(&mut m)?;
-        m.end()
-    }
-}
-
-impl serde::Serialize for Listed<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        match self.0.listed() {
-            None => ser.serialize_none(),
-            Some(Listing::Run(run)) => ser.collect_seq(&self.0.events[run]),
-            Some(Listing::Picked(indices)) => {
-                ser.collect_seq(indices.iter().map(|&i| &self.0.events[i]))
+    /// The entries after `events`, and the closing `}`.
+    fn write_tail(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        use super::event_json::{bool, opt_string, string, value};
+        let st = self.state;
+        out.extend_from_slice(b",\"latest_input_channel\":");
+        opt_string(out, &st.latest_input_channel)?;
+        out.extend_from_slice(b",\"active_loop\":");
+        match &st.active_loop {
+            None => out.extend_from_slice(b"{}"),
+            Some(l) => {
+                out.extend_from_slice(b"{\"name\":");
+                string(out, &l.name)?;
+                out.extend_from_slice(b",\"is_interrupted\":");
+                bool(out, l.is_interrupted);
+                out.extend_from_slice(b",\"rejected\":");
+                bool(out, l.rejected);
+                out.extend_from_slice(b",\"trigger_message\":");
+                value(out, &l.trigger_message)?;
+                out.push(b'}');
             }
         }
+        out.extend_from_slice(b",\"latest_action\":");
+        match &st.latest_action {
+            Some(LatestAction::Name(n)) => {
+                out.extend_from_slice(b"{\"action_name\":");
+                string(out, n)?;
+                out.push(b'}');
+            }
+            Some(LatestAction::Text(t)) => {
+                out.extend_from_slice(b"{\"action_text\":");
+                string(out, t)?;
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"{}"),
+        }
+        out.extend_from_slice(b",\"latest_action_name\":");
+        match st.latest_action_name() {
+            Some(n) => string(out, n)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 
+/// The tracker's JSON text as a raw value, like an event's: written as it is by
+/// `serde_json`'s writers, parsed by its `Value` serialiser.
 impl serde::Serialize for TrackerView<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(Some(11))?;
-        let summary = Summary {
-            sender_id: self.sender_id,
-            state: self.state,
-            events: Source::Parsed(self.events),
-        };
-        Head(summary).entries(&mut m)?;
-        m.serialize_entry("events", &Listed(self))?;
-        Tail(summary).entries(&mut m)?;
-        m.end()
+        use serde::ser::Error;
+        let bytes = self.write().map_err(S::Error::custom)?;
+        let text = String::from_utf8(bytes).map_err(S::Error::custom)?;
+        RawValue::from_string(text)
+            .map_err(S::Error::custom)?
+            .serialize(ser)
     }
 }
 
@@ -1097,7 +1078,7 @@ mod extend_tests {
     fn the_latest_message_before_any_user_message_is_written_as_built() {
         let state = TrackerState::compute(&Domain::empty(), &[]);
         assert_eq!(
-            serde_json::to_string(&super::NoLatestMessage).unwrap(),
+            std::str::from_utf8(super::NO_LATEST_MESSAGE).unwrap(),
             state.latest_message_json(&[]).to_string()
         );
     }
