@@ -26,13 +26,15 @@ pub enum EventVerbosity {
 impl EventVerbosity {
     /// Parses the query parameter, case-insensitively, as 3.6 does.
     pub fn parse(text: &str) -> Option<EventVerbosity> {
-        match text.to_ascii_uppercase().as_str() {
-            "NONE" => Some(Self::None),
-            "APPLIED" => Some(Self::Applied),
-            "AFTER_RESTART" => Some(Self::AfterRestart),
-            "ALL" => Some(Self::All),
-            _ => None,
-        }
+        [
+            ("NONE", Self::None),
+            ("APPLIED", Self::Applied),
+            ("AFTER_RESTART", Self::AfterRestart),
+            ("ALL", Self::All),
+        ]
+        .into_iter()
+        .find(|(name, _)| text.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
     }
 }
 
