@@ -147,7 +147,23 @@ impl<'a> Request<'a> {
     /// the rest from the state remembered with it (extended by the events it has not seen).
     /// Called without the conversation's lock (see [`Self::answerable`]).
     pub(super) async fn tracker_bytes(&self, log: Log) -> Result<Vec<u8>, ApiError> {
-        let log = &self.answerable(log).await?;
+        let log = self.answerable(log).await?;
+        match self.tracker_bytes_of(&log) {
+            // A tracker that lists no events may still fetch one text from the store (its
+            // latest message, when the remembered state has not written it yet), and only then
+            // find that the version it was given was rewritten (`answerable` checks the
+            // others up front). The current version is answered, as a GET would answer it now.
+            Err(e) if matches!(log.texts.get(), Err(ConversationError::Changed { .. })) => {
+                match self.state.conversations.read_with_texts(self.id).await? {
+                    Some(current) => self.tracker_bytes_of(&current),
+                    None => Err(e),
+                }
+            }
+            answer => answer,
+        }
+    }
+
+    fn tracker_bytes_of(&self, log: &Log) -> Result<Vec<u8>, ApiError> {
         let verbosity = self.query.verbosity()?;
         let domain = self.state.domain();
         let warm = self.state.states.take_for_log(self.id, &domain, log)?;
