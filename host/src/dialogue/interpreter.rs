@@ -45,6 +45,9 @@ impl Parsed {
     pub fn into_value(self) -> Value {
         let mut data = self.data;
         if let Some(ranking) = self.intent_ranking {
+            // After `text`, where Rasa has it.
+            let at = usize::from(data.contains_key("text"));
+            data.shift_insert(at, "intent".into(), ranking.intent_value());
             data.insert("intent_ranking".into(), ranking.to_value());
         }
         Value::Object(data)
@@ -88,7 +91,8 @@ pub fn parse(model: &Model, domain: &Domain, text: &str) -> Parsed {
         return Parsed::from_value(empty_parse(text));
     };
     let (data, ranking) = nlu.parse_split(text);
-    if data.get("intent").and_then(|i| i.get("name")).is_none() {
+    // No intent (a blank text, a model without intents): Rasa's empty result.
+    if ranking.top().is_none() {
         return Parsed::from_value(empty_parse(text));
     }
     Parsed {

@@ -30,9 +30,10 @@ pub enum EventKind {
         message_id: Option<String>,
         /// The embedded NLU's `intent_ranking`, kept typed rather than as a list of maps in
         /// `parse_data` (building, writing and freeing those maps was ~5 % of a REST turn).
-        /// When set, `parse_data` has no `intent_ranking` key and the ranking is part of the
-        /// parse data after its other keys (where the NLU puts it). Events read from JSON
-        /// keep their ranking in `parse_data`, as given.
+        /// When set, `parse_data` has neither an `intent_ranking` key nor an `intent` key: the
+        /// ranking is part of the parse data after its other keys (where the NLU puts it), and
+        /// the intent is its first entry ([`IntentRanking::intent_value`]). Events read from
+        /// JSON keep both in `parse_data`, as given.
         intent_ranking: Option<IntentRanking>,
     },
     Bot {
@@ -127,6 +128,20 @@ pub struct RankedIntent {
 }
 
 impl IntentRanking {
+    /// The best intent, the parse's `intent`.
+    pub fn top(&self) -> Option<&RankedIntent> {
+        self.0.first()
+    }
+
+    /// The parse's `intent` as JSON: the best entry, or Rasa's empty intent for a parse that
+    /// ranked none.
+    pub fn intent_value(&self) -> Value {
+        match self.top() {
+            Some(top) => top.to_value(),
+            None => serde_json::json!({"name": null, "confidence": 0.0}),
+        }
+    }
+
     /// The ranking as the JSON `parse_data` holds it elsewhere.
     pub fn to_value(&self) -> Value {
         Value::Array(self.0.iter().map(RankedIntent::to_value).collect())
@@ -451,7 +466,13 @@ impl Event {
                 ..
             } => {
                 let mut m = Map::new();
-                m.insert("intent".into(), Value::Object(Map::new()));
+                m.insert(
+                    "intent".into(),
+                    match intent_ranking {
+                        Some(ranking) => ranking.intent_value(),
+                        None => Value::Object(Map::new()),
+                    },
+                );
                 m.insert("entities".into(), Value::Array(vec![]));
                 m.insert(
                     "text".into(),
@@ -481,6 +502,10 @@ impl Event {
 
     pub fn intent_name(&self) -> Option<&str> {
         match &self.kind {
+            EventKind::User {
+                intent_ranking: Some(ranking),
+                ..
+            } => ranking.top().map(|top| &*top.name),
             EventKind::User { parse_data, .. } => parse_data
                 .get("intent")
                 .and_then(|i| i.get("name"))

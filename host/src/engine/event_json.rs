@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::event::{Event, EventKind, IntentRanking, Metadata};
+use super::event::{Event, EventKind, IntentRanking, Metadata, RankedIntent};
 
 /// `,"name":` as bytes, for a constant key that needs no escaping.
 macro_rules! key {
@@ -129,7 +129,8 @@ pub(crate) fn write_event(e: &Event, out: &mut Vec<u8>) -> serde_json::Result<()
 
 /// A user event's parse data in 3.6's shape (see [`Event::user_parse_data`]): `intent`,
 /// `entities`, `text`, `message_id`, `metadata` first (defaults for those missing), then the
-/// map's other keys in order, then a typed intent ranking.
+/// map's other keys in order, then a typed intent ranking (whose first entry is then the
+/// intent).
 fn write_parse_data(
     out: &mut Vec<u8>,
     text: &Option<String>,
@@ -138,11 +139,22 @@ fn write_parse_data(
     intent_ranking: Option<&IntentRanking>,
 ) -> serde_json::Result<()> {
     const FIRST: [&str; 5] = ["intent", "entities", "text", "message_id", "metadata"];
+    // A parse result has a handful of keys: a scan compares fewer bytes than hashing each key.
+    let get = |key: &str| match parse_data.len() {
+        0..=8 => parse_data.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+        _ => parse_data.get(key),
+    };
     for (i, key) in FIRST.into_iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"{" } else { b"," });
-        string(out, key)?;
-        out.push(b':');
-        match (key, parse_data.get(key)) {
+        out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match (key, get(key)) {
+            ("intent", None) if intent_ranking.is_some() => {
+                match intent_ranking.and_then(IntentRanking::top) {
+                    Some(top) => ranked_intent(out, top)?,
+                    None => out.extend_from_slice(br#"{"name":null,"confidence":0.0}"#),
+                }
+            }
             ("intent", None | Some(Value::Null)) => out.extend_from_slice(b"{}"),
             ("entities", None | Some(Value::Null)) => out.extend_from_slice(b"[]"),
             (_, Some(v)) => value(out, v)?,
@@ -166,14 +178,20 @@ fn write_parse_data(
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"name\":");
-            string(out, &r.name)?;
-            out.extend_from_slice(key!("confidence"));
-            float(out, r.confidence)?;
-            out.push(b'}');
+            ranked_intent(out, r)?;
         }
         out.push(b']');
     }
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"name", "confidence"}`, as `RankedIntent::to_value` would be written.
+fn ranked_intent(out: &mut Vec<u8>, r: &RankedIntent) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"name\":");
+    string(out, &r.name)?;
+    out.extend_from_slice(key!("confidence"));
+    float(out, r.confidence)?;
     out.push(b'}');
     Ok(())
 }

@@ -175,12 +175,15 @@ impl NluModel {
     /// rule then applies as to any other message.
     pub fn parse(&self, text: &str) -> Value {
         let (mut parse, ranking) = self.parse_split(text);
+        // After `text`, where Rasa has it.
+        parse.shift_insert(1, "intent".into(), ranking.intent_value());
         parse.insert("intent_ranking".into(), ranking.to_value());
         Value::Object(parse)
     }
 
     /// [`Self::parse`] with the ranking kept typed (what a `user` event holds): the parse
-    /// data without `intent_ranking`, and the ranking.
+    /// data without `intent` and `intent_ranking`, and the ranking (whose first entry is the
+    /// intent).
     pub fn parse_split(&self, text: &str) -> (Map<String, Value>, IntentRanking) {
         let toks = tokenize(text);
         let pf = self.patterns.token_features(text, &toks);
@@ -190,14 +193,9 @@ impl NluModel {
         let chars = char_offsets(text, &bounds);
         let text_tokens: Vec<Value> = chars.chunks(2).map(|c| json!([c[0], c[1]])).collect();
         self.apply_fallback(&mut ranking);
-        let intent = match ranking.0.first() {
-            Some(top) => top.to_value(),
-            None => json!({"name": null, "confidence": 0.0}),
-        };
         // Built by moving the parts in: `json!` would serialise each of them into a copy.
         let mut parse = Map::with_capacity(5);
         parse.insert("text".into(), Value::String(text.to_string()));
-        parse.insert("intent".into(), intent);
         parse.insert("entities".into(), Value::Array(entities));
         parse.insert("text_tokens".into(), Value::Array(text_tokens));
         (parse, ranking)

@@ -218,7 +218,8 @@ fn a_user_event_with_the_typed_ranking_writes_what_the_json_ranking_would() {
     // A confident message, one that falls back, an empty one.
     for text in ["hello", "hm", ""] {
         let (data, ranking) = m.parse_split(text);
-        assert!(!data.contains_key("intent_ranking"));
+        // Both are the ranking's: the intent is its first entry.
+        assert!(!data.contains_key("intent_ranking") && !data.contains_key("intent"));
         let Value::Object(whole) = m.parse(text) else {
             panic!("an object")
         };
@@ -228,6 +229,7 @@ fn a_user_event_with_the_typed_ranking_writes_what_the_json_ranking_would() {
         let written = typed.to_json_string();
         assert_eq!(written, as_json.to_json_string(), "{text:?}: same bytes");
         assert_eq!(typed.user_parse_data(), as_json.user_parse_data());
+        assert_eq!(typed.intent_name(), as_json.intent_name(), "{text:?}");
         // Read back, the ranking is JSON again and the event writes the same.
         let back = Event::from_json(&serde_json::from_str(&written).unwrap())
             .unwrap()
