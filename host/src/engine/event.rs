@@ -545,13 +545,6 @@ impl Event {
     }
 }
 
-/// A float as JSON; integral values stay floats (`1.0`), as Python prints them.
-pub fn num(x: f64) -> Value {
-    serde_json::Number::from_f64(x)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
-
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
