@@ -216,9 +216,14 @@ impl Log {
 
     /// A log of `events`, their texts serialised here (the parsed events are for its request).
     fn of(epoch: u64, events: Vec<Event>) -> Log {
+        Log::with_texts(epoch, EventTexts::of(&events), events)
+    }
+
+    /// A log of `events` and their texts.
+    fn with_texts(epoch: u64, texts: EventTexts, events: Vec<Event>) -> Log {
         Log {
             epoch,
-            texts: LogTexts::Held(Arc::new(EventTexts::of(&events))),
+            texts: LogTexts::Held(Arc::new(texts)),
             parsed: Some(Parsed {
                 from: 0,
                 events: Arc::new(events),
@@ -524,19 +529,37 @@ impl Conversations {
                     .await
                     .map_err(ConversationError::Store)?;
                 match full {
-                    Some(full) => Log::of(full.epoch, parse(&full.events)?),
+                    Some(full) => self.log_read(full.epoch, &full.events, parse(&full.events)?),
                     None => {
                         self.forget(id);
                         return Ok(None);
                     }
                 }
             }
-            // Serialised again rather than kept as stored: another writer (Rasa) may have
-            // formatted them differently, and trackers are answered in one format.
-            None => Log::of(slice.epoch, parse(&slice.events)?),
+            None => self.log_read(slice.epoch, &slice.events, parse(&slice.events)?),
         };
         self.remember_read(id, &log, quiet);
         Ok(Some(log))
+    }
+
+    /// A whole log read from the store, `events` parsed from its `texts`. The texts are
+    /// serialised again rather than kept as stored: another writer (Rasa) may have formatted
+    /// them differently, and trackers are answered in one format. A sole-writer store holds
+    /// only texts this host wrote in that format, so they are kept as they are (serialising a
+    /// conversation again was a tenth of a turn whose conversation had to be read).
+    fn log_read(
+        &self,
+        epoch: u64,
+        texts: &[abi_stable::std_types::RString],
+        events: Vec<Event>,
+    ) -> Log {
+        // A dropped legacy `topic` event would misalign texts and events.
+        if self.sole_writer && texts.len() == events.len() {
+            let texts = EventTexts::from_strs(texts.iter().map(|t| t.as_str()));
+            Log::with_texts(epoch, texts, events)
+        } else {
+            Log::of(epoch, events)
+        }
     }
 
     /// [`Self::read`], the texts at hand (fetched if the store keeps them). A request that
@@ -1204,6 +1227,44 @@ mod tests {
         let log = conv.read_with_texts("s").await.unwrap().unwrap();
         assert_eq!(log.len(), 2);
         assert_eq!(log.events("s").unwrap().len(), 2);
+    }
+
+    /// A conversation read from a sole-writer store (not cached) keeps the stored texts as
+    /// they are, aligned with its parsed events; a legacy `topic` event, which is dropped,
+    /// makes the texts be written again from the events.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sole_writer_stores_texts_are_kept_as_read() {
+        let (_dir, app, _agent) = served_hello_bot();
+        let conv = &app.conversations;
+        assert!(
+            conv.sole_writer,
+            "the in-memory store is written by this host only"
+        );
+        // Another key order than this host writes: kept, not written again.
+        let stored = vec![
+            r#"{"timestamp":1.0,"event":"slot","name":"n","value":1}"#.to_string(),
+            r#"{"timestamp":2.0,"event":"pause"}"#.to_string(),
+        ];
+        conv.store().replace("cold", stored.clone()).await.unwrap();
+        let log = conv.read("cold").await.unwrap().unwrap();
+        assert_eq!(
+            log.texts.get().unwrap(),
+            &EventTexts::from_strs(stored.iter().map(String::as_str))
+        );
+        let events = log.events("cold").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].timestamp, 1.0);
+
+        let with_topic = vec![
+            stored[0].clone(),
+            r#"{"event":"topic","topic":"t","timestamp":1.5}"#.to_string(),
+            stored[1].clone(),
+        ];
+        conv.store().replace("topic", with_topic).await.unwrap();
+        let log = conv.read("topic").await.unwrap().unwrap();
+        let events = log.events("topic").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(log.texts.get().unwrap(), &EventTexts::of(&events));
     }
 
     #[test]
