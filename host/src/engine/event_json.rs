@@ -152,7 +152,9 @@ fn write_parse_data(
             ("intent", None) if intent_ranking.is_some() => {
                 match intent_ranking.and_then(IntentRanking::top) {
                     Some(top) => ranked_intent(out, top)?,
-                    None => out.extend_from_slice(br#"{"name":null,"confidence":0.0}"#),
+                    // Rasa's empty intent, as the ranking defines it (rare: the interpreter
+                    // gives a text without any intent Rasa's empty parse instead).
+                    None => value(out, &IntentRanking::default().intent_value())?,
                 }
             }
             ("intent", None | Some(Value::Null)) => out.extend_from_slice(b"{}"),
