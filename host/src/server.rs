@@ -265,7 +265,13 @@ impl OriginPattern {
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let endpoints = load_endpoints(&args)?;
     let (state, model_source) = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
-    let app = crate::http::app(router(state.clone()), &state.limits, cors_layer(&args.cors));
+    let abandoned = crate::http::finish::Abandoned::default();
+    let app = crate::http::app(
+        router(state.clone()),
+        &state.limits,
+        cors_layer(&args.cors),
+        &abandoned,
+    );
     let addr = format!("{}:{}", args.interface, args.port);
     let listener = crate::http::serve::bind(&addr)
         .await
@@ -300,7 +306,21 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
         drain_timeout: Duration::from_secs(30),
     };
+    let drain = opts.drain_timeout;
     crate::http::serve::serve(listener, app, opts, shutdown_signal()).await;
+    // Requests whose clients hung up finish before the stores and the broker close.
+    if abandoned.running() > 0 {
+        tracing::info!(
+            running = abandoned.running(),
+            "shutting down: waiting for requests whose clients hung up"
+        );
+        if tokio::time::timeout(drain, abandoned.wait()).await.is_err() {
+            tracing::warn!(
+                running = abandoned.running(),
+                "shutdown: requests still running after {drain:?}"
+            );
+        }
+    }
     tracing::info!("shutting down: flushing the event broker");
     state.conversations.close(Duration::from_secs(10)).await;
     Ok(())

@@ -614,17 +614,12 @@ fn a_slow_action_server_is_bounded_by_the_endpoint_timeout() {
     );
 }
 
-#[test]
-fn an_action_server_answering_garbage_fails_the_action_only() {
-    // An action server that answers 200 with a body Rasa could not use, one kind per request.
-    let bodies = [
-        "this is not JSON",
-        "[1, 2, 3]",
-        r#"{"events": "not a list", "responses": []}"#,
-        r#"{"events": [{"event": "user"}], "responses": []}"#,
-        r#"{"events": [{"event": "slot"}], "responses": "nope"}"#,
-        r#"{"events": [{"event": "no_such_event", "x": 1}]}"#,
-    ];
+/// An action server on a thread: the `n`th request (from 0) is read whole, then answered
+/// with 200 and `answer(n)`'s body after `answer(n)`'s delay. Returns its port and the number
+/// of answers written.
+fn fake_action_server(
+    answer: impl Fn(usize) -> (std::time::Duration, String) + Send + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -657,7 +652,8 @@ fn an_action_server_answering_garbage_fails_the_action_only() {
                     }
                 }
             }
-            let body = bodies[n % bodies.len()];
+            let (delay, body) = answer(n);
+            std::thread::sleep(delay);
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -665,6 +661,78 @@ fn an_action_server_answering_garbage_fails_the_action_only() {
             );
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+    });
+    (port, answered)
+}
+
+#[test]
+fn a_client_hanging_up_mid_turn_neither_stalls_nor_cuts_the_turn() {
+    // The action server takes 1.5 s; the first client hangs up after 0.3 s, while the turn
+    // holds the conversation's lock and waits for the action.
+    let (port, answered) = fake_action_server(|_| {
+        (
+            std::time::Duration::from_millis(1500),
+            r#"{"events": [], "responses": [{"text": "Hello, slowly."}]}"#.to_string(),
+        )
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
+    let model = train(&dir);
+    let endpoints =
+        format!("action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 10\n");
+    let s = Server::builder()
+        .arg("-m")
+        .arg(model.path().to_str().unwrap())
+        .endpoints(&endpoints)
+        .start();
+    {
+        use std::io::Write;
+        let body = json!({"sender": "gone", "message": "/greet"}).to_string();
+        let address = s.url("").trim_start_matches("http://").to_string();
+        let mut client = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            client,
+            "POST /webhooks/rest/webhook HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Dropped: the connection closes before any answer.
+    }
+    // The same conversation answers as soon as the first turn is done, not after the lock's
+    // lease (60 s) or the lock wait.
+    let started = std::time::Instant::now();
+    assert_eq!(texts(&say(&s, "gone", "/greet")), ["Hello, slowly."]);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The abandoned turn ran to its end: both turns are stored whole, one after the other.
+    let events = sequence(&s, "gone");
+    let users: Vec<usize> = (0..events.len()).filter(|&i| events[i] == "user").collect();
+    assert_eq!(users.len(), 2, "{events:?}");
+    let (first, second) = (&events[users[0]..users[1]], &events[users[1]..]);
+    assert_eq!(first, second, "{events:?}");
+    for expected in ["action:action_greet_by_name", "bot"] {
+        assert!(second.iter().any(|e| e == expected), "{events:?}");
+    }
+    assert_eq!(second.last().unwrap(), "action:action_listen", "{events:?}");
+}
+
+#[test]
+fn an_action_server_answering_garbage_fails_the_action_only() {
+    // An action server that answers 200 with a body Rasa could not use, one kind per request.
+    let bodies = [
+        "this is not JSON",
+        "[1, 2, 3]",
+        r#"{"events": "not a list", "responses": []}"#,
+        r#"{"events": [{"event": "user"}], "responses": []}"#,
+        r#"{"events": [{"event": "slot"}], "responses": "nope"}"#,
+        r#"{"events": [{"event": "no_such_event", "x": 1}]}"#,
+    ];
+    let (port, answered) = fake_action_server(move |n| {
+        (
+            std::time::Duration::ZERO,
+            bodies[n % bodies.len()].to_string(),
+        )
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
     let model = train(&dir);

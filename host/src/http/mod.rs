@@ -5,6 +5,7 @@ pub mod body_timeout;
 pub mod conversations;
 pub mod dialogue;
 pub mod error;
+pub mod finish;
 pub mod meta;
 pub mod model;
 pub mod openapi;
@@ -195,7 +196,8 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// The router with what every request goes through, outermost first: CORS (when
+/// The router with what every request goes through, outermost first: running to its end
+/// even if the client hangs up (counted in `abandoned`, see [`finish`]), CORS (when
 /// configured), Rasa's error body for axum's rejections, the body's stall timeout and the
 /// body size limit. They wrap the router once rather than each route (`Router::layer`),
 /// which would clone and box per route and request.
@@ -203,6 +205,7 @@ pub fn app(
     router: Router,
     limits: &Limits,
     cors: Option<tower_http::cors::CorsLayer>,
+    abandoned: &finish::Abandoned,
 ) -> impl tower::Service<
     axum::http::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -212,6 +215,7 @@ pub fn app(
        + Send
        + 'static {
     tower::ServiceBuilder::new()
+        .layer(finish::FinishLayer::new(abandoned.clone()))
         .option_layer(cors)
         .layer(error::RasaErrorsLayer)
         .layer(body_timeout::BodyTimeoutLayer::new(
