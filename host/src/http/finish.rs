@@ -15,15 +15,23 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
 
-/// The requests whose clients hung up and that are still running.
-#[derive(Clone, Default)]
+/// The requests whose clients hung up and that are still running. One per server, never
+/// freed: a request's future carries it as a plain reference.
+#[derive(Clone, Copy)]
 pub struct Abandoned {
-    inner: Arc<AbandonedInner>,
+    inner: &'static AbandonedInner,
+}
+
+impl Default for Abandoned {
+    fn default() -> Abandoned {
+        Abandoned {
+            inner: Box::leak(Box::default()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,7 +64,7 @@ impl Abandoned {
             return;
         };
         self.inner.running.fetch_add(1, Ordering::AcqRel);
-        let done = Done(self.inner.clone());
+        let done = Done(self.inner);
         runtime.spawn(async move {
             let _done = done; // counted down even if the task is cancelled at shutdown
             future.await;
@@ -65,7 +73,7 @@ impl Abandoned {
 }
 
 /// Counts a remainder as finished when dropped.
-struct Done(Arc<AbandonedInner>);
+struct Done(&'static AbandonedInner);
 
 impl Drop for Done {
     fn drop(&mut self) {
@@ -92,7 +100,7 @@ impl<S> tower::Layer<S> for FinishLayer {
     fn layer(&self, inner: S) -> Finish<S> {
         Finish {
             inner,
-            abandoned: self.abandoned.clone(),
+            abandoned: self.abandoned,
         }
     }
 }
@@ -119,7 +127,7 @@ where
     fn call(&mut self, request: R) -> Finishing<S::Future> {
         Finishing {
             future: Some(Box::pin(self.inner.call(request))),
-            abandoned: self.abandoned.clone(),
+            abandoned: self.abandoned,
         }
     }
 }
@@ -159,6 +167,7 @@ impl<F: Future + Send + 'static> Drop for Finishing<F> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
     use std::time::Duration;
     use tower::{Layer, Service};
 
@@ -181,7 +190,7 @@ mod tests {
     async fn a_dropped_request_runs_to_its_end_and_is_waited_for() {
         let abandoned = Abandoned::default();
         let done = Arc::new(AtomicBool::new(false));
-        let mut service = FinishLayer::new(abandoned.clone()).layer(slow_service(done.clone()));
+        let mut service = FinishLayer::new(abandoned).layer(slow_service(done.clone()));
         let mut request = service.call(());
         // Started, then dropped as hyper drops it when the connection closes.
         assert!(futures::poll!(&mut request).is_pending());
@@ -199,14 +208,14 @@ mod tests {
     async fn a_completed_request_leaves_nothing_behind() {
         let abandoned = Abandoned::default();
         let done = Arc::new(AtomicBool::new(false));
-        let mut service = FinishLayer::new(abandoned.clone()).layer(slow_service(done.clone()));
+        let mut service = FinishLayer::new(abandoned).layer(slow_service(done.clone()));
         service.call(()).await.unwrap();
         assert!(done.load(Ordering::Acquire));
         assert_eq!(abandoned.running(), 0);
         // Dropped before its first poll: the request never started, yet it still runs, as
         // hyper may drop a request whose handler was called but not polled.
         let done = Arc::new(AtomicBool::new(false));
-        let mut service = FinishLayer::new(abandoned.clone()).layer(slow_service(done.clone()));
+        let mut service = FinishLayer::new(abandoned).layer(slow_service(done.clone()));
         drop(service.call(()));
         abandoned.wait().await;
         assert!(done.load(Ordering::Acquire));

@@ -215,7 +215,7 @@ pub fn app(
        + Send
        + 'static {
     tower::ServiceBuilder::new()
-        .layer(finish::FinishLayer::new(abandoned.clone()))
+        .layer(finish::FinishLayer::new(*abandoned))
         .option_layer(cors)
         .layer(error::RasaErrorsLayer)
         .layer(body_timeout::BodyTimeoutLayer::new(
