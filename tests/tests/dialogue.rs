@@ -665,10 +665,9 @@ fn fake_action_server(
     (port, answered)
 }
 
-#[test]
-fn a_client_hanging_up_mid_turn_neither_stalls_nor_cuts_the_turn() {
-    // The action server takes 1.5 s; the first client hangs up after 0.3 s, while the turn
-    // holds the conversation's lock and waits for the action.
+/// The custom bot with an action server that answers "Hello, slowly." after 1.5 s, and the
+/// number of answers it wrote.
+fn slow_greeter(extra_endpoints: &str) -> (Server, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let (port, answered) = fake_action_server(|_| {
         (
             std::time::Duration::from_millis(1500),
@@ -677,27 +676,37 @@ fn a_client_hanging_up_mid_turn_neither_stalls_nor_cuts_the_turn() {
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/custom_bot");
     let model = train(&dir);
-    let endpoints =
-        format!("action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 10\n");
+    let endpoints = format!(
+        "action_endpoint:\n  url: http://127.0.0.1:{port}/webhook\n  timeout: 10\n{extra_endpoints}"
+    );
     let s = Server::builder()
         .arg("-m")
         .arg(model.path().to_str().unwrap())
         .endpoints(&endpoints)
         .start();
-    {
-        use std::io::Write;
-        let body = json!({"sender": "gone", "message": "/greet"}).to_string();
-        let address = s.url("").trim_start_matches("http://").to_string();
-        let mut client = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            client,
-            "POST /webhooks/rest/webhook HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        // Dropped: the connection closes before any answer.
-    }
+    (s, answered)
+}
+
+/// Sends `message` for `sender` to the REST channel and hangs up 0.3 s later, before the
+/// answer: while the turn holds the conversation's lock and waits for the slow action.
+fn hang_up_mid_turn(s: &Server, sender: &str, message: &str) {
+    use std::io::Write;
+    let body = json!({"sender": sender, "message": message}).to_string();
+    let address = s.url("").trim_start_matches("http://").to_string();
+    let mut client = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        client,
+        "POST /webhooks/rest/webhook HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn a_client_hanging_up_mid_turn_neither_stalls_nor_cuts_the_turn() {
+    let (s, answered) = slow_greeter("");
+    hang_up_mid_turn(&s, "gone", "/greet");
     // The same conversation answers as soon as the first turn is done, not after the lock's
     // lease (60 s) or the lock wait.
     let started = std::time::Instant::now();
@@ -715,6 +724,32 @@ fn a_client_hanging_up_mid_turn_neither_stalls_nor_cuts_the_turn() {
         assert!(second.iter().any(|e| e == expected), "{events:?}");
     }
     assert_eq!(second.last().unwrap(), "action:action_listen", "{events:?}");
+}
+
+#[test]
+fn sigterm_lets_a_turn_whose_client_hung_up_finish_and_publish() {
+    let (mut s, answered) = slow_greeter("event_broker:\n  type: file\n  path: broker.log\n");
+    hang_up_mid_turn(&s, "left", "/greet");
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}\n{}", s.stderr());
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The turn ended before the broker was closed: its last events were published.
+    let text = std::fs::read_to_string(s.dir.path().join("broker.log")).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bot = events
+        .iter()
+        .position(|e| e["event"] == "bot")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(events[bot]["text"], "Hello, slowly.", "{text}");
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["name"].as_str()),
+        (Some("action"), Some("action_listen")),
+        "{text}"
+    );
 }
 
 #[test]
