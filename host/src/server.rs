@@ -305,38 +305,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
         drain_timeout: Duration::from_secs(30),
+        abandoned,
     };
-    // One drain deadline for the connections and the requests whose clients hung up.
-    let deadline = std::sync::Arc::new(std::sync::OnceLock::new());
-    let drain = opts.drain_timeout;
-    let shutdown = {
-        let deadline = deadline.clone();
-        async move {
-            shutdown_signal().await;
-            let _ = deadline.set(tokio::time::Instant::now() + drain);
-        }
-    };
-    crate::http::serve::serve(listener, app, opts, shutdown).await;
-    // Requests whose clients hung up finish before the stores and the broker close.
-    if abandoned.running() > 0 {
-        tracing::info!(
-            running = abandoned.running(),
-            "shutting down: waiting for requests whose clients hung up"
-        );
-        let deadline = deadline
-            .get()
-            .copied()
-            .unwrap_or_else(|| tokio::time::Instant::now() + drain);
-        if tokio::time::timeout_at(deadline, abandoned.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                running = abandoned.running(),
-                "shutdown: requests still running after {drain:?}"
-            );
-        }
-    }
+    crate::http::serve::serve(listener, app, opts, shutdown_signal()).await;
     tracing::info!("shutting down: flushing the event broker");
     state.conversations.close(Duration::from_secs(10)).await;
     Ok(())

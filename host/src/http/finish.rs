@@ -9,8 +9,8 @@
 //!
 //! The cost on the normal path is one allocation per request (the future is pinned on the
 //! heap so that it can be moved into a task once started). Shutdown waits for the spawned
-//! remainders too ([`Abandoned::wait`]), so that they finish before the stores and the event
-//! broker are closed.
+//! remainders too ([`Abandoned::wait`], in `serve::serve`), so that they finish before the
+//! stores and the event broker are closed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 /// The requests whose clients hung up and that are still running. One per server, never
 /// freed: a request's future carries it as a plain reference.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Abandoned {
     inner: &'static AbandonedInner,
 }
@@ -34,7 +34,7 @@ impl Default for Abandoned {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct AbandonedInner {
     running: AtomicUsize,
     finished: Notify,

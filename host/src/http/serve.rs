@@ -49,12 +49,16 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 pub struct ServeOptions {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
-    /// How long shutdown waits for the connections in flight.
+    /// How long shutdown waits for the connections in flight and then for the requests whose
+    /// clients hung up (`abandoned`), all told.
     pub drain_timeout: Duration,
+    /// The requests whose clients hung up, still running ([`super::finish`]): they finish
+    /// before `serve` returns, so before the stores and the broker are closed.
+    pub abandoned: super::finish::Abandoned,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish (up to `drain_timeout`).
+/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight,
+/// and those whose clients hung up, finish (up to `drain_timeout`).
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
@@ -120,7 +124,8 @@ pub async fn serve<S>(
     drop(listener);
     let _ = close_tx.send(());
     // Every connection holds a permit: having them all back means every connection is done.
-    if tokio::time::timeout(opts.drain_timeout, permits.acquire_many(max as u32))
+    let deadline = tokio::time::Instant::now() + opts.drain_timeout;
+    if tokio::time::timeout_at(deadline, permits.acquire_many(max as u32))
         .await
         .is_err()
     {
@@ -128,6 +133,23 @@ pub async fn serve<S>(
             "shutdown: connections still open after {:?}",
             opts.drain_timeout
         );
+    }
+    let abandoned = opts.abandoned;
+    if abandoned.running() > 0 {
+        tracing::info!(
+            running = abandoned.running(),
+            "shutting down: waiting for requests whose clients hung up"
+        );
+        if tokio::time::timeout_at(deadline, abandoned.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = abandoned.running(),
+                "shutdown: requests still running after {:?}",
+                opts.drain_timeout
+            );
+        }
     }
 }
 
