@@ -270,7 +270,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         router(state.clone()),
         &state.limits,
         cors_layer(&args.cors),
-        &abandoned,
+        abandoned,
     );
     let addr = format!("{}:{}", args.interface, args.port);
     let listener = crate::http::serve::bind(&addr)

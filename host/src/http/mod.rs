@@ -205,7 +205,7 @@ pub fn app(
     router: Router,
     limits: &Limits,
     cors: Option<tower_http::cors::CorsLayer>,
-    abandoned: &finish::Abandoned,
+    abandoned: finish::Abandoned,
 ) -> impl tower::Service<
     axum::http::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -215,7 +215,7 @@ pub fn app(
        + Send
        + 'static {
     tower::ServiceBuilder::new()
-        .layer(finish::FinishLayer::new(*abandoned))
+        .layer(finish::FinishLayer::new(abandoned))
         .option_layer(cors)
         .layer(error::RasaErrorsLayer)
         .layer(body_timeout::BodyTimeoutLayer::new(
