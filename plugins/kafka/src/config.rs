@@ -66,6 +66,35 @@ pub struct KafkaConfig {
     /// Raw librdkafka properties, applied last (they override everything above).
     #[serde(default, deserialize_with = "raw_properties")]
     pub librdkafka: BTreeMap<String, String>,
+    /// Which producer sends the events (Colloquy addition): `auto` (default), `native` or
+    /// `librdkafka`.
+    #[serde(default, deserialize_with = "optional_parsed")]
+    pub client: Option<ClientChoice>,
+}
+
+/// The producer implementation. `auto` takes the native one wherever it covers the settings
+/// (PLAINTEXT, SASL_PLAINTEXT with PLAIN or SCRAM, no raw `librdkafka` properties) and
+/// librdkafka otherwise (TLS, GSSAPI, OAUTHBEARER, raw properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientChoice {
+    #[default]
+    Auto,
+    Native,
+    Librdkafka,
+}
+
+impl FromStr for ClientChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "librdkafka" => Ok(Self::Librdkafka),
+            _ => Err(format!(
+                "invalid client {s:?}; expected one of auto, native, librdkafka"
+            )),
+        }
+    }
 }
 
 fn default_topic() -> String {
@@ -195,6 +224,24 @@ impl KafkaConfig {
         self.stall_timeout_ms.unwrap_or(DEFAULT_STALL_TIMEOUT_MS)
     }
 
+    /// Whether the native producer covers these settings (see [`ClientChoice`]).
+    pub fn native_suffices(&self) -> bool {
+        self.librdkafka.is_empty()
+            && match self.protocol() {
+                SecurityProtocol::Plaintext => true,
+                SecurityProtocol::SaslPlaintext => self.mechanism().needs_credentials(),
+                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => false,
+            }
+    }
+
+    /// The producer these settings get.
+    pub fn uses_native(&self) -> bool {
+        match self.client.unwrap_or_default() {
+            ClientChoice::Auto | ClientChoice::Native => self.native_suffices(),
+            ClientChoice::Librdkafka => false,
+        }
+    }
+
     fn validate(&self) -> Result<(), PluginError> {
         let key_error = |key: &str, text: String| {
             PluginError::config(format!("config key `{key}`: {text}"))
@@ -205,6 +252,14 @@ impl KafkaConfig {
             return Err(key_error(
                 "queue_size",
                 format!("must be between 1 and {MAX_QUEUE_SIZE}, got {size}"),
+            ));
+        }
+        if self.client == Some(ClientChoice::Native) && !self.native_suffices() {
+            return Err(key_error(
+                "client",
+                "`native` supports PLAINTEXT and SASL_PLAINTEXT with PLAIN or SCRAM and no \
+                 `librdkafka` properties; use `librdkafka` (or `auto`) for these settings"
+                    .to_string(),
             ));
         }
         if self.stall_timeout_ms() < 1000 {

@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod config;
 pub mod message;
+pub mod native;
 pub mod producer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,8 @@ use rdkafka::error::KafkaError;
 use serde_json::{json, Value};
 
 use crate::config::KafkaConfig;
-use crate::producer::Pipeline;
+use crate::native::{EnqueueError, NativePipeline, NativeSettings};
+use crate::producer::{Counters, Pipeline};
 
 export_plugin! {
     name: "kafka",
@@ -41,12 +43,37 @@ pub fn new_kafka_broker(
 }
 
 pub struct KafkaBroker {
-    pipeline: Arc<Pipeline>,
+    backend: Backend,
     topic: String,
     partition_by_sender: bool,
     queue_size: u64,
     close_timeout_ms: u64,
     closed: AtomicBool,
+}
+
+/// The producer behind the broker (see [`config::ClientChoice`]).
+enum Backend {
+    Native {
+        pipeline: NativePipeline,
+        counters: Arc<Counters>,
+    },
+    Librdkafka(Arc<Pipeline>),
+}
+
+impl Backend {
+    fn counters(&self) -> &Counters {
+        match self {
+            Backend::Native { counters, .. } => counters,
+            Backend::Librdkafka(pipeline) => pipeline.counters(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Native { .. } => "native",
+            Backend::Librdkafka(_) => "librdkafka",
+        }
+    }
 }
 
 impl KafkaBroker {
@@ -56,22 +83,44 @@ impl KafkaBroker {
 
     pub fn new(config: KafkaConfig) -> Result<Self, PluginError> {
         // The `RASA_ENVIRONMENT` header is read once, at start-up.
-        let pipeline = Pipeline::new(
-            config.client_config(),
-            config.topic.clone(),
-            &message::environment(),
-        )
-        .map_err(|e| creation_error(&config, e))?;
-        producer::start_watchdog(&pipeline, Duration::from_millis(config.stall_timeout_ms()));
+        let environment = message::environment();
+        let native = config
+            .uses_native()
+            .then(|| NativeSettings::from_config(&config, &environment))
+            .flatten();
+        let backend = match native {
+            Some(settings) => {
+                let counters = Arc::new(Counters::default());
+                let pipeline =
+                    NativePipeline::start(settings, counters.clone(), config.queue_size())
+                        .map_err(|e| {
+                            PluginError::backend(format!(
+                                "kafka: cannot start the producer thread: {e}"
+                            ))
+                        })?;
+                Backend::Native { pipeline, counters }
+            }
+            None => {
+                let pipeline =
+                    Pipeline::new(config.client_config(), config.topic.clone(), &environment)
+                        .map_err(|e| creation_error(&config, e))?;
+                producer::start_watchdog(
+                    &pipeline,
+                    Duration::from_millis(config.stall_timeout_ms()),
+                );
+                Backend::Librdkafka(pipeline)
+            }
+        };
         tracing::info!(
             servers = %config.url,
             topic = %config.topic,
             protocol = %config.protocol(),
+            client = backend.name(),
             queue_size = config.queue_size(),
             "kafka event broker created"
         );
         Ok(KafkaBroker {
-            pipeline,
+            backend,
             topic: config.topic.clone(),
             partition_by_sender: config.partition_by_sender,
             queue_size: config.queue_size(),
@@ -88,7 +137,7 @@ impl KafkaBroker {
         error: PluginError,
     ) -> Result<(), PluginError> {
         let total = self
-            .pipeline
+            .backend
             .counters()
             .dropped
             .fetch_add(count as u64, Ordering::AcqRel)
@@ -97,7 +146,7 @@ impl KafkaBroker {
             conversation_id,
             dropped = count,
             dropped_total = total,
-            pending = self.pipeline.counters().pending(),
+            pending = self.backend.counters().pending(),
             "{}",
             error.message
         );
@@ -108,7 +157,7 @@ impl KafkaBroker {
     async fn wait_delivered(&self, timeout_ms: u64) -> Result<(), PluginError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            let pending = self.pipeline.counters().pending();
+            let pending = self.backend.counters().pending();
             if pending == 0 {
                 return Ok(());
             }
@@ -124,7 +173,7 @@ impl KafkaBroker {
     }
 
     fn fatal_error(&self) -> Option<String> {
-        self.pipeline
+        self.backend
             .counters()
             .fatal
             .lock()
@@ -156,7 +205,7 @@ impl EventBrokerPlugin for KafkaBroker {
             return self.refuse(&conversation_id, payloads.len(), e);
         }
         // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
-        let pending = self.pipeline.counters().pending();
+        let pending = self.backend.counters().pending();
         if pending + payloads.len() as u64 > self.queue_size {
             let e = PluginError::unavailable(format!(
                 "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
@@ -166,13 +215,34 @@ impl EventBrokerPlugin for KafkaBroker {
             return self.refuse(&conversation_id, payloads.len(), e);
         }
         let key = self.partition_by_sender.then_some(conversation_id.as_str());
-        match self.pipeline.enqueue(key, &payloads) {
-            Ok(()) => Ok(()),
-            Err((refused, error)) => self.refuse(
-                &conversation_id,
-                refused,
-                producer::enqueue_error(refused, &error),
-            ),
+        match &self.backend {
+            Backend::Native { pipeline, .. } => {
+                let count = payloads.len();
+                match pipeline.enqueue(key, payloads) {
+                    Ok(()) => Ok(()),
+                    Err(error) => {
+                        let e = match error {
+                            EnqueueError::TooLarge { .. } => PluginError::invalid_input(format!(
+                                "kafka: {error}, {count} event(s) dropped"
+                            )),
+                            EnqueueError::Full { .. } | EnqueueError::Closed => {
+                                PluginError::unavailable(format!(
+                                    "kafka: {error}, {count} event(s) dropped"
+                                ))
+                            }
+                        };
+                        self.refuse(&conversation_id, count, e)
+                    }
+                }
+            }
+            Backend::Librdkafka(pipeline) => match pipeline.enqueue(key, &payloads) {
+                Ok(()) => Ok(()),
+                Err((refused, error)) => self.refuse(
+                    &conversation_id,
+                    refused,
+                    producer::enqueue_error(refused, &error),
+                ),
+            },
         }
     }
 
@@ -181,7 +251,7 @@ impl EventBrokerPlugin for KafkaBroker {
     }
 
     async fn health(&self) -> Result<Value, PluginError> {
-        let c = &self.pipeline.counters();
+        let c = &self.backend.counters();
         let connected = c.connected.load(Ordering::Acquire);
         let fatal = self.fatal_error();
         Ok(json!({
@@ -194,6 +264,7 @@ impl EventBrokerPlugin for KafkaBroker {
             "topic": self.topic,
             "queue_size": self.queue_size,
             "producer_restarts": c.restarts.load(Ordering::Acquire),
+            "client": self.backend.name(),
             "fatal_error": fatal,
         }))
     }
@@ -203,16 +274,19 @@ impl EventBrokerPlugin for KafkaBroker {
         self.closed.store(true, Ordering::Release);
         let outcome = self.wait_delivered(self.close_timeout_ms).await;
         if let Err(e) = &outcome {
-            let pending = self.pipeline.counters().pending();
+            let pending = self.backend.counters().pending();
             tracing::error!(
                 pending,
                 "kafka: closing with undelivered events, they are lost: {}",
                 e.message
             );
         }
-        // Purging turns what is left into failed delivery reports, so the counters stay
-        // exact; it also stops the watchdog.
-        self.pipeline.close();
+        // What is left counts as failed, so the counters stay exact. librdkafka: purging
+        // turns it into failed delivery reports; it also stops the watchdog.
+        match &self.backend {
+            Backend::Native { pipeline, .. } => pipeline.close(),
+            Backend::Librdkafka(pipeline) => pipeline.close(),
+        }
         outcome
     }
 }

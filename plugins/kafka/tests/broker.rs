@@ -41,13 +41,22 @@ fn conversation(sender: &str) -> Vec<Vec<Value>> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
+async fn scripted_conversations_arrive_once_in_order_with_key_and_header_native() {
+    scripted_conversations_arrive_once_in_order_with_key_and_header("native").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripted_conversations_arrive_once_in_order_with_key_and_header_librdkafka() {
+    scripted_conversations_arrive_once_in_order_with_key_and_header("librdkafka").await
+}
+
+async fn scripted_conversations_arrive_once_in_order_with_key_and_header(client: &str) {
     let tansu = Tansu::start();
     let topic = "rasa_core_events";
     create_topic(&tansu.bootstrap(), topic, 3).await;
 
     let broker = KafkaBroker::from_json(
-        &json!({"url": [tansu.bootstrap()], "partition_by_sender": true, "queue_size": "1000",
+        &json!({"client": client, "url": [tansu.bootstrap()], "partition_by_sender": true, "queue_size": "1000",
                 "client_id": "colloquy-test"})
         .to_string(),
     )
@@ -84,6 +93,7 @@ async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
     assert_eq!(health["failed"], json!(0), "{health}");
     assert_eq!(health["dropped"], json!(0), "{health}");
     assert_eq!(health["topic"], json!(topic), "{health}");
+    assert_eq!(health["client"], json!(client), "{health}");
     assert_eq!(health["ok"], json!(true), "{health}");
 
     let records = consume_async(
@@ -114,6 +124,13 @@ async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
             got.iter().all(|r| r.partition == got[0].partition),
             "{sender}: one partition"
         );
+        // Both clients pick the partition that librdkafka's default partitioner
+        // (`consistent_random`: CRC-32 of the key) picks for Rasa.
+        assert_eq!(
+            got[0].partition,
+            (crc32fast::hash(sender.as_bytes()) % 3) as i32,
+            "{sender}: the partition Rasa's producer would choose"
+        );
         let payloads: Vec<&String> = got.iter().map(|r| &r.payload).collect();
         assert_eq!(payloads, want, "{sender}: events in order, byte for byte");
         for r in got {
@@ -133,12 +150,22 @@ async fn scripted_conversations_arrive_once_in_order_with_key_and_header() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_partition_by_sender_messages_have_no_key() {
+async fn without_partition_by_sender_messages_have_no_key_native() {
+    without_partition_by_sender_messages_have_no_key("native").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_partition_by_sender_messages_have_no_key_librdkafka() {
+    without_partition_by_sender_messages_have_no_key("librdkafka").await
+}
+
+async fn without_partition_by_sender_messages_have_no_key(client: &str) {
     let tansu = Tansu::start();
     create_topic(&tansu.bootstrap(), "events", 1).await;
-    let broker =
-        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "topic": "events"}).to_string())
-            .unwrap();
+    let broker = KafkaBroker::from_json(
+        &json!({"client": client, "url": tansu.bootstrap(), "topic": "events"}).to_string(),
+    )
+    .unwrap();
     for i in 0..5 {
         broker
             .publish(
@@ -160,7 +187,16 @@ async fn without_partition_by_sender_messages_have_no_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
+async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order_native() {
+    broker_down_for_ten_seconds_loses_nothing_and_keeps_order("native").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order_librdkafka() {
+    broker_down_for_ten_seconds_loses_nothing_and_keeps_order("librdkafka").await
+}
+
+async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order(client: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -169,7 +205,7 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     let topic = "rasa_core_events";
     create_topic(&tansu.bootstrap(), topic, 1).await;
     let broker = std::sync::Arc::new(
-        KafkaBroker::from_json(&json!({"url": tansu.bootstrap(), "partition_by_sender": "true", "queue_size": 5000, "stall_timeout_ms": 5000}).to_string())
+        KafkaBroker::from_json(&json!({"client": client, "url": tansu.bootstrap(), "partition_by_sender": "true", "queue_size": 5000, "stall_timeout_ms": 5000}).to_string())
             .unwrap(),
     );
     let event = |i: usize| {
@@ -260,7 +296,16 @@ async fn broker_down_for_ten_seconds_loses_nothing_and_keeps_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn full_buffer_refuses_counts_and_reports_unavailable() {
+async fn full_buffer_refuses_counts_and_reports_unavailable_native() {
+    full_buffer_refuses_counts_and_reports_unavailable("native").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_buffer_refuses_counts_and_reports_unavailable_librdkafka() {
+    full_buffer_refuses_counts_and_reports_unavailable("librdkafka").await
+}
+
+async fn full_buffer_refuses_counts_and_reports_unavailable(client: &str) {
     // Nothing listens on this port: everything stays queued.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -268,7 +313,7 @@ async fn full_buffer_refuses_counts_and_reports_unavailable() {
         .unwrap()
         .port();
     let broker = KafkaBroker::from_json(
-        &json!({"url": format!("127.0.0.1:{port}"), "queue_size": 5}).to_string(),
+        &json!({"client": client, "url": format!("127.0.0.1:{port}"), "queue_size": 5}).to_string(),
     )
     .expect("the constructor must not need the broker");
     let ev = json!({"event": "action", "name": "action_listen"}).to_string();
