@@ -483,6 +483,35 @@ mod tests {
     }
 
     #[test]
+    fn the_client_is_native_where_it_covers_the_settings() {
+        let native = |json: &str| parse(json).unwrap().uses_native();
+        assert!(native(r#"{"url": "h:1"}"#));
+        assert!(native(r#"{"url": "h:1", "client": "Native"}"#));
+        assert!(native(
+            r#"{"url": "h:1", "sasl_username": "u", "sasl_password": "p", "sasl_mechanism": "SCRAM-SHA-512"}"#
+        ));
+        assert!(!native(r#"{"url": "h:1", "client": "librdkafka"}"#));
+        // auto falls back to librdkafka for what only it provides.
+        assert!(!native(r#"{"url": "h:1", "security_protocol": "SSL"}"#));
+        assert!(!native(
+            r#"{"url": "h:1", "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "GSSAPI"}"#
+        ));
+        assert!(!native(
+            r#"{"url": "h:1", "librdkafka": {"linger.ms": 50}}"#
+        ));
+        // Asking for native where it cannot serve is an error naming the key.
+        for json in [
+            r#"{"url": "h:1", "client": "native", "security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": "p"}"#,
+            r#"{"url": "h:1", "client": "native", "librdkafka": {"linger.ms": 50}}"#,
+        ] {
+            let e = parse(json).unwrap_err();
+            assert!(e.message.contains("`client`"), "{e}");
+        }
+        let e = parse(r#"{"url": "h:1", "client": "java"}"#).unwrap_err();
+        assert!(e.message.contains("client"), "{e}");
+    }
+
+    #[test]
     fn strings_from_env_expansion_are_accepted() {
         let c = parse(
             r#"{"url": ["a:1", "b:2"], "partition_by_sender": "True", "queue_size": "7",

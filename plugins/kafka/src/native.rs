@@ -435,7 +435,9 @@ impl Sender {
             }
             self.connection = Some(Connection { client, partitions });
         }
-        Ok(self.connection.as_ref().expect("connected above"))
+        self.connection
+            .as_ref()
+            .ok_or_else(|| Failure::Retry("not connected".to_string()))
     }
 
     /// Sends the batch, one request per partition at a time, and removes what the broker
@@ -573,5 +575,60 @@ fn classify(error: ClientError) -> Failure {
             ..
         } => Failure::Refused(error.to_string()),
         _ => Failure::Retry(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable_broker() -> NativeSettings {
+        // Nothing listens on a port just bound and released: connecting fails at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        NativeSettings {
+            servers: vec![format!("127.0.0.1:{port}")],
+            topic: "t".into(),
+            client_id: None,
+            sasl: None,
+            environment: b"test".to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_outbox_refuses_what_it_cannot_take_and_close_counts_the_rest_failed() {
+        let counters = Arc::new(Counters::default());
+        let pipeline = NativePipeline::start(unreachable_broker(), counters.clone(), 3).unwrap();
+        pipeline
+            .enqueue(Some("a"), vec![b"{}".to_vec(), b"{}".to_vec()])
+            .unwrap();
+        assert_eq!(counters.pending(), 2);
+        // All or none: two more do not fit beside the two waiting.
+        let full = pipeline.enqueue(None, vec![b"{}".to_vec(), b"{}".to_vec()]);
+        assert!(
+            matches!(
+                full,
+                Err(EnqueueError::Full {
+                    pending: 2,
+                    queue_size: 3
+                })
+            ),
+            "{full:?}"
+        );
+        let large = pipeline.enqueue(None, vec![vec![b' '; MAX_MESSAGE_BYTES + 1]]);
+        assert!(
+            matches!(large, Err(EnqueueError::TooLarge { .. })),
+            "{large:?}"
+        );
+        assert_eq!(counters.accepted.load(Ordering::Acquire), 2);
+
+        pipeline.close();
+        assert_eq!(counters.failed.load(Ordering::Acquire), 2);
+        assert_eq!(counters.pending(), 0);
+        assert!(!counters.connected.load(Ordering::Acquire));
+        let closed = pipeline.enqueue(None, vec![b"{}".to_vec()]);
+        assert!(matches!(closed, Err(EnqueueError::Closed)), "{closed:?}");
     }
 }
