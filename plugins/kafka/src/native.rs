@@ -28,8 +28,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rskafka::client::error::{Error as ClientError, ProtocolError};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
 use rskafka::BackoffConfig;
 use tokio::sync::Notify;
@@ -258,9 +258,9 @@ async fn stopped(shared: &Shared) {
     }
 }
 
-/// A live connection: the client and one partition client per partition of the topic.
+/// A live connection: one partition client per partition of the topic (each holds the
+/// connections it needs).
 struct Connection {
-    client: Client,
     partitions: Vec<Arc<PartitionClient>>,
 }
 
@@ -359,12 +359,21 @@ impl Sender {
     /// While idle: keeps `connected` true only while the broker answers.
     async fn check_connection(&mut self) {
         let outcome = match &self.connection {
-            Some(connection) => connection
-                .client
-                .list_topics()
-                .await
-                .map(drop)
-                .map_err(classify),
+            // A small request to the partition's leader, the broker the events go to.
+            Some(connection) => match connection.partitions.first() {
+                Some(partition) => {
+                    match tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        partition.get_offset(OffsetAt::Latest),
+                    )
+                    .await
+                    {
+                        Ok(outcome) => outcome.map(drop).map_err(classify),
+                        Err(_) => Err(Failure::Retry("no answer".to_string())),
+                    }
+                }
+                None => Ok(()),
+            },
             None => self.connect().await.map(drop),
         };
         match outcome {
@@ -433,7 +442,7 @@ impl Sender {
                     .map_err(classify)?;
                 partitions.push(Arc::new(partition));
             }
-            self.connection = Some(Connection { client, partitions });
+            self.connection = Some(Connection { partitions });
         }
         self.connection
             .as_ref()
