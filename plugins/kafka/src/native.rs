@@ -1,6 +1,6 @@
-//! The producer in Rust (`client: native`, the default for PLAINTEXT and SASL_PLAINTEXT
-//! with PLAIN or SCRAM): events gather in an outbox and one thread of the plugin's sends
-//! them in batches with the `rskafka` client.
+//! The producer in Rust (`client: native`, the default for PLAINTEXT; also SASL_PLAINTEXT
+//! with PLAIN or SCRAM when asked for): events gather in an outbox and one thread of the
+//! plugin's sends them in batches with the `rskafka` client.
 //!
 //! Why not librdkafka here: every message librdkafka takes costs ~1.2 µs on the caller's
 //! thread and ~1.5 µs more in its own threads (allocation, queueing, delivery reports), which
