@@ -224,25 +224,15 @@ impl KafkaConfig {
         self.stall_timeout_ms.unwrap_or(DEFAULT_STALL_TIMEOUT_MS)
     }
 
-    /// Whether the native producer covers these settings (see [`ClientChoice`]).
-    pub fn native_suffices(&self) -> bool {
-        self.librdkafka.is_empty()
-            && match self.protocol() {
-                SecurityProtocol::Plaintext => true,
-                SecurityProtocol::SaslPlaintext => self.mechanism().needs_credentials(),
-                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => false,
-            }
-    }
-
     /// The producer these settings get. `auto` takes native only for PLAINTEXT: its SASL
     /// path (rskafka's) is not exercised by our tests (the test broker cannot hold users), so
     /// SASL stays on librdkafka unless `client: native` asks for it.
     pub fn uses_native(&self) -> bool {
         match self.client.unwrap_or_default() {
             ClientChoice::Auto => {
-                self.native_suffices() && self.protocol() == SecurityProtocol::Plaintext
+                self.protocol() == SecurityProtocol::Plaintext && crate::native::supports(self)
             }
-            ClientChoice::Native => self.native_suffices(),
+            ClientChoice::Native => crate::native::supports(self),
             ClientChoice::Librdkafka => false,
         }
     }
@@ -259,7 +249,7 @@ impl KafkaConfig {
                 format!("must be between 1 and {MAX_QUEUE_SIZE}, got {size}"),
             ));
         }
-        if self.client == Some(ClientChoice::Native) && !self.native_suffices() {
+        if self.client == Some(ClientChoice::Native) && !crate::native::supports(self) {
             return Err(key_error(
                 "client",
                 "`native` supports PLAINTEXT and SASL_PLAINTEXT with PLAIN or SCRAM and no \

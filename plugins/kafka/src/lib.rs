@@ -24,7 +24,7 @@ use rdkafka::error::KafkaError;
 use serde_json::{json, Value};
 
 use crate::config::KafkaConfig;
-use crate::native::{EnqueueError, NativePipeline, NativeSettings};
+use crate::native::{NativePipeline, NativeSettings};
 use crate::producer::{Counters, Pipeline};
 
 export_plugin! {
@@ -53,24 +53,21 @@ pub struct KafkaBroker {
 
 /// The producer behind the broker (see [`config::ClientChoice`]).
 enum Backend {
-    Native {
-        pipeline: NativePipeline,
-        counters: Arc<Counters>,
-    },
+    Native(NativePipeline),
     Librdkafka(Arc<Pipeline>),
 }
 
 impl Backend {
     fn counters(&self) -> &Counters {
         match self {
-            Backend::Native { counters, .. } => counters,
+            Backend::Native(pipeline) => pipeline.counters(),
             Backend::Librdkafka(pipeline) => pipeline.counters(),
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
-            Backend::Native { .. } => "native",
+            Backend::Native(_) => "native",
             Backend::Librdkafka(_) => "librdkafka",
         }
     }
@@ -91,14 +88,13 @@ impl KafkaBroker {
         let backend = match native {
             Some(settings) => {
                 let counters = Arc::new(Counters::default());
-                let pipeline =
-                    NativePipeline::start(settings, counters.clone(), config.queue_size())
-                        .map_err(|e| {
-                            PluginError::backend(format!(
-                                "kafka: cannot start the producer thread: {e}"
-                            ))
-                        })?;
-                Backend::Native { pipeline, counters }
+                let pipeline = NativePipeline::start(settings, counters, config.queue_size())
+                    .map_err(|e| {
+                        PluginError::backend(format!(
+                            "kafka: cannot start the producer thread: {e}"
+                        ))
+                    })?;
+                Backend::Native(pipeline)
             }
             None => {
                 let pipeline =
@@ -216,24 +212,11 @@ impl EventBrokerPlugin for KafkaBroker {
         }
         let key = self.partition_by_sender.then_some(conversation_id.as_str());
         match &self.backend {
-            Backend::Native { pipeline, .. } => {
+            Backend::Native(pipeline) => {
                 let count = payloads.len();
-                match pipeline.enqueue(key, payloads) {
-                    Ok(()) => Ok(()),
-                    Err(error) => {
-                        let e = match error {
-                            EnqueueError::TooLarge { .. } => PluginError::invalid_input(format!(
-                                "kafka: {error}, {count} event(s) dropped"
-                            )),
-                            EnqueueError::Full { .. } | EnqueueError::Closed => {
-                                PluginError::unavailable(format!(
-                                    "kafka: {error}, {count} event(s) dropped"
-                                ))
-                            }
-                        };
-                        self.refuse(&conversation_id, count, e)
-                    }
-                }
+                pipeline.enqueue(key, payloads).or_else(|error| {
+                    self.refuse(&conversation_id, count, error.to_plugin_error(count))
+                })
             }
             Backend::Librdkafka(pipeline) => match pipeline.enqueue(key, &payloads) {
                 Ok(()) => Ok(()),
@@ -284,7 +267,7 @@ impl EventBrokerPlugin for KafkaBroker {
         // What is left counts as failed, so the counters stay exact. librdkafka: purging
         // turns it into failed delivery reports; it also stops the watchdog.
         match &self.backend {
-            Backend::Native { pipeline, .. } => pipeline.close(),
+            Backend::Native(pipeline) => pipeline.close(),
             Backend::Librdkafka(pipeline) => pipeline.close(),
         }
         outcome

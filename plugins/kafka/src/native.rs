@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use colloquy_plugin_api::PluginError;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{ClientBuilder, Credentials, SaslConfig};
@@ -64,29 +65,40 @@ pub struct NativeSettings {
     pub environment: Vec<u8>,
 }
 
-impl NativeSettings {
-    /// `None` when the section needs something only librdkafka provides (TLS, GSSAPI,
-    /// OAUTHBEARER, raw `librdkafka` properties).
-    pub fn from_config(config: &KafkaConfig, environment: &str) -> Option<NativeSettings> {
-        if !config.librdkafka.is_empty() {
-            return None;
-        }
-        let sasl = match config.protocol() {
-            SecurityProtocol::Plaintext => None,
-            SecurityProtocol::SaslPlaintext => {
-                let credentials = Credentials::new(
-                    config.sasl_username.clone().unwrap_or_default(),
-                    config.sasl_password.clone().unwrap_or_default(),
-                );
-                Some(match config.mechanism() {
-                    SaslMechanism::Plain => SaslConfig::Plain(credentials),
-                    SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
-                    SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
-                    SaslMechanism::Gssapi | SaslMechanism::OauthBearer => return None,
-                })
+/// The SASL settings of the native producer: `None` when the section needs something only
+/// librdkafka provides (TLS, GSSAPI, OAUTHBEARER, raw `librdkafka` properties), `Some(None)`
+/// for PLAINTEXT. The one rule of what the native producer serves.
+fn native_sasl(config: &KafkaConfig) -> Option<Option<SaslConfig>> {
+    if !config.librdkafka.is_empty() {
+        return None;
+    }
+    match config.protocol() {
+        SecurityProtocol::Plaintext => Some(None),
+        SecurityProtocol::SaslPlaintext => {
+            let credentials = Credentials::new(
+                config.sasl_username.clone().unwrap_or_default(),
+                config.sasl_password.clone().unwrap_or_default(),
+            );
+            match config.mechanism() {
+                SaslMechanism::Plain => Some(Some(SaslConfig::Plain(credentials))),
+                SaslMechanism::ScramSha256 => Some(Some(SaslConfig::ScramSha256(credentials))),
+                SaslMechanism::ScramSha512 => Some(Some(SaslConfig::ScramSha512(credentials))),
+                SaslMechanism::Gssapi | SaslMechanism::OauthBearer => None,
             }
-            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => return None,
-        };
+        }
+        SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => None,
+    }
+}
+
+/// Whether the native producer can serve these settings.
+pub fn supports(config: &KafkaConfig) -> bool {
+    native_sasl(config).is_some()
+}
+
+impl NativeSettings {
+    /// `None` when the native producer cannot serve the section (see [`supports`]).
+    pub fn from_config(config: &KafkaConfig, environment: &str) -> Option<NativeSettings> {
+        let sasl = native_sasl(config)?;
         Some(NativeSettings {
             servers: config
                 .url
@@ -139,6 +151,17 @@ pub enum EnqueueError {
     TooLarge { size: usize },
     #[error("the producer is closed")]
     Closed,
+}
+
+impl EnqueueError {
+    /// The error `publish` returns for `count` refused events.
+    pub fn to_plugin_error(&self, count: usize) -> PluginError {
+        let text = format!("kafka: {self}, {count} event(s) dropped");
+        match self {
+            EnqueueError::TooLarge { .. } => PluginError::invalid_input(text),
+            EnqueueError::Full { .. } | EnqueueError::Closed => PluginError::unavailable(text),
+        }
+    }
 }
 
 impl NativePipeline {
@@ -215,6 +238,10 @@ impl NativePipeline {
             self.shared.work.notify_one();
         }
         Ok(())
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Stops the sender; whatever was not delivered is counted as failed.
@@ -545,11 +572,16 @@ impl Sender {
 
     fn succeeded(&mut self) {
         self.batch_limit = (self.batch_limit * 2).min(MAX_BATCH_MESSAGES);
-        self.set_connected(true);
-        if self.outage_logged {
+        if std::mem::take(&mut self.outage_logged) {
+            // The outage was logged by `failed`: one line for its end too.
+            self.shared
+                .counters
+                .connected
+                .store(true, Ordering::Release);
             tracing::info!("kafka: delivering again");
+        } else {
+            self.set_connected(true);
         }
-        self.outage_logged = false;
         self.retry = RETRY_MIN;
     }
 
@@ -557,7 +589,11 @@ impl Sender {
         // Rebuild the connection: a broker that came back may have lost the topic or moved
         // its partitions.
         self.connection = None;
-        self.set_connected(false);
+        // One warning per outage, with its reason (not also `set_connected`'s).
+        self.shared
+            .counters
+            .connected
+            .store(false, Ordering::Release);
         if !self.outage_logged {
             tracing::warn!(
                 pending = self.shared.counters.pending(),
