@@ -74,6 +74,14 @@ impl InStore {
         Ok(log)
     }
 
+    /// After a failed fetch: the texts if another copy of this log fetched them in the
+    /// meantime, before the store moved on. Without this a request that found them unfetched,
+    /// then lost the race to the store's rewrite, answered 503 although its version was at
+    /// hand (and its retry, which checks whether the texts can be had, saw them fetched).
+    fn fetched_meanwhile(&self) -> Option<&EventTexts> {
+        self.fetched.get().map(|t| &**t)
+    }
+
     fn changed(&self) -> ConversationError {
         ConversationError::Changed {
             id: self.id.to_string(),
@@ -124,7 +132,10 @@ impl LogTexts {
         if let Some(t) = s.fetched.get() {
             return Ok(t);
         }
-        let log = s.load_from(0)?;
+        let log = match s.load_from(0) {
+            Ok(log) => log,
+            Err(e) => return s.fetched_meanwhile().ok_or(e),
+        };
         // The host is the store's sole writer: these are the texts it wrote.
         let ours = log.events.get(..s.len).ok_or_else(|| s.changed())?;
         let texts = EventTexts::from_strs(ours.iter().map(|t| t.as_str()));
@@ -139,7 +150,10 @@ impl LogTexts {
             LogTexts::InStore(s) if s.fetched.get().is_none() && i < s.len => s,
             _ => return Ok(Cow::Borrowed(self.get()?.get(i))),
         };
-        let log = s.load_from(i)?;
+        let log = match s.load_from(i) {
+            Ok(log) => log,
+            Err(e) => return Ok(Cow::Borrowed(s.fetched_meanwhile().ok_or(e)?.get(i))),
+        };
         let text = log.events.first().ok_or_else(|| s.changed())?;
         Ok(Cow::Owned(text.to_string()))
     }
