@@ -331,6 +331,24 @@ lat() { printf '%s / %s' "$(ms "${P50[$1]}")" "$(ms "${P99[$1]}")"; }
     row "Kafka on ÷ off, P1 append throughput (in-memory store)" "≥ 0.9" "$(rps p1_kafka)" "$(ms "${P50[p1_kafka]}")" "$(ms "${P99[p1_kafka]}")" "$r_kafka" "$(verdict "$(calc %d "$x_kafka >= 0.9")")"
 } >"$OUT/table.md"
 
+# The verdicts use the medians; each round's own ratios show how far this machine's noise
+# moves them (rounds are interleaved, so a round's runs are seconds apart).
+round_rps() { awk -v l="$1" -v r="$2" '$1 == l && $2 == r { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rps") print kv[2] } }' "$RESULTS"; }
+{
+    echo
+    echo "Per round (ceiling req/s; ratios as in the table):"
+    echo
+    echo "| round | ceiling | P1 | P2 | P8 | P4 | Kafka on ÷ off |"
+    echo "|---|---|---|---|---|---|---|"
+    for r in $(seq "$RUNS"); do
+        c=$(round_rps hello_get "$r"); m=$(round_rps p1_mem "$r")
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$r" "$(calc "%.0f" "$c")" \
+            "$(calc "%.3f" "$m / $c")" "$(calc "%.3f" "$(round_rps p2_bot "$r") / $c")" \
+            "$(calc "%.3f" "$(round_rps p8_mem "$r") / $c")" "$(calc "%.3f" "$(round_rps p1_plug "$r") / $m")" \
+            "$(calc "%.3f" "$(round_rps p1_kafka "$r") / $m")"
+    done
+} >>"$OUT/table.md"
+
 echo
 echo "Colloquy benchmarks — $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.1f GB", $2 / 1048576}' /proc/meminfo) RAM;" \
