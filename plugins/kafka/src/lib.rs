@@ -87,9 +87,8 @@ impl KafkaBroker {
             .flatten();
         let backend = match native {
             Some(settings) => {
-                let counters = Arc::new(Counters::default());
-                let pipeline = NativePipeline::start(settings, counters, config.queue_size())
-                    .map_err(|e| {
+                let pipeline =
+                    NativePipeline::start(settings, config.queue_size()).map_err(|e| {
                         PluginError::backend(format!(
                             "kafka: cannot start the producer thread: {e}"
                         ))

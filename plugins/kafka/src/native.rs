@@ -132,7 +132,7 @@ struct Shared {
     work: Notify,
     stop: Notify,
     stopping: AtomicBool,
-    counters: Arc<Counters>,
+    counters: Counters,
     queue_size: u64,
 }
 
@@ -166,17 +166,13 @@ impl EnqueueError {
 
 impl NativePipeline {
     /// Starts the sender thread. It connects in the background: the broker may be down.
-    pub fn start(
-        settings: NativeSettings,
-        counters: Arc<Counters>,
-        queue_size: u64,
-    ) -> std::io::Result<NativePipeline> {
+    pub fn start(settings: NativeSettings, queue_size: u64) -> std::io::Result<NativePipeline> {
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::default()),
             work: Notify::new(),
             stop: Notify::new(),
             stopping: AtomicBool::new(false),
-            counters,
+            counters: Counters::default(),
             queue_size,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -644,8 +640,8 @@ mod tests {
 
     #[test]
     fn the_outbox_refuses_what_it_cannot_take_and_close_counts_the_rest_failed() {
-        let counters = Arc::new(Counters::default());
-        let pipeline = NativePipeline::start(unreachable_broker(), counters.clone(), 3).unwrap();
+        let pipeline = NativePipeline::start(unreachable_broker(), 3).unwrap();
+        let counters = pipeline.counters();
         pipeline
             .enqueue(Some("a"), vec![b"{}".to_vec(), b"{}".to_vec()])
             .unwrap();
