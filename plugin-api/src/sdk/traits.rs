@@ -154,7 +154,8 @@ pub trait LockStorePlugin: Send + Sync + 'static {
 /// broker is responsible for retrying and for counting what it could not deliver.
 ///
 /// The host publishes only events the tracker store accepted, in order per conversation.
-/// Events arrive without `sender_id`; Rasa's brokers add it to each message. Report counters
+/// Each event is a JSON object as the host serialised it (compact, UTF-8), without
+/// `sender_id`; Rasa's brokers add it to each message. Report counters
 /// in `health` (they appear in `/status`), and deliver what is queued in `flush`, which the
 /// host calls at shutdown.
 ///

@@ -24,7 +24,7 @@ use rdkafka::error::KafkaError;
 use serde_json::{json, Value};
 
 use crate::config::KafkaConfig;
-use crate::native::{NativePipeline, NativeSettings};
+use crate::native::{EnqueueError, NativePipeline, NativeSettings};
 use crate::producer::{Counters, Pipeline};
 
 export_plugin! {
@@ -183,48 +183,56 @@ impl EventBrokerPlugin for KafkaBroker {
         conversation_id: String,
         events: Vec<String>,
     ) -> Result<(), PluginError> {
-        // Render everything first so that a malformed event refuses the whole batch
-        // instead of leaving a gap in the conversation's stream.
-        let payloads = events
-            .iter()
-            .map(|event| message::render(&conversation_id, event))
-            .collect::<Result<Vec<_>, _>>()?;
-        if payloads.is_empty() {
+        if events.is_empty() {
             return Ok(());
         }
         if self.closed.load(Ordering::Acquire) {
             let e = PluginError::unavailable(format!(
                 "kafka: broker closed, {} event(s) dropped",
-                payloads.len()
+                events.len()
             ));
-            return self.refuse(&conversation_id, payloads.len(), e);
+            return self.refuse(&conversation_id, events.len(), e);
         }
-        // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
-        let pending = self.backend.counters().pending();
-        if pending + payloads.len() as u64 > self.queue_size {
-            let e = PluginError::unavailable(format!(
-                "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
-                self.queue_size,
-                payloads.len()
-            ));
-            return self.refuse(&conversation_id, payloads.len(), e);
-        }
-        let key = self.partition_by_sender.then_some(conversation_id.as_str());
         match &self.backend {
+            // Renders into its outbox, all or none, and checks the bound there.
             Backend::Native(pipeline) => {
-                let count = payloads.len();
-                pipeline.enqueue(key, payloads).or_else(|error| {
-                    self.refuse(&conversation_id, count, error.to_plugin_error(count))
-                })
+                match pipeline.enqueue(&conversation_id, self.partition_by_sender, &events) {
+                    Ok(()) => Ok(()),
+                    // A malformed event refuses the whole call, and nothing was queued.
+                    Err(EnqueueError::Invalid(e)) => Err(e),
+                    Err(error) => {
+                        let count = events.len();
+                        self.refuse(&conversation_id, count, error.into_plugin_error(count))
+                    }
+                }
             }
-            Backend::Librdkafka(pipeline) => match pipeline.enqueue(key, &payloads) {
-                Ok(()) => Ok(()),
-                Err((refused, error)) => self.refuse(
-                    &conversation_id,
-                    refused,
-                    producer::enqueue_error(refused, &error),
-                ),
-            },
+            Backend::Librdkafka(pipeline) => {
+                // Render everything first so that a malformed event refuses the whole batch
+                // instead of leaving a gap in the conversation's stream.
+                let payloads = events
+                    .iter()
+                    .map(|event| message::render(&conversation_id, event))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
+                let pending = self.backend.counters().pending();
+                if pending + payloads.len() as u64 > self.queue_size {
+                    let e = PluginError::unavailable(format!(
+                        "kafka: buffer full ({pending} of queue_size {} pending), {} event(s) dropped",
+                        self.queue_size,
+                        payloads.len()
+                    ));
+                    return self.refuse(&conversation_id, payloads.len(), e);
+                }
+                let key = self.partition_by_sender.then_some(conversation_id.as_str());
+                match pipeline.enqueue(key, &payloads) {
+                    Ok(()) => Ok(()),
+                    Err((refused, error)) => self.refuse(
+                        &conversation_id,
+                        refused,
+                        producer::enqueue_error(refused, &error),
+                    ),
+                }
+            }
         }
     }
 

@@ -17,20 +17,43 @@ pub fn environment() -> String {
 /// body.update(event)`: `sender_id` comes first, then the event's keys in their order; an
 /// event that carries its own `sender_id` overrides the value but not the position.
 pub fn render(sender_id: &str, event_json: &str) -> Result<Vec<u8>, PluginError> {
-    // The usual case, an object without its own `sender_id`: the body is the event's text
-    // with `"sender_id":…,` put after its `{`, found without building the object and
-    // written into one buffer (this runs once per event on the host's request path).
-    if let Ok(TopLevelKeys { sender_id: false }) = serde_json::from_str(event_json) {
-        let trimmed = event_json.trim_start();
-        let rest = trimmed[1..].trim_start(); // after `{`: a parsed object starts with it
-        let mut body = Vec::with_capacity(event_json.len() + sender_id.len() + 24);
-        body.extend_from_slice(b"{\"sender_id\":");
-        serde_json::to_writer(&mut body, sender_id).map_err(unwritable)?;
+    let mut body = Vec::with_capacity(event_json.len() + sender_id.len() + 24);
+    render_into(&mut body, sender_id, event_json)?;
+    Ok(body)
+}
+
+/// [`render`], appending the body to `out`. On error `out` may hold part of a body; the
+/// caller truncates it.
+pub fn render_into(
+    out: &mut Vec<u8>,
+    sender_id: &str,
+    event_json: &str,
+) -> Result<(), PluginError> {
+    // The usual case (this runs once per event on the host's request path): the host's own
+    // serialisation of an event, which has no `sender_id` (the plugin contract), so the body
+    // is the event's text with `"sender_id":…,` put after its `{`. Without the words
+    // `sender_id` or any `\u` escape (which could spell them) in the text, no key can be
+    // `sender_id`, so the text is not parsed: only its framing as an object is checked.
+    let trimmed = event_json.trim();
+    let framed = trimmed.len() >= 2 && trimmed.starts_with('{') && trimmed.ends_with('}');
+    let plain = framed
+        && memchr::memmem::find(trimmed.as_bytes(), b"sender_id").is_none()
+        && memchr::memmem::find(trimmed.as_bytes(), b"\\u").is_none();
+    if plain
+        || matches!(
+            serde_json::from_str(event_json),
+            Ok(TopLevelKeys { sender_id: false })
+        )
+    {
+        let rest = trimmed[1..].trim_start(); // after `{`
+        out.reserve(trimmed.len() + sender_id.len() + 16);
+        out.extend_from_slice(b"{\"sender_id\":");
+        serde_json::to_writer(&mut *out, sender_id).map_err(unwritable)?;
         if !rest.starts_with('}') {
-            body.push(b',');
+            out.push(b',');
         }
-        body.extend_from_slice(rest.trim_end().as_bytes());
-        return Ok(body);
+        out.extend_from_slice(rest.as_bytes());
+        return Ok(());
     }
     let event: Map<String, Value> = serde_json::from_str(event_json)
         .map_err(|e| PluginError::invalid_input(format!("event is not a JSON object: {e}")))?;
@@ -42,7 +65,7 @@ pub fn render(sender_id: &str, event_json: &str) -> Result<Vec<u8>, PluginError>
     for (key, value) in event {
         body.insert(key, value);
     }
-    serde_json::to_vec(&Value::Object(body)).map_err(unwritable)
+    serde_json::to_writer(out, &Value::Object(body)).map_err(unwritable)
 }
 
 /// Serialising into memory fails only for values JSON cannot hold; reported, not unwrapped.
