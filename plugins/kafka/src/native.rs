@@ -122,7 +122,6 @@ impl NativeSettings {
 }
 
 /// One event waiting for the broker: where its key and its message lie in the buffer.
-#[derive(Clone, Debug)]
 struct Entry {
     key: Option<Range<usize>>,
     payload: Range<usize>,
