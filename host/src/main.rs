@@ -10,10 +10,12 @@ use tracing_subscriber::EnvFilter;
 // turn on a new conversation slowed from 0.1 ms to 200 ms at p99 in the P2 benchmark).
 // mimalloc's per-page free lists do not degrade that way, and it is faster on small objects.
 // Transparent huge pages are off for it (`no_thp`): with them an idle host held 16 MB instead
-// of 9 (P6). Plugins keep their own allocator: everything crossing the ABI is an abi_stable type that
-// frees through the side that allocated it.
+// of 9 (P6). `sdk::allocator` enters it through its plain `malloc` where it can. Plugins
+// keep their own allocator: everything crossing the ABI is an abi_stable type that frees
+// through the side that allocated it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: colloquy_plugin_api::sdk::allocator::MiMalloc =
+    colloquy_plugin_api::sdk::allocator::MiMalloc;
 
 fn init_logging(verbose: bool, log_file: Option<&std::path::Path>) -> Result<(), String> {
     let default = if verbose { "debug" } else { "info" };

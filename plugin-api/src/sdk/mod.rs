@@ -2,6 +2,8 @@
 //! logging helpers. None of this is part of the ABI; it is compiled into each plugin.
 
 mod adapters;
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 mod config;
 mod guard;
 mod logging;

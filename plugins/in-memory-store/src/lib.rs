@@ -5,7 +5,8 @@
 // A plugin may choose its own: whatever crosses the ABI is an abi_stable type that is freed
 // by the side that allocated it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: colloquy_plugin_api::sdk::allocator::MiMalloc =
+    colloquy_plugin_api::sdk::allocator::MiMalloc;
 
 use colloquy_plugin_api::sdk::memory::{InMemoryLockStore, InMemoryTrackerStore};
 use colloquy_plugin_api::{export_plugin, sdk, PluginError};

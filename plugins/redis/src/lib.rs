@@ -13,7 +13,8 @@
 // The host's allocator: faster than glibc's on the small, short-lived strings of every
 // event. Whatever crosses the ABI is an abi_stable type, freed by the side that allocated it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: colloquy_plugin_api::sdk::allocator::MiMalloc =
+    colloquy_plugin_api::sdk::allocator::MiMalloc;
 
 pub mod config;
 pub mod conn;
