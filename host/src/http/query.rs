@@ -26,10 +26,26 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TakenHeaders {
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
+    /// `application/x-www-form-urlencoded` pairs. A query without `%` or `+` (the usual
+    /// `include_events=NONE`) has nothing to decode: its pairs are split off as they are, which
+    /// costs a fraction of the general decoder's work on every request.
     pub fn parse(raw: Option<&str>) -> Query {
+        let Some(q) = raw else {
+            return Query(Vec::new());
+        };
+        if q.bytes().any(|b| b == b'%' || b == b'+') {
+            return Query(form_urlencoded::parse(q.as_bytes()).into_owned().collect());
+        }
+        // As form_urlencoded: `&` separates pairs (empty ones are skipped), the first `=`
+        // separates name and value, a pair without one has an empty value.
         Query(
-            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default(),
+            q.split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (pair.to_owned(), String::new()),
+                })
+                .collect(),
         )
     }
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -95,4 +111,37 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_parameter(format!("Request body is not valid JSON: {e}"), "", "body")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split-only path answers what the general decoder answers, for queries with and
+    /// without anything to decode.
+    #[test]
+    fn pairs_are_the_decoders_pairs() {
+        let queries = [
+            "",
+            "include_events=NONE",
+            "include_events=NONE&token=abc",
+            "a=1&a=2",
+            "&&a=1&&b&c=&=d&",
+            "a==b=c",
+            "token=x%2By&until=1.5",
+            "q=hello+world",
+            "caf%C3%A9=%E2%82%AC",
+            "bad=%ZZ%",
+            "k=v;w",
+            "ünï=cödé",
+        ];
+        for q in queries {
+            let expected: Vec<(String, String)> =
+                form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+            assert_eq!(Query::parse(Some(q)).0, expected, "{q:?}");
+        }
+        assert!(Query::parse(None).0.is_empty());
+        let q = Query::parse(Some("include_events=ALL&include_events=NONE"));
+        assert_eq!(q.get("include_events"), Some("NONE"));
+    }
 }
