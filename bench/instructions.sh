@@ -6,7 +6,9 @@
 #
 #   bash bench/instructions.sh p1|p2 [BINARY] [REQUESTS]
 #
-# BINARY defaults to target/release/colloquy (build it first); REQUESTS to 5000 (P1) or 3000
+# BINARY defaults to target/release/colloquy (build it first, on its own: `cargo build --release
+# -p colloquy`; built together with the plugins it gets their mimalloc features, see
+# bench/run.sh); REQUESTS to 5000 (P1) or 3000
 # (P2). Starts the server under valgrind (apt-get install -y valgrind) on 127.0.0.1, sends 500
 # warm-up requests, zeroes the counters, sends REQUESTS requests with wrk and prints
 # `instructions/request`. P1 appends one slot event over 1,000 conversations
