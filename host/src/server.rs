@@ -13,7 +13,7 @@ use crate::config::{ComponentConfig, Endpoints, EndpointsError};
 use crate::conversations::Conversations;
 use crate::domain::Domain;
 use crate::http::auth::{Auth, AuthConfigError};
-use crate::http::{router, AppState, Limits};
+use crate::http::{AppState, Limits};
 use crate::plugins::{Kind, Registry, RegistryError};
 
 #[derive(Debug, Error)]
@@ -266,12 +266,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let endpoints = load_endpoints(&args)?;
     let (state, model_source) = tokio::task::block_in_place(|| build_state(&args, &endpoints))?;
     let abandoned = crate::http::finish::Abandoned::default();
-    let app = crate::http::app(
-        router(state.clone()),
-        &state.limits,
-        cors_layer(&args.cors),
-        abandoned,
-    );
+    let app = crate::http::app(state.clone(), cors_layer(&args.cors), abandoned);
     let addr = format!("{}:{}", args.interface, args.port);
     let listener = crate::http::serve::bind(&addr)
         .await

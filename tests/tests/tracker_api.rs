@@ -312,6 +312,94 @@ fn bad_input_is_a_4xx_and_changes_nothing() {
     assert_eq!(r.status(), 405);
 }
 
+/// Every method and shape of path under `/conversations/`, which is answered ahead of the
+/// router (host/src/http/dispatch.rs): HEAD as GET without a body, 405 with `Allow` for a
+/// known route, 404 otherwise, 400 for an id that is not UTF-8 once decoded.
+#[test]
+fn conversation_paths_answer_every_method() {
+    let s = Server::builder().start();
+    assert_eq!(
+        s.post("/conversations/h/tracker/events", &six_events()).0,
+        200
+    );
+    let (status, get) = s.get_text("/conversations/h/tracker");
+    assert_eq!(status, 200);
+    let head = s
+        .client
+        .head(s.url("/conversations/h/tracker"))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        get.len().to_string()
+    );
+    assert_eq!(head.headers()["content-type"], "application/json");
+    assert!(head.bytes().unwrap().is_empty());
+    let head = s
+        .client
+        .head(s.url("/conversations/h/nothing"))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 404);
+
+    for (method, path, allow) in [
+        (
+            reqwest::Method::DELETE,
+            "/conversations/h/tracker",
+            "GET,HEAD",
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/conversations/h/tracker/events",
+            "POST,PUT",
+        ),
+        (reqwest::Method::POST, "/conversations/h/story", "GET,HEAD"),
+        (
+            reqwest::Method::PUT,
+            "/conversations/h/respond",
+            "GET,HEAD,POST",
+        ),
+        (reqwest::Method::GET, "/conversations/h/messages", "POST"),
+    ] {
+        let r = s
+            .client
+            .request(method.clone(), s.url(path))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let body: Value = r.json().unwrap();
+        assert_rasa_error(405, &body, 405);
+        assert_eq!(
+            body["message"],
+            format!("Method {method} not allowed for URL {path}")
+        );
+    }
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/conversations/h/other"),
+        (reqwest::Method::GET, "/conversations/"),
+        (reqwest::Method::POST, "/conversations//tracker/events"),
+    ] {
+        let r = s
+            .client
+            .request(method.clone(), s.url(path))
+            .send()
+            .unwrap();
+        let body: Value = r.json().unwrap();
+        assert_rasa_error(404, &body, 404);
+        assert_eq!(
+            body["message"],
+            format!("Requested URL {method} {path} not found")
+        );
+    }
+    let (status, body) = s.get("/conversations/%FF%FE/tracker");
+    assert_rasa_error(status, &body, 400);
+    // Nothing above stored anything.
+    let (_, keys) = s.get("/conversations");
+    assert_eq!(keys, json!(["h"]));
+}
+
 #[test]
 fn oversized_bodies_are_refused_with_413() {
     let s = Server::builder()

@@ -22,6 +22,12 @@ use tokio::time::Sleep;
 #[error("request body timed out: no data within the designated timeout of {0:?}")]
 pub struct BodyTimedOut(Duration);
 
+impl BodyTimedOut {
+    pub fn new(timeout: Duration) -> Self {
+        BodyTimedOut(timeout)
+    }
+}
+
 /// Wraps every request's body in a [`StallTimeoutBody`].
 #[derive(Clone, Copy)]
 pub struct BodyTimeoutLayer {

@@ -1,16 +1,17 @@
 //! `/conversations/…`: trackers, events and stories.
 //!
-//! Conversation ids may contain `/` (3.6 uses a path converter), so one wildcard route takes
-//! the rest of the path and the known suffixes are split off here.
+//! Conversation ids may contain `/` (3.6 uses a path converter), so everything under
+//! `/conversations/` comes here ([`dispatch`], called by `super::dispatch` ahead of the axum
+//! router) and the known suffixes are split off.
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap};
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::query::{admin_query, json_body, Query, TakenHeaders};
+use super::query::{admin_query, json_body, Query};
 use super::{ApiError, SharedState};
 use crate::conversations::{ConversationError, Log, Write};
 use crate::engine::story::story_yaml;
@@ -72,9 +73,52 @@ fn route_not_found(method: &str, rest: &str) -> Response {
     }
 }
 
-/// Methods other than GET, POST and PUT under `/conversations/`.
-pub async fn other_dispatch(method: axum::http::Method, Path(rest): Path<String>) -> Response {
-    route_not_found(method.as_str(), &rest)
+/// Where every request under `/conversations/` is answered (`super::dispatch` sends them here,
+/// ahead of the router). The rest of the path is percent-decoded as one conversation id plus
+/// a known suffix. As axum's extractors did before: the body of a POST or PUT is read (within
+/// `--max-body-bytes`) before anything else is checked, a HEAD is answered as a GET without
+/// its body, and other methods get 405 on a known route, 404 otherwise.
+pub async fn dispatch(state: SharedState, request: axum::http::Request<Body>) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Some(encoded) = parts.uri.path().strip_prefix("/conversations/") else {
+        return super::not_found(&parts.method, &parts.uri).into_response();
+    };
+    let Ok(rest) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
+        return ApiError::bad_request("Invalid UTF-8 in `conversation_id`").into_response();
+    };
+    let headers = std::mem::take(&mut parts.headers);
+    let query = parts.uri.query();
+    let answer = match parts.method {
+        Method::GET => get_route(&state, &rest, &headers, query).await,
+        Method::HEAD => {
+            let answer = get_route(&state, &rest, &headers, query).await;
+            return without_body(answer.into_response());
+        }
+        Method::POST | Method::PUT => {
+            match super::body::read(body, state.limits.max_body_bytes).await {
+                Ok(body) if parts.method == Method::POST => {
+                    post_route(&state, &rest, &headers, query, body).await
+                }
+                Ok(body) => put_route(&state, &rest, &headers, query, body).await,
+                Err(e) => Err(e),
+            }
+        }
+        ref other => Ok(route_not_found(other.as_str(), &rest)),
+    };
+    answer.into_response()
+}
+
+/// A HEAD answer: the GET's status and headers, its length, no body.
+fn without_body(mut response: Response) -> Response {
+    use http_body::Body as _;
+    if let Some(length) = response.body().size_hint().exact() {
+        response
+            .headers_mut()
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| length.into());
+    }
+    *response.body_mut() = Body::empty();
+    response
 }
 
 pub(super) struct Request<'a> {
@@ -88,9 +132,9 @@ impl<'a> Request<'a> {
         state: &'a SharedState,
         id: &'a str,
         headers: &HeaderMap,
-        raw: Option<String>,
+        raw: Option<&str>,
     ) -> Result<Request<'a>, ApiError> {
-        let query = Query::parse(raw.as_deref());
+        let query = Query::parse(raw);
         state.auth.check(headers, query.get("token"), Some(id))?;
         if id.chars().count() > state.limits.max_conversation_id_len {
             return Err(ApiError::bad_parameter(
@@ -202,64 +246,64 @@ pub async fn list(
     Ok(Json(state.conversations.keys().await?).into_response())
 }
 
-pub async fn get_dispatch(
-    State(state): State<SharedState>,
-    Path(rest): Path<String>,
-    TakenHeaders(headers): TakenHeaders,
-    RawQuery(q): RawQuery,
+async fn get_route(
+    state: &SharedState,
+    rest: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
 ) -> Result<Response, ApiError> {
-    match split(&rest) {
-        Some((id, "/tracker")) => get_tracker(Request::new(&state, id, &headers, q)?).await,
-        Some((id, "/story")) => get_story(Request::new(&state, id, &headers, q)?).await,
+    match split(rest) {
+        Some((id, "/tracker")) => get_tracker(Request::new(state, id, headers, q)?).await,
+        Some((id, "/story")) => get_story(Request::new(state, id, headers, q)?).await,
         Some((id, "/respond")) => {
-            super::dialogue::respond(Request::new(&state, id, &headers, q)?, None).await
+            super::dialogue::respond(Request::new(state, id, headers, q)?, None).await
         }
-        _ => Ok(route_not_found("GET", &rest)),
+        _ => Ok(route_not_found("GET", rest)),
     }
 }
 
-pub async fn post_dispatch(
-    State(state): State<SharedState>,
-    Path(rest): Path<String>,
-    TakenHeaders(headers): TakenHeaders,
-    RawQuery(q): RawQuery,
+async fn post_route(
+    state: &SharedState,
+    rest: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    match split(&rest) {
+    match split(rest) {
         Some((id, "/tracker/events")) => {
-            append_events(Request::new(&state, id, &headers, q)?, body).await
+            append_events(Request::new(state, id, headers, q)?, body).await
         }
         Some((id, "/messages")) => {
-            super::dialogue::messages(Request::new(&state, id, &headers, q)?, body).await
+            super::dialogue::messages(Request::new(state, id, headers, q)?, body).await
         }
         Some((id, "/predict")) => {
-            super::dialogue::predict(Request::new(&state, id, &headers, q)?).await
+            super::dialogue::predict(Request::new(state, id, headers, q)?).await
         }
         Some((id, "/execute")) => {
-            super::dialogue::execute(Request::new(&state, id, &headers, q)?, body).await
+            super::dialogue::execute(Request::new(state, id, headers, q)?, body).await
         }
         Some((id, "/trigger_intent")) => {
-            super::dialogue::trigger_intent(Request::new(&state, id, &headers, q)?, body).await
+            super::dialogue::trigger_intent(Request::new(state, id, headers, q)?, body).await
         }
         Some((id, "/respond")) => {
-            super::dialogue::respond(Request::new(&state, id, &headers, q)?, Some(body)).await
+            super::dialogue::respond(Request::new(state, id, headers, q)?, Some(body)).await
         }
-        _ => Ok(route_not_found("POST", &rest)),
+        _ => Ok(route_not_found("POST", rest)),
     }
 }
 
-pub async fn put_dispatch(
-    State(state): State<SharedState>,
-    Path(rest): Path<String>,
-    TakenHeaders(headers): TakenHeaders,
-    RawQuery(q): RawQuery,
+async fn put_route(
+    state: &SharedState,
+    rest: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    match split(&rest) {
+    match split(rest) {
         Some((id, "/tracker/events")) => {
-            replace_events(Request::new(&state, id, &headers, q)?, body).await
+            replace_events(Request::new(state, id, headers, q)?, body).await
         }
-        _ => Ok(route_not_found("PUT", &rest)),
+        _ => Ok(route_not_found("PUT", rest)),
     }
 }
 

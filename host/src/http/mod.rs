@@ -1,9 +1,11 @@
 //! The HTTP API (axum): routes, the shared state, request parsing helpers.
 
 pub mod auth;
+pub mod body;
 pub mod body_timeout;
 pub mod conversations;
 pub mod dialogue;
+pub mod dispatch;
 pub mod error;
 pub mod finish;
 pub mod meta;
@@ -182,28 +184,23 @@ pub fn router(state: SharedState) -> Router {
             .route("/model/train", axum::routing::post(model::train))
             .route("/parse", axum::routing::post(model::parse_legacy))
             .route("/model/predict", axum::routing::post(model::predict))
-            .route("/predict", axum::routing::post(model::predict_legacy))
-            .route(
-                "/conversations/{*rest}",
-                get(conversations::get_dispatch)
-                    .post(conversations::post_dispatch)
-                    .put(conversations::put_dispatch)
-                    .fallback(conversations::other_dispatch),
-            );
+            .route("/predict", axum::routing::post(model::predict_legacy));
+        // `/conversations/…` is answered ahead of the router: see `dispatch.rs`.
     }
     app.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// The router with what every request goes through, outermost first: running to its end
+/// The whole service: what every request goes through, outermost first: running to its end
 /// even if the client hangs up (counted in `abandoned`, see [`finish`]), CORS (when
-/// configured), Rasa's error body for axum's rejections, the body's stall timeout and the
-/// body size limit. They wrap the router once rather than each route (`Router::layer`),
-/// which would clone and box per route and request.
+/// configured), Rasa's error body for axum's rejections, the body's stall timeout; then
+/// `/conversations/…` is answered by [`dispatch`], everything else by [`router`] under the
+/// body size limit (the conversation routes apply it themselves, see `body.rs`). The layers
+/// wrap the router once rather than each route (`Router::layer`), which would clone and box
+/// per route and request.
 pub fn app(
-    router: Router,
-    limits: &Limits,
+    state: SharedState,
     cors: Option<tower_http::cors::CorsLayer>,
     abandoned: finish::Abandoned,
 ) -> impl tower::Service<
@@ -214,18 +211,25 @@ pub fn app(
 > + Clone
        + Send
        + 'static {
+    let limited_router = tower::ServiceBuilder::new()
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .service(router(state.clone()));
     tower::ServiceBuilder::new()
         .layer(finish::FinishLayer::new(abandoned))
         .option_layer(cors)
         .layer(error::RasaErrorsLayer)
         .layer(body_timeout::BodyTimeoutLayer::new(
-            limits.body_read_timeout,
+            state.limits.body_read_timeout,
         ))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .service(router)
+        .service(dispatch::Dispatch::new(state, limited_router))
 }
 
 async fn fallback(method: Method, uri: axum::http::Uri) -> impl IntoResponse {
+    not_found(&method, &uri)
+}
+
+/// A path no route serves.
+fn not_found(method: &Method, uri: &axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NotFound",

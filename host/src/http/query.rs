@@ -6,22 +6,6 @@ use serde_json::Value;
 use super::ApiError;
 use crate::engine::EventVerbosity;
 
-/// The request's headers, taken rather than cloned (axum's `HeaderMap` extractor clones the
-/// map: a few allocations per request). Only for handlers whose later extractors do not read
-/// headers (`Path`, `RawQuery`, `State`, `Bytes`).
-pub struct TakenHeaders(pub axum::http::HeaderMap);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TakenHeaders {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(TakenHeaders(std::mem::take(&mut parts.headers)))
-    }
-}
-
 /// Decoded query pairs (the last value of a repeated key wins).
 pub struct Query(Vec<(String, String)>);
 
