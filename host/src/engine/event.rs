@@ -249,6 +249,10 @@ impl Event {
 
     /// [`Self::from_json`] of one event's JSON text (as stores and caches keep them).
     pub fn from_json_text(text: &str) -> Result<Option<Event>, EventError> {
+        if let Ok(object) = serde_json::from_str::<FlatObject<'_>>(text) {
+            return Event::from_object(&object);
+        }
+        // Not an object, or not JSON: the general way names what is wrong.
         let value: Value =
             serde_json::from_str(text).map_err(|e| EventError(format!("not JSON: {e}")))?;
         Event::from_json(&value)
@@ -262,7 +266,13 @@ impl Event {
                 short(value)
             ));
         };
-        let Some(name) = obj.get("event") else {
+        Event::from_object(obj)
+    }
+
+    /// Parses one event object, given as a `serde_json` map or as a [`FlatObject`] read
+    /// straight from text; the same rules and messages either way.
+    pub fn from_object<O: EventObject>(obj: &O) -> Result<Option<Event>, EventError> {
+        let Some(name) = obj.field("event") else {
             return err("'event' is a required property");
         };
         let Some(name) = name.as_str() else {
@@ -272,7 +282,7 @@ impl Event {
         let kind = match name {
             "user" => {
                 let text = f.opt_str("text")?;
-                let parse_data = match obj.get("parse_data") {
+                let parse_data = match obj.field("parse_data") {
                     Some(Value::Object(m)) => m.clone(),
                     Some(Value::Null) | None => {
                         return err("event 'user' requires 'parse_data' to be an object")
@@ -299,7 +309,7 @@ impl Event {
             },
             "slot" => {
                 let name = f.req_str("name")?;
-                let Some(value) = obj.get("value") else {
+                let Some(value) = obj.field("value") else {
                     return err("event 'slot' requires 'value'");
                 };
                 EventKind::Slot {
@@ -318,7 +328,7 @@ impl Event {
                     (None, Some(a)) => a,
                     (None, None) => return err("event 'reminder' requires 'intent'"),
                 };
-                let entities = match obj.get("entities") {
+                let entities = match obj.field("entities") {
                     None | Some(Value::Null) => Value::Null,
                     Some(v @ Value::Array(_)) => {
                         check_entities(v, "entities")?;
@@ -344,7 +354,7 @@ impl Event {
             "cancel_reminder" => EventKind::CancelReminder {
                 name: f.opt_str("name")?,
                 intent: f.opt_str("intent")?,
-                entities: obj.get("entities").cloned().unwrap_or(Value::Null),
+                entities: obj.field("entities").cloned().unwrap_or(Value::Null),
             },
             "export" => EventKind::Export {
                 path: f.opt_str("path")?,
@@ -375,7 +385,7 @@ impl Event {
             }
             "agent" => EventKind::Agent {
                 text: f.opt_str("text")?,
-                data: obj.get("data").cloned().unwrap_or(Value::Null),
+                data: obj.field("data").cloned().unwrap_or(Value::Null),
             },
             "active_loop" | "form" => EventKind::ActiveLoop {
                 name: f.opt_str("name")?,
@@ -393,7 +403,7 @@ impl Event {
             },
             "session_started" => EventKind::SessionStarted,
             "entities" => {
-                let Some(entities) = obj.get("entities") else {
+                let Some(entities) = obj.field("entities") else {
                     return err("event 'entities' requires 'entities'");
                 };
                 check_entities(entities, "entities")?;
@@ -409,7 +419,7 @@ impl Event {
             "topic" => return Ok(None),
             other => return err(format!("unknown event type '{other}'")),
         };
-        let timestamp = match obj.get("timestamp") {
+        let timestamp = match obj.field("timestamp") {
             None | Some(Value::Null) => now(),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(0.0) => now(),
@@ -423,7 +433,7 @@ impl Event {
                 ))
             }
         };
-        let metadata = match obj.get("metadata") {
+        let metadata = match obj.field("metadata") {
             None | Some(Value::Null) => no_metadata(),
             Some(Value::Object(m)) if m.is_empty() => no_metadata(),
             Some(Value::Object(m)) => Arc::new(m.clone()),
@@ -443,9 +453,21 @@ impl Event {
 
     /// Parses a list of events; one bad event fails the whole list (nothing is half-applied).
     pub fn list_from_json(values: &[Value]) -> Result<Vec<Event>, EventError> {
-        let mut out = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            match Event::from_json(v) {
+        Event::list_with(values, Event::from_json)
+    }
+
+    /// [`Event::list_from_json`] for objects read straight from text.
+    pub fn list_from_objects(objects: &[FlatObject<'_>]) -> Result<Vec<Event>, EventError> {
+        Event::list_with(objects, Event::from_object)
+    }
+
+    fn list_with<T>(
+        items: &[T],
+        parse: impl Fn(&T) -> Result<Option<Event>, EventError>,
+    ) -> Result<Vec<Event>, EventError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match parse(item) {
                 Ok(Some(e)) => out.push(e),
                 Ok(None) => {}
                 Err(e) => return err(format!("event {i}: {}", e.0)),
@@ -624,14 +646,90 @@ fn check_entities(entities: &Value, path: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-struct Fields<'a> {
-    obj: &'a Map<String, Value>,
+/// The top-level keys of an event object, however it was read.
+pub trait EventObject {
+    fn field(&self, key: &str) -> Option<&Value>;
+}
+
+impl EventObject for Map<String, Value> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+}
+
+/// An event object read straight from JSON text: its top-level keys in order, each with its
+/// value as a `serde_json::Value`, but no map around them. A `Value` object hashes every key
+/// (SipHash, `serde_json`'s `preserve_order` map) and allocates it; here a key without escapes
+/// is borrowed from the text and a lookup is a scan of a dozen entries at most. That was ~10 %
+/// of the instructions of appending one event (bench/instructions.sh p1).
+/// Only objects read this way: anything else fails to deserialise, and the caller then takes
+/// the general way through `Value`, whose errors name what is wrong.
+#[derive(Debug)]
+pub struct FlatObject<'a>(Vec<(std::borrow::Cow<'a, str>, Value)>);
+
+impl EventObject for FlatObject<'_> {
+    /// A key given twice counts with its last value, as in `serde_json`'s map.
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FlatObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = FlatObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FlatObject<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).max(4));
+                while let Some(Key(key)) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(FlatObject(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+struct Fields<'a, O> {
+    obj: &'a O,
     event: &'a str,
 }
 
-impl Fields<'_> {
+impl<O: EventObject> Fields<'_, O> {
     fn opt_str(&self, key: &str) -> Result<Option<String>, EventError> {
-        match self.obj.get(key) {
+        match self.obj.field(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => err(format!(
@@ -651,7 +749,7 @@ impl Fields<'_> {
         }
     }
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, EventError> {
-        match self.obj.get(key) {
+        match self.obj.field(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(other) => err(format!(
@@ -662,7 +760,7 @@ impl Fields<'_> {
         }
     }
     fn opt_num(&self, key: &str) -> Result<Option<f64>, EventError> {
-        match self.obj.get(key) {
+        match self.obj.field(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
             Some(other) => err(format!(
@@ -674,7 +772,7 @@ impl Fields<'_> {
     }
 
     fn map_or_empty(&self, key: &str) -> Result<Map<String, Value>, EventError> {
-        match self.obj.get(key) {
+        match self.obj.field(key) {
             None | Some(Value::Null) => Ok(Map::new()),
             Some(Value::Object(m)) => Ok(m.clone()),
             Some(other) => err(format!(
@@ -727,6 +825,72 @@ mod tests {
                     "key order in {file}"
                 );
             }
+        }
+    }
+
+    /// An event read straight from text ([`FlatObject`]) is the event, or the error, read
+    /// through a `Value`: for every captured event, every refused one, escaped and repeated
+    /// keys, and nested objects.
+    #[test]
+    fn objects_read_from_text_parse_as_values_do() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/rasa/captured-3.6.21/"
+        );
+        let mut texts: Vec<String> = Vec::new();
+        for file in ["conv1-tracker-ALL.json", "tracker-ALL.json"] {
+            let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+            let tracker: Value = serde_json::from_str(&text).unwrap();
+            texts.extend(
+                tracker["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(Value::to_string),
+            );
+        }
+        texts.extend(
+            [
+                r#"{}"#,
+                r#"{"event": "nope"}"#,
+                r#"{"event": 3}"#,
+                r#"{"event": "user", "parse_data": null, "timestamp": 1}"#,
+                r#"{"event": "slot", "name": "x", "timestamp": 1}"#,
+                r#"{"event": "slot", "name": "x", "value": {"a": [1, {"b": null}]}, "timestamp": 1}"#,
+                r#"{"event": "slot", "name": "x", "value": 1, "value": 2, "timestamp": 1}"#,
+                r#"{"event": "slot", "name": "x", "value": 1, "timestamp": "soon"}"#,
+                r#"{"event": "slot", "name": "x", "value": 1, "metadata": [], "timestamp": 1}"#,
+                r#"{"\u0065vent": "slot", "na\u006de": "x\"y", "value": "\u00e9", "timestamp": 1}"#,
+                r#"{"event": "action", "name": 3, "timestamp": 1}"#,
+                r#"{"event": "topic"}"#,
+                r#"{"event": "bot", "text": "hi", "data": {"buttons": []}, "metadata": {"m": 1}, "timestamp": 2.5}"#,
+            ]
+            .map(String::from),
+        );
+        for text in &texts {
+            let object: FlatObject = serde_json::from_str(text).unwrap();
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                Event::from_object(&object),
+                Event::from_json(&value),
+                "{text}"
+            );
+            assert_eq!(
+                Event::from_json_text(text),
+                Event::from_json(&value),
+                "{text}"
+            );
+        }
+        // Not objects: not read this way (the caller then goes through `Value`).
+        for text in [
+            "[]",
+            "3",
+            "null",
+            "\"event\"",
+            "{\"event\": \"pause\"",
+            "{1: 2}",
+        ] {
+            assert!(serde_json::from_str::<FlatObject>(text).is_err(), "{text}");
         }
     }
 
