@@ -4,7 +4,7 @@
 # server's user-space instructions only (no kernel, no waiting), so it complements, never
 # replaces, bench/run.sh.
 #
-#   bash bench/instructions.sh p1|p2 [BINARY] [REQUESTS]
+#   bash bench/instructions.sh p1|p2|p4 [BINARY] [REQUESTS]
 #
 # BINARY defaults to target/release/colloquy (build it first, on its own: `cargo build --release
 # -p colloquy`; built together with the plugins it gets their mimalloc features, see
@@ -13,16 +13,19 @@
 # warm-up requests, zeroes the counters, sends REQUESTS requests with wrk and prints
 # `instructions/request`. P1 appends one slot event over 1,000 conversations
 # (`?include_events=NONE`), P2 is one REST turn of examples/hello-bot over 1,000 senders, as
-# in bench/run.sh. Profiles stay in bench/out/instructions-*/ (callgrind_annotate --inclusive=yes).
+# in bench/run.sh; P4 is P1 with the stores loaded from target/release's in-memory plugin
+# (`type: in_memory_plugin`). Profiles stay in bench/out/instructions-*/ (callgrind_annotate --inclusive=yes).
+# CALLGRIND_ARGS adds callgrind options, e.g. CALLGRIND_ARGS="--toggle-collect=*LockStoreHandle*"
+# to count only inside one function (the figure is then that function's share per request).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORKLOAD=${1:?usage: bench/instructions.sh p1|p2 [BINARY] [REQUESTS]}
+WORKLOAD=${1:?usage: bench/instructions.sh p1|p2|p4 [BINARY] [REQUESTS]}
 BIN=$(realpath "${2:-$ROOT/target/release/colloquy}")
 case "$WORKLOAD" in
-p1) LUA=append.lua N=${3:-5000} ;;
+p1 | p4) LUA=append.lua N=${3:-5000} ;;
 p2) LUA=webhook.lua N=${3:-3000} ;;
-*) echo "bench/instructions.sh: the workload is p1 or p2" >&2; exit 2 ;;
+*) echo "bench/instructions.sh: the workload is p1, p2 or p4" >&2; exit 2 ;;
 esac
 for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool is required" >&2; exit 2; }
@@ -30,17 +33,19 @@ done
 
 OUT="$ROOT/bench/out/instructions-$(date +%Y%m%d-%H%M%S)-$WORKLOAD"
 mkdir -p "$OUT"
-printf 'tracker_store:\n  type: in_memory\nlock_store:\n  type: in_memory\n' >"$OUT/endpoints.yml"
-MODEL_ARGS=()
+STORE=in_memory
+[ "$WORKLOAD" = p4 ] && STORE=in_memory_plugin
+printf 'tracker_store:\n  type: %s\nlock_store:\n  type: %s\n' $STORE $STORE >"$OUT/endpoints.yml"
+SERVER_ARGS=(--plugin-dir "$ROOT/target/release")
 if [ "$WORKLOAD" = p2 ]; then
     "$BIN" train --domain "$ROOT/examples/hello-bot/domain.yml" --data "$ROOT/examples/hello-bot/data" \
         --config "$ROOT/examples/hello-bot/config.yml" --out "$OUT/model" --force >"$OUT/train.log" 2>&1
-    MODEL_ARGS=(-m "$OUT/model")
+    SERVER_ARGS+=(-m "$OUT/model")
 fi
 
 PORT=$((20000 + RANDOM % 20000))
-TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
-    "$BIN" run --enable-api -i 127.0.0.1 -p "$PORT" --endpoints "$OUT/endpoints.yml" "${MODEL_ARGS[@]}" \
+TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" ${CALLGRIND_ARGS:-} \
+    "$BIN" run --enable-api -i 127.0.0.1 -p "$PORT" --endpoints "$OUT/endpoints.yml" "${SERVER_ARGS[@]}" \
     >"$OUT/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT

@@ -125,7 +125,7 @@ fn without_body(mut response: Response) -> Response {
 pub(super) struct Request<'a> {
     pub(super) state: &'a SharedState,
     pub(super) id: &'a str,
-    pub(super) query: Query,
+    pub(super) query: Query<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -133,7 +133,7 @@ impl<'a> Request<'a> {
         state: &'a SharedState,
         id: &'a str,
         headers: &HeaderMap,
-        raw: Option<&str>,
+        raw: Option<&'a str>,
     ) -> Result<Request<'a>, ApiError> {
         let query = Query::parse(raw);
         state.auth.check(headers, query.get("token"), Some(id))?;
