@@ -21,8 +21,18 @@ pub async fn webhook(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref());
-    let body = WebhookBody::parse(&body)?;
+    answer(&state, q.as_deref(), &body).await
+}
+
+/// `POST /webhooks/rest/webhook`, once its body is read: the route above, and
+/// `http::dispatch`, which answers this path ahead of the router.
+pub async fn answer(
+    state: &SharedState,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(query);
+    let body = WebhookBody::parse(body)?;
     let text = match body.message {
         Some(Value::String(s)) => trimmed(s),
         None | Some(Value::Null) => {
@@ -86,7 +96,7 @@ pub async fn webhook(
         metadata,
         ..Default::default()
     };
-    let out = state.processor.handle_message(&state, agent, msg).await?;
+    let out = state.processor.handle_message(state, agent, msg).await?;
     if q.flag("stream", false) {
         // One JSON message per line, as Rasa's REST channel streams them.
         let mut text = String::new();

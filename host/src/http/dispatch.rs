@@ -1,28 +1,35 @@
-//! The innermost service: with the HTTP API enabled, every request under `/conversations/` is
-//! answered by [`conversations::dispatch`] directly; everything else goes to the axum router.
+//! The innermost service: the two requests sent most are answered here directly, everything
+//! else goes to the axum router. With the HTTP API enabled, every request under
+//! `/conversations/` goes to [`conversations::dispatch`]; with the REST channel, `POST
+//! /webhooks/rest/webhook` goes to [`rest::answer`] (its other methods go to the router, which
+//! answers 405).
 //!
-//! Why not a route: a route with a path parameter (`/conversations/{*rest}`, as it was) makes
-//! axum's router percent-decode the parameter into a fresh `Arc<str>`, allocate the request's
-//! extension map and insert the parameters there, and the `DefaultBodyLimit` layer inserts its
-//! limit there too. That was ~2.5k instructions of the ~40k of an append (bench/instructions.sh
-//! p1), the append being the request sent most. The conversation routes were already told apart
-//! by hand (ids may contain `/`), so skipping the router skips only its lookup.
+//! Why not routes: a route makes axum's router allocate the request's extension map and
+//! insert its path parameters there (percent-decoded into fresh `Arc<str>`s, for
+//! `/conversations/{*rest}`), the `DefaultBodyLimit` layer inserts its limit there too, and the
+//! handler's extractors box a future per request. That was ~3.5k instructions of the ~40k of an
+//! append (bench/instructions.sh p1). The conversation routes were already told apart by hand
+//! (ids may contain `/`), so skipping the router skips only its lookup; the body is read within
+//! `--max-body-bytes` as the router's routes read theirs (`body.rs`).
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::future::{BoxFuture, Either};
 
-use super::{conversations, SharedState};
+use super::{conversations, ApiError, SharedState};
+use crate::channels::rest;
 
 #[derive(Clone)]
 pub struct Dispatch<R> {
     state: SharedState,
     /// Whether `/conversations/…` is served (`--enable-api`); otherwise the router's 404.
     conversations: bool,
+    /// Whether the REST channel is served; otherwise the router's 404.
+    rest_webhook: bool,
     router: R,
 }
 
@@ -30,6 +37,7 @@ impl<R> Dispatch<R> {
     pub fn new(state: SharedState, router: R) -> Self {
         Dispatch {
             conversations: state.enable_api,
+            rest_webhook: state.channels.rest,
             state,
             router,
         }
@@ -55,6 +63,21 @@ where
                 Ok(conversations::dispatch(state, request).await)
             }));
         }
+        if self.rest_webhook
+            && request.method() == axum::http::Method::POST
+            && request.uri().path() == "/webhooks/rest/webhook"
+        {
+            let state = self.state.clone();
+            return Either::Left(Box::pin(async move {
+                Ok(rest_webhook(state, request).await.into_response())
+            }));
+        }
         Either::Right(self.router.call(request))
     }
+}
+
+async fn rest_webhook(state: SharedState, request: Request<Body>) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = super::body::read(body, state.limits.max_body_bytes).await?;
+    rest::answer(&state, parts.uri.query(), &body).await
 }
