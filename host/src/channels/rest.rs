@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::dialogue::output::messages_json;
 use crate::dialogue::UserMessage;
 use crate::http::query::{json_body, Query};
 use crate::http::{ApiError, SharedState};
@@ -99,17 +100,19 @@ pub async fn answer(
     let out = state.processor.handle_message(state, agent, msg).await?;
     if q.flag("stream", false) {
         // One JSON message per line, as Rasa's REST channel streams them.
-        let mut text = String::new();
+        let mut text = Vec::new();
         for m in &out.messages {
-            text.push_str(
-                &serde_json::to_string(m)
-                    .map_err(|e| ApiError::internal("ChannelError", e.to_string()))?,
-            );
-            text.push('\n');
+            m.write_json(&mut text).map_err(channel_error)?;
+            text.push(b'\n');
         }
         return Ok(([(header::CONTENT_TYPE, "text/event-stream")], text).into_response());
     }
-    Ok(Json(out.messages).into_response())
+    let json = messages_json(&out.messages).map_err(channel_error)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+fn channel_error(e: serde_json::Error) -> ApiError {
+    ApiError::internal("ChannelError", e.to_string())
 }
 
 /// The fields of a webhook body that Colloquy reads; others are ignored, as Rasa does.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{BotData, Event, EventKind};
+use crate::engine::{write_json_string, BotData, Event, EventKind};
 
 /// One message as a channel delivers it. Its keys are written in the order of 3.6's
 /// `CollectingOutputChannel` (`recipient_id`, `text`, `image`, `buttons`, `attachment`,
@@ -24,6 +24,32 @@ pub struct ChannelMessage {
 }
 
 impl ChannelMessage {
+    /// The message's JSON, byte for byte what its `Serialize` derive writes with
+    /// `serde_json::to_writer`, but its strings written by the engine's writer
+    /// ([`write_json_string`]): serde_json's escaper looks every byte of the text up, and
+    /// this is written for every answer of the REST channel.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"recipient_id\":");
+        write_json_string(out, &self.recipient_id)?;
+        if let Some(text) = &self.text {
+            out.extend_from_slice(b",\"text\":");
+            write_json_string(out, text)?;
+        }
+        for (key, value) in [
+            (&b",\"image\":"[..], &self.image),
+            (b",\"buttons\":", &self.buttons),
+            (b",\"attachment\":", &self.attachment),
+            (b",\"custom\":", &self.custom),
+        ] {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                serde_json::to_writer(&mut *out, value)?;
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     fn new(recipient_id: &str) -> ChannelMessage {
         ChannelMessage {
             recipient_id: recipient_id.to_string(),
@@ -46,6 +72,20 @@ impl ChannelMessage {
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// A list of messages as JSON (`[...]`, see [`ChannelMessage::write_json`]).
+pub fn messages_json(messages: &[ChannelMessage]) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(2 + messages.len() * 160);
+    out.push(b'[');
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        message.write_json(&mut out)?;
+    }
+    out.push(b']');
+    Ok(out)
 }
 
 /// The messages one `bot` event becomes on the REST/callback channels and in `messages` of
@@ -139,6 +179,32 @@ pub fn bot_event(message: Map<String, Value>, utter_action: Option<&str>) -> Eve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written JSON is the derive's, for every field, escapes and non-ASCII text.
+    #[test]
+    fn written_json_is_serde_jsons() {
+        let full = ChannelMessage {
+            recipient_id: "u\"1".into(),
+            text: Some("Hi!\n\"quoted\" \\ café \u{1}".into()),
+            image: Some(json!("https://x/y.png")),
+            buttons: Some(json!([{"title": "Yes", "payload": "/affirm"}])),
+            attachment: Some(json!({"k": [1, 2.5, null]})),
+            custom: Some(json!({"é": "\t"})),
+        };
+        let cases = vec![
+            vec![],
+            vec![ChannelMessage::text("u", "Hello! I'm the bot.".into())],
+            vec![ChannelMessage::new("u")],
+            vec![full.clone(), ChannelMessage::text("v", String::new())],
+            vec![ChannelMessage { text: None, ..full }],
+        ];
+        for messages in cases {
+            assert_eq!(
+                String::from_utf8(messages_json(&messages).unwrap()).unwrap(),
+                serde_json::to_string(&messages).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn shapes() {

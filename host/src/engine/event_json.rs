@@ -229,7 +229,7 @@ fn metadata(out: &mut Vec<u8>, m: &Metadata) -> serde_json::Result<()> {
 /// serde_json's escaper looks each byte up in a table (~200 instructions a string, 7 % of a
 /// REST turn's). The output is serde_json's either way: it escapes exactly the control
 /// characters, `"` and `\`.
-pub(super) fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     let bytes = s.as_bytes();
     // No early exit, so that the loop stays branch-free and vectorises.
     let needs_escape = bytes.iter().fold(false, |any, &b| {
