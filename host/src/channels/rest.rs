@@ -17,6 +17,9 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// The router's route for the webhook. While the REST channel is on, `http::dispatch` answers
+/// every POST to it ahead of the router, so this handler serves only to register the route
+/// (its other methods get the router's 405 with `Allow: POST`).
 pub async fn webhook(
     State(state): State<SharedState>,
     RawQuery(q): RawQuery,

@@ -195,8 +195,9 @@ pub fn router(state: SharedState) -> Router {
 /// The whole service: what every request goes through, outermost first: running to its end
 /// even if the client hangs up (counted in `abandoned`, see [`finish`]), CORS (when
 /// configured), Rasa's error body for axum's rejections, the body's stall timeout; then
-/// `/conversations/…` is answered by [`dispatch`], everything else by [`router`] under the
-/// body size limit (the conversation routes apply it themselves, see `body.rs`). The layers
+/// `/conversations/…` and `POST /webhooks/rest/webhook` are answered by [`dispatch`],
+/// everything else by [`router`] under the body size limit (the two answered ahead of it
+/// apply the limit themselves, see `body.rs`). The layers
 /// wrap the router once rather than each route (`Router::layer`), which would clone and box
 /// per route and request.
 pub fn app(
