@@ -20,8 +20,52 @@ use async_ffi::FfiFuture;
 
 use crate::error::PluginError;
 
-/// What every asynchronous plugin call returns: an FFI-safe future of a result.
-pub type PFuture<T> = FfiFuture<RResult<T, PluginError>>;
+/// What every plugin call returns: its result when the plugin has it at once, or an FFI-safe
+/// future of it.
+///
+/// Most calls finish without waiting (an in-memory store, a lock nobody holds, a broker's
+/// enqueue). Answering those with `Ready` spares both sides a boxed future, its FFI polls
+/// and its FFI drop; only a call that really waits (network, a held lock) boxes a future. The
+/// SDK's [`guard`](crate::sdk::guard) decides by polling the plugin's future once. A
+/// `PReply` can be awaited directly (`IntoFuture`).
+#[repr(u8)]
+#[derive(StableAbi)]
+pub enum PReply<T> {
+    /// The call's outcome.
+    Ready(RResult<T, PluginError>),
+    /// The outcome is not there yet: poll this (the host bounds it by the call's timeout).
+    Pending(FfiFuture<RResult<T, PluginError>>),
+}
+
+impl<T> PReply<T> {
+    /// A reply that is already there.
+    pub fn ready(outcome: Result<T, PluginError>) -> Self {
+        PReply::Ready(outcome.into())
+    }
+}
+
+impl<T> std::future::IntoFuture for PReply<T> {
+    type Output = RResult<T, PluginError>;
+    type IntoFuture = futures::future::Either<
+        std::future::Ready<RResult<T, PluginError>>,
+        FfiFuture<RResult<T, PluginError>>,
+    >;
+    fn into_future(self) -> Self::IntoFuture {
+        match self {
+            PReply::Ready(outcome) => futures::future::Either::Left(std::future::ready(outcome)),
+            PReply::Pending(fut) => futures::future::Either::Right(fut),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for PReply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PReply::Ready(outcome) => f.debug_tuple("Ready").field(outcome).finish(),
+            PReply::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
 
 /// A slice of one conversation's event log, as a store returns it.
 #[repr(C)]
@@ -63,29 +107,29 @@ pub type HostApiBox = HostApi_TO<'static, RArc<()>>;
 pub trait TrackerStore: Send + Sync {
     /// Events of `conversation_id` from offset `from` on; `None` when the conversation was
     /// never stored. `from` past the end gives an empty slice with the real length.
-    fn load(&self, conversation_id: RString, from: u64) -> PFuture<ROption<EventLog>>;
+    fn load(&self, conversation_id: RString, from: u64) -> PReply<ROption<EventLog>>;
 
     /// Appends events (JSON objects) atomically: all of them or none.
-    fn append(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition>;
+    fn append(&self, conversation_id: RString, events: RVec<RString>) -> PReply<LogPosition>;
 
     /// Replaces the whole log (the HTTP `PUT …/tracker/events`). Starts a new epoch.
-    fn replace(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition>;
+    fn replace(&self, conversation_id: RString, events: RVec<RString>) -> PReply<LogPosition>;
 
     /// All stored conversation ids.
-    fn keys(&self) -> PFuture<RVec<RString>>;
+    fn keys(&self) -> PReply<RVec<RString>>;
 
     /// Removes a conversation; `true` when it existed.
-    fn delete(&self, conversation_id: RString) -> PFuture<bool>;
+    fn delete(&self, conversation_id: RString) -> PReply<bool>;
 
     /// A JSON object describing the store's health; must contain `"ok": bool`.
-    fn health(&self) -> PFuture<RString>;
+    fn health(&self) -> PReply<RString>;
 
     /// Releases connections and threads; the host calls it once at shutdown.
-    fn close(&self) -> PFuture<()>;
+    fn close(&self) -> PReply<()>;
 
     /// Reserved for operations added later without breaking the ABI.
     #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, payload: RString) -> PFuture<RString>;
+    fn call(&self, op: RString, payload: RString) -> PReply<RString>;
 }
 
 /// Serialises work per conversation, across processes when the store is shared.
@@ -94,17 +138,16 @@ pub trait LockStore: Send + Sync {
     /// Waits (at most `wait_ms`) until the caller holds the conversation's lock, in FIFO
     /// order. The lock expires after `lifetime_ms` if never released (0: the store's configured
     /// default). Returns a ticket.
-    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64)
-        -> PFuture<RString>;
+    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64) -> PReply<RString>;
 
     /// Releases a lock obtained with `acquire`.
-    fn release(&self, conversation_id: RString, ticket: RString) -> PFuture<()>;
+    fn release(&self, conversation_id: RString, ticket: RString) -> PReply<()>;
 
-    fn health(&self) -> PFuture<RString>;
-    fn close(&self) -> PFuture<()>;
+    fn health(&self) -> PReply<RString>;
+    fn close(&self) -> PReply<()>;
 
     #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, payload: RString) -> PFuture<RString>;
+    fn call(&self, op: RString, payload: RString) -> PReply<RString>;
 }
 
 /// Receives every stored event, in order per conversation, after the store accepted it.
@@ -112,17 +155,17 @@ pub trait LockStore: Send + Sync {
 pub trait EventBroker: Send + Sync {
     /// Hands events (JSON objects, without `sender_id`) over for delivery. Resolves once the
     /// broker owns them (queued or delivered); an error means it did not take them.
-    fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<()>;
+    fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PReply<()>;
 
     /// Waits until everything handed over was delivered, or `timeout_ms` passed.
-    fn flush(&self, timeout_ms: u64) -> PFuture<()>;
+    fn flush(&self, timeout_ms: u64) -> PReply<()>;
 
     /// JSON health, with counters such as `pending`, `delivered`, `failed`.
-    fn health(&self) -> PFuture<RString>;
-    fn close(&self) -> PFuture<()>;
+    fn health(&self) -> PReply<RString>;
+    fn close(&self) -> PReply<()>;
 
     #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, payload: RString) -> PFuture<RString>;
+    fn call(&self, op: RString, payload: RString) -> PReply<RString>;
 }
 
 /// Turns user text into Rasa parse data.
@@ -130,13 +173,13 @@ pub trait EventBroker: Send + Sync {
 pub trait NluConnector: Send + Sync {
     /// `request_json`: `{"text", "message_id", "sender_id", "model"?}`; answers the Rasa
     /// parse-data object (`text`, `intent`, `entities`, `intent_ranking`, …).
-    fn parse(&self, request_json: RString) -> PFuture<RString>;
+    fn parse(&self, request_json: RString) -> PReply<RString>;
 
-    fn health(&self) -> PFuture<RString>;
-    fn close(&self) -> PFuture<()>;
+    fn health(&self) -> PReply<RString>;
+    fn close(&self) -> PReply<()>;
 
     #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, payload: RString) -> PFuture<RString>;
+    fn call(&self, op: RString, payload: RString) -> PReply<RString>;
 }
 
 /// Provides model archives.
@@ -145,13 +188,13 @@ pub trait ModelSource: Send + Sync {
     /// `request_json`: `{"current_fingerprint": str|null, "dest_dir": str}`. Answers
     /// `{"status": "unchanged"}` or `{"status": "new", "path": str, "fingerprint": str|null}`,
     /// optionally with `"next_poll_ms": int|null` (null = do not poll again).
-    fn fetch(&self, request_json: RString) -> PFuture<RString>;
+    fn fetch(&self, request_json: RString) -> PReply<RString>;
 
-    fn health(&self) -> PFuture<RString>;
-    fn close(&self) -> PFuture<()>;
+    fn health(&self) -> PReply<RString>;
+    fn close(&self) -> PReply<()>;
 
     #[sabi(last_prefix_field)]
-    fn call(&self, op: RString, payload: RString) -> PFuture<RString>;
+    fn call(&self, op: RString, payload: RString) -> PReply<RString>;
 }
 
 pub type TrackerStoreBox = TrackerStore_TO<'static, RBox<()>>;

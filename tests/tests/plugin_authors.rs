@@ -353,17 +353,32 @@ fn standalone_plugin_api_manifest(version: &str) -> String {
     out
 }
 
-/// A plugin built against plugin API 1.1.0 (a copy of plugin-api with its version bumped) is
-/// refused, naming both versions and the file; the same plugin built against this
+/// The version of this repository's plugin-api, and the next minor one after it.
+fn plugin_api_versions() -> (String, String) {
+    let manifest = std::fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
+    let ours = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("plugin-api/Cargo.toml has a version")
+        .to_string();
+    let mut parts = ours.split('.').map(|p| p.parse::<u64>().unwrap());
+    let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
+    (ours, format!("{major}.{}.0", minor + 1))
+}
+
+/// A plugin built against the next minor plugin API (a copy of plugin-api with its version
+/// bumped) is refused, naming both versions and the file; the same plugin built against this
 /// repository's plugin-api loads.
 #[test]
 fn a_plugin_built_against_another_plugin_api_version_is_refused() {
+    let (ours, other) = plugin_api_versions();
     let work = root().join("target/fixtures/abi-mismatch");
     let api = work.join("plugin-api");
     copy_tree(&root().join("plugin-api/src"), &api.join("src"));
     write_if_changed(
         &api.join("Cargo.toml"),
-        standalone_plugin_api_manifest("1.1.0").as_bytes(),
+        standalone_plugin_api_manifest(&other).as_bytes(),
     );
     let fixture = root().join("tests/fixtures/abi-mismatch-plugin");
     let plugin = work.join("plugin");
@@ -377,7 +392,7 @@ fn a_plugin_built_against_another_plugin_api_version_is_refused() {
     let (plugins, mismatched) = plugins_dir_with(&mismatched);
 
     let expect_refusal = |text: &str| {
-        for needle in ["1.1.0", "1.0.0", mismatched.to_str().unwrap()] {
+        for needle in [other.as_str(), ours.as_str(), mismatched.to_str().unwrap()] {
             assert!(text.contains(needle), "`{needle}` not in:\n{text}");
         }
     };

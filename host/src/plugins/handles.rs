@@ -8,10 +8,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RString, RVec};
-use async_ffi::FfiFuture;
 use colloquy_plugin_api::{
     ops, ErrorKind, EventBrokerBox, EventLog, LockStoreBox, LogPosition, ModelSourceBox,
-    NluConnectorBox, PluginError, StoreCapabilities, TrackerStoreBox,
+    NluConnectorBox, PReply, StoreCapabilities, TrackerStoreBox,
 };
 use futures::FutureExt;
 use serde_json::Value;
@@ -38,7 +37,7 @@ async fn call<T>(
     component: &str,
     op: &'static str,
     timeout: Duration,
-    fut: FfiFuture<RResult<T, PluginError>>,
+    reply: PReply<T>,
 ) -> Result<T, PluginCallError> {
     let err = |kind: ErrorKind, message: String| PluginCallError {
         component: component.to_string(),
@@ -46,13 +45,13 @@ async fn call<T>(
         kind,
         message,
     };
-    let mut fut = AssertUnwindSafe(fut).catch_unwind();
-    // Most calls answer on their first poll (the SDK's guard polls eagerly): then no timer
-    // is created. Otherwise the deadline runs from here.
-    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
-    let outcome = match first {
-        Poll::Ready(outcome) => Ok(outcome),
-        Poll::Pending => tokio::time::timeout(timeout, fut).await,
+    let outcome = match reply {
+        // Most calls (the SDK's guard polls eagerly): no future, no timer.
+        PReply::Ready(outcome) => Ok(Ok(outcome)),
+        // The deadline runs from here.
+        PReply::Pending(fut) => {
+            tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await
+        }
     };
     match outcome {
         Ok(Ok(RResult::ROk(v))) => Ok(v),
@@ -70,12 +69,8 @@ fn strings(items: Vec<String>) -> RVec<RString> {
 }
 
 /// A component's health as JSON; a failed call or invalid JSON is `{"ok": false, "error"}`.
-async fn health_of(
-    component: &str,
-    timeout: Duration,
-    fut: FfiFuture<RResult<RString, PluginError>>,
-) -> Value {
-    match call(component, "health", timeout, fut).await {
+async fn health_of(component: &str, timeout: Duration, reply: PReply<RString>) -> Value {
+    match call(component, "health", timeout, reply).await {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|_| {
             serde_json::json!({"ok": false, "error": format!("{component} returned invalid health JSON")})
         }),
@@ -119,9 +114,17 @@ impl TrackerStoreHandle {
             kind,
             message: message.to_string(),
         };
-        let mut fut = AssertUnwindSafe(self.inner.load(id.into(), from)).catch_unwind();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match Pin::new(&mut fut).poll(&mut cx) {
+        // A plugin answering through the SDK replies `Ready`; one implementing the ABI by
+        // hand may hand over a future that is ready when first polled.
+        let polled = match self.inner.load(id.into(), from) {
+            PReply::Ready(outcome) => Poll::Ready(Ok(outcome)),
+            PReply::Pending(fut) => {
+                let mut fut = AssertUnwindSafe(fut).catch_unwind();
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                Pin::new(&mut fut).poll(&mut cx)
+            }
+        };
+        match polled {
             Poll::Ready(Ok(RResult::ROk(log))) => Ok(log.into_option()),
             Poll::Ready(Ok(RResult::RErr(e))) => Err(err(e.kind, e.message.as_str())),
             Poll::Ready(Err(_)) => Err(err(ErrorKind::PANIC, "the plugin panicked")),

@@ -26,17 +26,17 @@ fn json_of(text: RString) -> Result<serde_json::Value, PluginError> {
 
 macro_rules! common_methods {
     () => {
-        fn health(&self) -> PFuture<RString> {
+        fn health(&self) -> PReply<RString> {
             let this = self.inner.clone();
             guard(self.rt.clone(), move || async move {
                 Ok(RString::from(this.health().await?.to_string()))
             })
         }
-        fn close(&self) -> PFuture<()> {
+        fn close(&self) -> PReply<()> {
             let this = self.inner.clone();
             guard(self.rt.clone(), move || async move { this.close().await })
         }
-        fn call(&self, op: RString, payload: RString) -> PFuture<RString> {
+        fn call(&self, op: RString, payload: RString) -> PReply<RString> {
             let this = self.inner.clone();
             guard(self.rt.clone(), move || async move {
                 this.call(op.into(), payload.into())
@@ -53,31 +53,31 @@ struct Adapter<T> {
 }
 
 impl<T: TrackerStorePlugin> TrackerStore for Adapter<T> {
-    fn load(&self, conversation_id: RString, from: u64) -> PFuture<ROption<EventLog>> {
+    fn load(&self, conversation_id: RString, from: u64) -> PReply<ROption<EventLog>> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             Ok(this.load(conversation_id.into(), from).await?.into())
         })
     }
-    fn append(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition> {
+    fn append(&self, conversation_id: RString, events: RVec<RString>) -> PReply<LogPosition> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.append(conversation_id.into(), strings(events)).await
         })
     }
-    fn replace(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<LogPosition> {
+    fn replace(&self, conversation_id: RString, events: RVec<RString>) -> PReply<LogPosition> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.replace(conversation_id.into(), strings(events)).await
         })
     }
-    fn keys(&self) -> PFuture<RVec<RString>> {
+    fn keys(&self) -> PReply<RVec<RString>> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             Ok(this.keys().await?.into_iter().map(RString::from).collect())
         })
     }
-    fn delete(&self, conversation_id: RString) -> PFuture<bool> {
+    fn delete(&self, conversation_id: RString) -> PReply<bool> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.delete(conversation_id.into()).await
@@ -87,12 +87,7 @@ impl<T: TrackerStorePlugin> TrackerStore for Adapter<T> {
 }
 
 impl<T: LockStorePlugin> LockStore for Adapter<T> {
-    fn acquire(
-        &self,
-        conversation_id: RString,
-        lifetime_ms: u64,
-        wait_ms: u64,
-    ) -> PFuture<RString> {
+    fn acquire(&self, conversation_id: RString, lifetime_ms: u64, wait_ms: u64) -> PReply<RString> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.acquire(conversation_id.into(), lifetime_ms, wait_ms)
@@ -100,7 +95,7 @@ impl<T: LockStorePlugin> LockStore for Adapter<T> {
                 .map(RString::from)
         })
     }
-    fn release(&self, conversation_id: RString, ticket: RString) -> PFuture<()> {
+    fn release(&self, conversation_id: RString, ticket: RString) -> PReply<()> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.release(conversation_id.into(), ticket.into()).await
@@ -110,13 +105,13 @@ impl<T: LockStorePlugin> LockStore for Adapter<T> {
 }
 
 impl<T: EventBrokerPlugin> EventBroker for Adapter<T> {
-    fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PFuture<()> {
+    fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PReply<()> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.publish(conversation_id.into(), strings(events)).await
         })
     }
-    fn flush(&self, timeout_ms: u64) -> PFuture<()> {
+    fn flush(&self, timeout_ms: u64) -> PReply<()> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             this.flush(timeout_ms).await
@@ -126,7 +121,7 @@ impl<T: EventBrokerPlugin> EventBroker for Adapter<T> {
 }
 
 impl<T: NluConnectorPlugin> NluConnector for Adapter<T> {
-    fn parse(&self, request_json: RString) -> PFuture<RString> {
+    fn parse(&self, request_json: RString) -> PReply<RString> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             let request = json_of(request_json)?;
@@ -137,7 +132,7 @@ impl<T: NluConnectorPlugin> NluConnector for Adapter<T> {
 }
 
 impl<T: ModelSourcePlugin> ModelSource for Adapter<T> {
-    fn fetch(&self, request_json: RString) -> PFuture<RString> {
+    fn fetch(&self, request_json: RString) -> PReply<RString> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
             let request = json_of(request_json)?;

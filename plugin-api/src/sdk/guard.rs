@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use abi_stable::std_types::RResult;
-use async_ffi::{FfiFuture, FutureExt as _};
+use async_ffi::FutureExt as _;
 use futures::FutureExt as _;
 use tokio::runtime::Handle;
 
-use crate::PluginError;
+use crate::{PReply, PluginError};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -56,18 +56,16 @@ fn drop_caught<V>(value: V) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
 }
 
-/// Turns a plugin future into the FFI future the host awaits. A panic, whether while
-/// creating the future (`make`) or while polling it, becomes a `PANIC` error for this call.
+/// Turns a plugin future into the reply the host gets. A panic, whether while creating the
+/// future (`make`) or while polling it, becomes a `PANIC` error for this call.
 ///
 /// The future is polled once right away, inside the runtime entered for `make`: most calls
-/// (an in-memory store, a broker's enqueue) finish without waiting, and then the host gets
-/// a ready answer, with no further runtime enter and no future kept. That first poll has a
-/// no-op waker; a future that is not ready is polled again by the host with its own waker,
-/// and a future registers the waker of its latest poll.
-pub fn guard<T, Fut>(
-    handle: Option<Handle>,
-    make: impl FnOnce() -> Fut,
-) -> FfiFuture<RResult<T, PluginError>>
+/// (an in-memory store, a broker's enqueue) finish without waiting, and the host then gets
+/// [`PReply::Ready`], with no FFI future, no further runtime enter and no future kept. That
+/// first poll has a no-op waker; a future that is not ready becomes [`PReply::Pending`],
+/// polled again by the host with its own waker (a future registers the waker of its latest
+/// poll).
+pub fn guard<T, Fut>(handle: Option<Handle>, make: impl FnOnce() -> Fut) -> PReply<T>
 where
     T: Send + 'static,
     Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
@@ -76,11 +74,10 @@ where
         let _entered = handle.as_ref().map(Handle::enter);
         let fut = match catch_unwind(AssertUnwindSafe(make)) {
             Ok(fut) => fut,
-            Err(panic) => {
-                let err = PluginError::from_panic(panic);
-                return async move { RResult::RErr(err) }.into_ffi();
-            }
+            Err(panic) => return PReply::Ready(RResult::RErr(PluginError::from_panic(panic))),
         };
+        // Boxed before the first poll: a future that turns out not to be ready must not move
+        // afterwards. One allocation either way.
         let mut caught: BoxFuture<RResult<T, PluginError>> = Box::pin(
             AssertUnwindSafe(fut)
                 .catch_unwind()
@@ -93,16 +90,18 @@ where
         let mut cx = Context::from_waker(std::task::Waker::noop());
         if let Poll::Ready(outcome) = caught.as_mut().poll(&mut cx) {
             drop_caught(caught);
-            return async move { outcome }.into_ffi();
+            return PReply::Ready(outcome);
         }
         caught
     };
     // Not ready: the host polls it from now on (each poll enters the runtime again).
-    Entered {
-        handle,
-        inner: Some(caught),
-    }
-    .into_ffi()
+    PReply::Pending(
+        Entered {
+            handle,
+            inner: Some(caught),
+        }
+        .into_ffi(),
+    )
 }
 
 #[cfg(test)]
@@ -110,14 +109,14 @@ mod tests {
     use super::*;
     use crate::ErrorKind;
 
-    fn block_on<F: Future>(fut: F) -> F::Output {
-        futures::executor::block_on(fut)
+    fn block_on<F: std::future::IntoFuture>(fut: F) -> F::Output {
+        futures::executor::block_on(fut.into_future())
     }
 
     #[test]
     fn a_ready_future_answers_at_once() {
-        let fut = guard(None, || async { Ok::<_, PluginError>(7) });
-        assert!(matches!(block_on(fut), RResult::ROk(7)));
+        let reply = guard(None, || async { Ok::<_, PluginError>(7) });
+        assert!(matches!(reply, PReply::Ready(RResult::ROk(7))), "{reply:?}");
     }
 
     #[test]
@@ -129,6 +128,7 @@ mod tests {
             rx.await
                 .map_err(|_| PluginError::unavailable("sender dropped"))
         });
+        assert!(matches!(fut, PReply::Pending(_)), "{fut:?}");
         let sender = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));
             tx.send(5).unwrap();
@@ -148,10 +148,10 @@ mod tests {
             }
             Ok::<(), PluginError>(())
         });
-        for fut in [in_make, in_poll] {
-            match block_on(fut) {
-                RResult::RErr(e) => assert_eq!(e.kind, ErrorKind::PANIC),
-                RResult::ROk(()) => panic!("a panic answered Ok"),
+        for reply in [in_make, in_poll] {
+            match reply {
+                PReply::Ready(RResult::RErr(e)) => assert_eq!(e.kind, ErrorKind::PANIC),
+                other => panic!("a panic answered {other:?}"),
             }
         }
     }

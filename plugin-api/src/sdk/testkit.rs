@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RResult, RString, RVec};
 
-use crate::{EventLog, LockStoreBox, LogPosition, PluginError, TrackerStoreBox};
+use crate::{EventLog, LockStoreBox, LogPosition, TrackerStoreBox};
 
 /// The outcome of one check.
 #[derive(Debug, Clone)]
@@ -61,9 +61,9 @@ impl Report {
     }
 }
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 
-async fn r<T>(f: async_ffi::FfiFuture<RResult<T, PluginError>>) -> Result<T, String> {
+async fn r<T>(f: crate::PReply<T>) -> Result<T, String> {
     match f.await {
         RResult::ROk(v) => Ok(v),
         RResult::RErr(e) => Err(e.to_string()),
@@ -340,14 +340,22 @@ pub async fn tracker_store_suite(store: &TrackerStoreBox, prefix: &str) -> Repor
                 claimed.sole_writer,
                 "immediate_reads is used only with sole_writer"
             );
-            let mut load = store.load(id("a"), 0);
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            match std::pin::Pin::new(&mut load).poll(&mut cx) {
-                std::task::Poll::Ready(RResult::ROk(ROption::RSome(_))) => Ok(()),
-                std::task::Poll::Ready(other) => {
-                    Err(format!("load of a stored conversation: {other:?}"))
+            // As the host reads it: a ready reply, or a future ready on its first poll.
+            let outcome = match store.load(id("a"), 0) {
+                crate::PReply::Ready(outcome) => outcome,
+                crate::PReply::Pending(mut load) => {
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match std::pin::Pin::new(&mut load).poll(&mut cx) {
+                        std::task::Poll::Ready(outcome) => outcome,
+                        std::task::Poll::Pending => {
+                            return Err("load was not ready on its first poll".into())
+                        }
+                    }
                 }
-                std::task::Poll::Pending => Err("load was not ready on its first poll".into()),
+            };
+            match outcome {
+                RResult::ROk(ROption::RSome(_)) => Ok(()),
+                other => Err(format!("load of a stored conversation: {other:?}")),
             }
         }
         .await,
@@ -399,7 +407,7 @@ pub async fn lock_store_suite(locks: &LockStoreBox, prefix: &str) -> Report {
         "release wakes the next waiter promptly",
         async {
             let t = r(locks.acquire(id("l3"), 10_000, 1_000)).await?;
-            let waiter = locks.acquire(id("l3"), 10_000, 5_000);
+            let waiter = locks.acquire(id("l3"), 10_000, 5_000).into_future();
             let releaser = async {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let at = Instant::now();
