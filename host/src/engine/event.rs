@@ -543,7 +543,15 @@ impl Event {
 
     /// The event's JSON text as 3.6 writes it.
     pub fn to_json_string(&self) -> String {
-        let mut out = Vec::with_capacity(256);
+        // Room for the whole text at once: a user event with its parse data (an intent
+        // ranking of ten) is ~900 bytes, most others under 300; growing the buffer twice cost
+        // more than the larger block.
+        let capacity = if matches!(self.kind, EventKind::User { .. }) {
+            1024
+        } else {
+            256
+        };
+        let mut out = Vec::with_capacity(capacity);
         if let Err(e) = super::event_json::write_event(self, &mut out) {
             // Writing into memory fails only for a value JSON cannot hold, which no parsed or
             // built event has; reported rather than stored as half an event.
