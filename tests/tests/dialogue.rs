@@ -616,7 +616,7 @@ fn a_slow_action_server_is_bounded_by_the_endpoint_timeout() {
 
 /// An action server on a thread: the `n`th request (from 0) is read whole, then answered
 /// with 200 and `answer(n)`'s body after `answer(n)`'s delay. Returns its port and the number
-/// of answers written.
+/// of answers given (counted as each is written).
 fn fake_action_server(
     answer: impl Fn(usize) -> (std::time::Duration, String) + Send + 'static,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -654,19 +654,21 @@ fn fake_action_server(
             }
             let (delay, body) = answer(n);
             std::thread::sleep(delay);
+            // Counted before the answer is written: a test that has its turn's reply, which
+            // follows this answer, must see the count (counting afterwards raced with it).
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
     (port, answered)
 }
 
 /// The custom bot with an action server that answers "Hello, slowly." after 1.5 s, and the
-/// number of answers it wrote.
+/// number of answers it gave.
 fn slow_greeter(extra_endpoints: &str) -> (Server, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let (port, answered) = fake_action_server(|_| {
         (
