@@ -207,7 +207,7 @@ thread_local! {
 fn metadata(out: &mut Vec<u8>, m: &Metadata) -> serde_json::Result<()> {
     // A map of the event's own is written directly: it is not seen again.
     if Arc::strong_count(m) == 1 {
-        return object(out, m);
+        return object(out, m.iter());
     }
     SHARED_METADATA.with_borrow_mut(|last| {
         if let Some((held, text)) = last.as_ref() {
@@ -218,7 +218,7 @@ fn metadata(out: &mut Vec<u8>, m: &Metadata) -> serde_json::Result<()> {
         }
         // Holding the `Arc` keeps the pointer from being reused by another map.
         let mut text = Vec::new();
-        object(&mut text, m)?;
+        object(&mut text, m.iter())?;
         out.extend_from_slice(&text);
         *last = Some((m.clone(), text));
         Ok(())
@@ -293,14 +293,17 @@ pub(super) fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// A JSON object, as [`value`] writes it.
-fn object(out: &mut Vec<u8>, map: &Map<String, Value>) -> serde_json::Result<()> {
+/// A JSON object of `entries` (a map, or pairs whose keys are unique), as [`value`] writes it.
+pub(super) fn object<'a, K: AsRef<str> + 'a>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a K, &'a Value)>,
+) -> serde_json::Result<()> {
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, k)?;
+        string(out, k.as_ref())?;
         out.push(b':');
         value(out, v)?;
     }

@@ -626,22 +626,15 @@ const NO_LATEST_MESSAGE: &[u8] =
 impl Summary<'_> {
     /// `{` and the entries before `events`, in 3.6's order.
     fn write_head(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        use super::event_json::{bool, opt_float, opt_string, string, value};
+        use super::event_json::{bool, object, opt_float, opt_string, string};
         let st = self.state;
         out.extend_from_slice(b"{\"sender_id\":");
         string(out, self.sender_id)?;
         // The names are unique: the domain's `slots` is one YAML mapping, and the implicit
         // slots are added only when absent (`domain/parse.rs`).
-        out.extend_from_slice(b",\"slots\":{");
-        for (n, (name, v)) in st.slots.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            string(out, name)?;
-            out.push(b':');
-            value(out, v)?;
-        }
-        out.extend_from_slice(b"},\"latest_message\":");
+        out.extend_from_slice(b",\"slots\":");
+        object(out, st.slots.iter().map(|(name, v)| (name, v)))?;
+        out.extend_from_slice(b",\"latest_message\":");
         match st
             .latest_message_raw(self.events)
             .map_err(serde::ser::Error::custom)?
