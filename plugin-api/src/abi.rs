@@ -37,13 +37,6 @@ pub enum PReply<T> {
     Pending(FfiFuture<RResult<T, PluginError>>),
 }
 
-impl<T> PReply<T> {
-    /// A reply that is already there.
-    pub fn ready(outcome: Result<T, PluginError>) -> Self {
-        PReply::Ready(outcome.into())
-    }
-}
-
 impl<T> std::future::IntoFuture for PReply<T> {
     type Output = RResult<T, PluginError>;
     type IntoFuture = futures::future::Either<
