@@ -4,7 +4,7 @@
 # server's user-space instructions only (no kernel, no waiting), so it complements, never
 # replaces, bench/run.sh.
 #
-#   bash bench/instructions.sh p1|p2|p4 [BINARY] [REQUESTS]
+#   bash bench/instructions.sh p1|p2|p4|kafka [BINARY] [REQUESTS]
 #
 # BINARY defaults to target/release/colloquy (build it first, on its own: `cargo build --release
 # -p colloquy`; built together with the plugins it gets their mimalloc features, see
@@ -14,18 +14,21 @@
 # `instructions/request`. P1 appends one slot event over 1,000 conversations
 # (`?include_events=NONE`), P2 is one REST turn of examples/hello-bot over 1,000 senders, as
 # in bench/run.sh; P4 is P1 with the stores loaded from target/release's in-memory plugin
-# (`type: in_memory_plugin`). Profiles stay in bench/out/instructions-*/ (callgrind_annotate --inclusive=yes).
+# (`type: in_memory_plugin`); KAFKA is P1 publishing every event to the Kafka broker at
+# $KAFKA_BOOTSTRAP (e.g. tansu as in bench/run.sh; topic bench_events) through target/release's
+# Kafka plugin. Under callgrind requests come ~50 times slower, so the producer's batches are
+# that much smaller than in a throughput run: its per-batch costs weigh more. Profiles stay in bench/out/instructions-*/ (callgrind_annotate --inclusive=yes).
 # CALLGRIND_ARGS adds callgrind options, e.g. CALLGRIND_ARGS="--toggle-collect=*LockStoreHandle*"
 # to count only inside one function (the figure is then that function's share per request).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORKLOAD=${1:?usage: bench/instructions.sh p1|p2|p4 [BINARY] [REQUESTS]}
+WORKLOAD=${1:?usage: bench/instructions.sh p1|p2|p4|kafka [BINARY] [REQUESTS]}
 BIN=$(realpath "${2:-$ROOT/target/release/colloquy}")
 case "$WORKLOAD" in
-p1 | p4) LUA=append.lua N=${3:-5000} ;;
+p1 | p4 | kafka) LUA=append.lua N=${3:-5000} ;;
 p2) LUA=webhook.lua N=${3:-3000} ;;
-*) echo "bench/instructions.sh: the workload is p1, p2 or p4" >&2; exit 2 ;;
+*) echo "bench/instructions.sh: the workload is p1, p2, p4 or kafka" >&2; exit 2 ;;
 esac
 for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench/instructions.sh: $tool is required" >&2; exit 2; }
@@ -36,6 +39,11 @@ mkdir -p "$OUT"
 STORE=in_memory
 [ "$WORKLOAD" = p4 ] && STORE=in_memory_plugin
 printf 'tracker_store:\n  type: %s\nlock_store:\n  type: %s\n' $STORE $STORE >"$OUT/endpoints.yml"
+if [ "$WORKLOAD" = kafka ]; then
+    : "${KAFKA_BOOTSTRAP:?bench/instructions.sh: kafka needs KAFKA_BOOTSTRAP=host:port of a running broker}"
+    printf 'event_broker:\n  type: kafka\n  url: %s\n  topic: bench_events\n  partition_by_sender: true\n' \
+        "$KAFKA_BOOTSTRAP" >>"$OUT/endpoints.yml"
+fi
 SERVER_ARGS=(--plugin-dir "$ROOT/target/release")
 if [ "$WORKLOAD" = p2 ]; then
     "$BIN" train --domain "$ROOT/examples/hello-bot/domain.yml" --data "$ROOT/examples/hello-bot/data" \

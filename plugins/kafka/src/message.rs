@@ -1,7 +1,15 @@
 //! Rasa's message format: one JSON object per event, `{"sender_id": <id>, <event keys>}`.
 
+use std::sync::LazyLock;
+
 use colloquy_plugin_api::PluginError;
+use memchr::memmem::Finder;
 use serde_json::{Map, Value};
+
+// Built once: `memmem::find` builds its searcher on every call, which cost more than the
+// search itself on an event's few hundred bytes (~450 instructions a call, callgrind).
+static SENDER_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"sender_id"));
+static UNICODE_ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
 
 /// Kafka header carrying the deployment environment, as Rasa sends it.
 pub const ENVIRONMENT_HEADER: &str = "RASA_ENVIRONMENT";
@@ -37,8 +45,8 @@ pub fn render_into(
     let trimmed = event_json.trim();
     let framed = trimmed.len() >= 2 && trimmed.starts_with('{') && trimmed.ends_with('}');
     let plain = framed
-        && memchr::memmem::find(trimmed.as_bytes(), b"sender_id").is_none()
-        && memchr::memmem::find(trimmed.as_bytes(), b"\\u").is_none();
+        && SENDER_ID.find(trimmed.as_bytes()).is_none()
+        && UNICODE_ESCAPE.find(trimmed.as_bytes()).is_none();
     if plain
         || matches!(
             serde_json::from_str(event_json),
