@@ -100,7 +100,9 @@ impl<'a> Turn<'a> {
         let (parsed, stored_texts) = log.into_parts();
         let (events, first) = match parsed {
             Some(all) => (all, 0),
-            None => (Vec::new(), stored),
+            // A turn adds a handful of events (user, action, bot, action_listen, …):
+            // room for them at once instead of growing from four.
+            None => (Vec::with_capacity(8), stored),
         };
         Ok(Turn {
             agent,

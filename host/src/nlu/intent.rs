@@ -80,7 +80,8 @@ fn for_each_feature(
     if tokens.is_empty() {
         emit(&mut buf, &mut each, &["<empty>"]);
     }
-    let mut padded: Vec<char> = Vec::new();
+    // Room for a word of most languages without growing.
+    let mut padded: Vec<char> = Vec::with_capacity(32);
     for (i, t) in tokens.iter().enumerate() {
         emit(&mut buf, &mut each, &["w:", &t.lower]);
         let prev = if i == 0 {
