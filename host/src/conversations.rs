@@ -639,7 +639,19 @@ impl Conversations {
             self.remember(id, &log);
             return Ok(log);
         }
-        self.check_size(total)?;
+        if let Err(e) = self.check_size(total) {
+            // Nothing is stored: the log the turn started from goes back to the cache (the
+            // turn detached it), so that the next request does not read it again.
+            self.remember(
+                id,
+                &Log {
+                    epoch,
+                    texts: stored_texts,
+                    parsed: None,
+                },
+            );
+            return Err(e);
+        }
         let texts: Vec<String> = events[stored - first..]
             .iter()
             .map(Event::to_json_string)
@@ -934,6 +946,11 @@ mod tests {
 
     /// A served hello-bot (in-memory stores), trained into `dir`.
     fn hello_bot(dir: &std::path::Path) -> Arc<AppState> {
+        hello_bot_holding(dir, 0)
+    }
+
+    /// [`hello_bot`] whose conversations hold at most `max_events` (0: the default).
+    fn hello_bot_holding(dir: &std::path::Path, max_events: u64) -> Arc<AppState> {
         let bot = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello-bot");
         let opts = crate::training::TrainOptions {
             domain: format!("{bot}/domain.yml").into(),
@@ -947,6 +964,7 @@ mod tests {
         let run = crate::cli::RunArgs {
             model: Some(model),
             cache_conversations: 100,
+            max_events_per_conversation: max_events,
             ..Default::default()
         };
         let endpoints = crate::config::Endpoints::default();
@@ -1006,6 +1024,54 @@ mod tests {
                 .to_json_string()
             })
             .collect()
+    }
+
+    /// A turn refused for the conversation's size stores nothing and leaves the conversation
+    /// as it was: its texts stay cached and its remembered state is the one from before the
+    /// turn. Dropping them made every later turn of a conversation at its limit rebuild the
+    /// state from all its stored events (~0.4 s a turn at the default limit of 100,000; a few
+    /// such conversations under load stalled the server).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_turn_refused_for_the_conversations_size_leaves_it_warm() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first turn stores the session start and one exchange (8 events); a second
+        // would make 13.
+        let app = hello_bot_holding(dir.path(), 12);
+        let agent = app.agent().unwrap();
+        let conv = &app.conversations;
+        app.processor
+            .handle_message(&app, agent.clone(), message("full", "hello"))
+            .await
+            .unwrap();
+        let before = conv.read("full").await.unwrap().unwrap();
+        let (stored, epoch) = (before.len(), before.epoch);
+        assert!(
+            stored <= 12 && stored + 5 > 12,
+            "{stored} events after one turn"
+        );
+        let answer = tracker(&app, "full", &before);
+        for _ in 0..2 {
+            let refused = app
+                .processor
+                .handle_message(&app, agent.clone(), message("full", "hello"))
+                .await
+                .err()
+                .expect("the second turn exceeds the limit");
+            assert_eq!(refused.status, 400, "{refused:?}");
+            assert!(
+                refused.message.contains("--max-events-per-conversation"),
+                "{refused:?}"
+            );
+            let cached = conv.cached("full").expect("the log is still cached");
+            assert_eq!((cached.len(), cached.epoch), (stored, epoch));
+            assert_eq!(
+                app.states.seen("full", epoch),
+                Some(stored),
+                "the state from before the turn is remembered"
+            );
+        }
+        let after = conv.read("full").await.unwrap().unwrap();
+        assert_eq!(tracker(&app, "full", &after), answer);
     }
 
     /// A conversation of turns (cached as texts, with its state, story events and

@@ -19,7 +19,7 @@ use crate::slot_cache::{Eviction, SlotCache};
 
 /// The story events of the applied events as last converted, and the policies'
 /// featurisation of them as last computed.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Stories {
     /// The state's `applied_generation` and the length of its `applied` when converted: the
     /// applied events then are a prefix of the state's while the generation is the same.
@@ -30,6 +30,7 @@ pub struct Stories {
 }
 
 /// What is remembered of a conversation between requests.
+#[derive(Clone)]
 pub struct Warm {
     /// Behind a pointer: a request takes the entry out of the cache and puts it back, and
     /// moving a pointer is cheaper than moving the state (~350 bytes, several times per
@@ -96,6 +97,14 @@ impl StateCache {
             state: Arc::new(TrackerState::compute(domain, &log.events(id)?)),
             stories: None,
         })
+    }
+
+    /// How many events the remembered state of `id` has seen, if it has one for log `epoch`.
+    #[cfg(test)]
+    pub fn seen(&self, id: &str, epoch: u64) -> Option<usize> {
+        self.entries
+            .with(id, |e| (e.epoch == epoch).then_some(e.warm.state.seen))
+            .flatten()
     }
 
     /// Keeps `warm` for the next request of `id`.
