@@ -224,13 +224,13 @@ impl<'a> Turn<'a> {
         }
     }
 
-    /// The state and story events of all the turn's events, to remember for the next
+    /// The state and featurisation of all the turn's events, to remember for the next
     /// request, and the turn's events from index `first` on with that index.
     fn into_warm(self) -> (Warm, Vec<Event>, usize, LogTexts) {
         self.state();
-        // Story events, converted while the turn's events are at hand (the last ones, e.g.
-        // the closing `action_listen`, came after the last prediction): the next turn would
-        // have to parse the stored events to convert them.
+        // The featurisation brought up to the turn's last event while its events are at hand
+        // (the last ones, e.g. the closing `action_listen`, came after the last prediction):
+        // the next turn would have to parse the stored events to fold them in.
         if self
             .stories
             .lock()
@@ -357,15 +357,14 @@ impl<'a> Turn<'a> {
     /// prediction (of this turn or the conversation's previous one) are featurised.
     pub fn predict(&self) -> crate::policy::Prediction {
         self.with_stories(|s| {
-            self.agent.model.policies.predict_featurised(
-                &self.agent.domain,
-                &s.events,
-                &mut s.featurised,
-            )
+            self.agent
+                .model
+                .policies
+                .predict_featurised(&self.agent.domain, &mut s.featurised)
         })
     }
 
-    /// Runs `f` on the story events, brought up to date with the applied events.
+    /// Runs `f` on the featurisation, brought up to date with the applied events.
     fn with_stories<R>(&self, f: impl FnOnce(&mut Stories) -> R) -> R {
         let st = self.state();
         let mut cached = self.stories.lock().unwrap_or_else(|p| p.into_inner());
@@ -380,11 +379,11 @@ impl<'a> Turn<'a> {
                 ..Stories::default()
             };
         }
-        stories.events.extend(
-            st.applied[stories.applied..]
-                .iter()
-                .filter_map(|&i| self.event(i).and_then(story_event)),
-        );
+        for &i in &st.applied[stories.applied..] {
+            if let Some(e) = self.event(i).and_then(story_event) {
+                stories.featurised.fold(&self.agent.domain, &e);
+            }
+        }
         stories.applied = st.applied.len();
         f(stories)
     }

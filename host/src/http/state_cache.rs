@@ -14,18 +14,17 @@ use std::sync::Arc;
 use crate::conversations::{ConversationError, Log};
 use crate::domain::Domain;
 use crate::engine::TrackerState;
-use crate::policy::{Featurised, StoryEvent};
+use crate::policy::Featurised;
 use crate::slot_cache::{Eviction, SlotCache};
 
-/// The story events of the applied events as last converted, and the policies'
-/// featurisation of them as last computed.
+/// The policies' featurisation of the applied events as last converted to story events and
+/// folded in.
 #[derive(Default, Clone)]
 pub struct Stories {
     /// The state's `applied_generation` and the length of its `applied` when converted: the
     /// applied events then are a prefix of the state's while the generation is the same.
     pub generation: u64,
     pub applied: usize,
-    pub events: Vec<StoryEvent>,
     pub featurised: Featurised,
 }
 

@@ -151,18 +151,18 @@ pub fn session_events(events: &[StoryEvent]) -> &[StoryEvent] {
 }
 
 /// The states of a conversation's current session as the policies see them, kept between
-/// predictions and extended with the story events added since (O(new events) per prediction
+/// predictions and extended with each story event as it comes (O(new events) per prediction
 /// instead of O(session)). Folds exactly like [`session_events`] + [`states_with_actions`].
+///
+/// The story events themselves are not kept: once folded, nothing reads them again. Nor are
+/// all past states: a prediction trims them to the ones the policies can look at
+/// ([`PolicyEnsemble::states_needed`]), so what a conversation holds between turns does not
+/// grow with its length (it did by ~0.6 kB a turn, P2 in docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub struct Featurised {
-    /// How many story events were folded in.
-    seen: usize,
-    /// Where the session's events begin (after the last restart / session start and the
-    /// `action_session_start`s that lead it).
-    session_begin: usize,
     /// Still inside the leading `action_session_start`s of the session.
     leading: bool,
-    /// The states before each past action of the session.
+    /// The states before the session's past actions (the latest ones, after trimming).
     past: Vec<State>,
     tracker: DialogueTracker,
 }
@@ -170,8 +170,6 @@ pub struct Featurised {
 impl Default for Featurised {
     fn default() -> Featurised {
         Featurised {
-            seen: 0,
-            session_begin: 0,
             // A conversation's first session starts like any other.
             leading: true,
             past: Vec::new(),
@@ -180,41 +178,47 @@ impl Default for Featurised {
     }
 }
 
+/// Past states are trimmed when there are this many more than the policies need (so that
+/// trimming, which moves the kept ones, happens once per this many actions).
+const TRIM_SLACK: usize = 32;
+
 impl Featurised {
-    pub fn seen(&self) -> usize {
-        self.seen
+    /// Folds in the next story event of the conversation.
+    pub fn fold(&mut self, domain: &Domain, e: &StoryEvent) {
+        match e {
+            StoryEvent::Restart | StoryEvent::SessionStarted => {
+                *self = Featurised::default();
+                return;
+            }
+            StoryEvent::Action(a) if self.leading && a == "action_session_start" => return,
+            _ => self.leading = false,
+        }
+        if matches!(e, StoryEvent::Action(_)) {
+            let s = self.tracker.state(domain);
+            // The empty state before a conversation's first `action_listen` carries nothing.
+            if !s.is_empty() {
+                self.past.push(s);
+            }
+        }
+        self.tracker.apply(domain, e);
     }
 
-    /// Folds in `events[self.seen..]`.
-    pub fn update(&mut self, domain: &Domain, events: &[StoryEvent]) {
-        if events.len() < self.seen {
-            *self = Featurised::default();
+    /// Folds in `events`, in order.
+    pub fn fold_all<'e>(
+        &mut self,
+        domain: &Domain,
+        events: impl IntoIterator<Item = &'e StoryEvent>,
+    ) {
+        for e in events {
+            self.fold(domain, e);
         }
-        for (i, e) in events.iter().enumerate().skip(self.seen) {
-            match e {
-                StoryEvent::Restart | StoryEvent::SessionStarted => {
-                    self.past.clear();
-                    self.tracker = DialogueTracker::default();
-                    self.session_begin = i + 1;
-                    self.leading = true;
-                    continue;
-                }
-                StoryEvent::Action(a) if self.leading && a == "action_session_start" => {
-                    self.session_begin = i + 1;
-                    continue;
-                }
-                _ => self.leading = false,
-            }
-            if matches!(e, StoryEvent::Action(_)) {
-                let s = self.tracker.state(domain);
-                // The empty state before a conversation's first `action_listen` carries nothing.
-                if !s.is_empty() {
-                    self.past.push(s);
-                }
-            }
-            self.tracker.apply(domain, e);
+    }
+
+    /// Forgets all but the latest `keep` past states, once they are `TRIM_SLACK` more.
+    fn trim(&mut self, keep: usize) {
+        if self.past.len() >= keep + TRIM_SLACK {
+            self.past.drain(..self.past.len() - keep);
         }
-        self.seen = events.len();
     }
 }
 
@@ -342,8 +346,9 @@ impl Policy {
 /// What a policy gets to look at when predicting.
 pub struct PredictContext<'a> {
     pub domain: &'a Domain,
-    pub events: &'a [StoryEvent],
-    /// States before each past action, then the current state last.
+    /// States before the session's past actions, then the current state last: at least the
+    /// latest [`PolicyEnsemble::states_needed`] past ones (earlier ones may have been
+    /// trimmed). A policy that looks further back must raise that figure.
     pub states: &'a [State],
     pub tracker: &'a DialogueTracker,
 }
@@ -362,6 +367,20 @@ pub struct PolicyEnsemble {
     /// `nlu_fallback` (see `apply_nlu_fallback`).
     pub nlu_fallback_threshold: Option<f64>,
     pub nlu_fallback_ambiguity_threshold: Option<f64>,
+    /// [`Self::states_needed`], worked out at the first prediction (a model's policies do not
+    /// change once it is trained or loaded).
+    #[serde(skip)]
+    pub states_needed: StatesNeeded,
+}
+
+/// Derived from the policies, so it takes no part in comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct StatesNeeded(std::sync::OnceLock<usize>);
+
+impl PartialEq for StatesNeeded {
+    fn eq(&self, _: &StatesNeeded) -> bool {
+        true
+    }
 }
 
 impl PolicyEnsemble {
@@ -372,46 +391,52 @@ impl PolicyEnsemble {
 
     /// Predicts the next action after the applied events of a conversation.
     pub fn predict(&self, domain: &Domain, applied: &[StoryEvent]) -> Prediction {
-        self.predict_featurised(domain, applied, &mut Featurised::default())
+        let mut featurised = Featurised::default();
+        featurised.fold_all(domain, applied);
+        self.predict_featurised(domain, &mut featurised)
     }
 
     /// [`Self::predict`] with the session's states kept in `featurised` between calls, so
-    /// that each prediction folds in only the story events added since the last one.
-    /// `applied[..featurised.seen()]` must be the events it saw before (else pass a new one).
-    pub fn predict_featurised(
-        &self,
-        domain: &Domain,
-        applied: &[StoryEvent],
-        featurised: &mut Featurised,
-    ) -> Prediction {
-        featurised.update(domain, applied);
+    /// that each prediction costs only the story events folded in since the last one.
+    pub fn predict_featurised(&self, domain: &Domain, featurised: &mut Featurised) -> Prediction {
+        featurised.trim(self.states_needed());
         let tracker = &featurised.tracker;
         if let Some(f) = &tracker.followup {
             return prediction(f, "followup_action", 1.0);
         }
         let mut states = std::mem::take(&mut featurised.past);
         states.push(tracker.state(domain));
-        let prediction = self.choose(
-            domain,
-            &applied[featurised.session_begin..],
-            &states,
-            tracker,
-        );
+        let prediction = self.choose(domain, &states, tracker);
         states.pop();
         featurised.past = states;
         prediction
     }
 
-    fn choose(
-        &self,
-        domain: &Domain,
-        events: &[StoryEvent],
-        states: &[State],
-        tracker: &DialogueTracker,
-    ) -> Prediction {
+    /// How many past states a prediction needs at most: every policy looks back from the
+    /// current state only (memoization its `max_history` states, a rule its length), and a
+    /// rule for the start of a conversation needs to see that there are more states than it
+    /// has. So with this many past states kept, plus the current one, every policy answers as
+    /// with the whole session.
+    pub fn states_needed(&self) -> usize {
+        *self.states_needed.0.get_or_init(|| {
+            let longest = self
+                .policies
+                .iter()
+                .map(|p| match p {
+                    Policy::Memoization(m) => m.max_history,
+                    Policy::Rule(r) => r.rules.iter().map(|l| l.states.len()).max().unwrap_or(0),
+                    Policy::Form(f) => f.unhappy.max_history,
+                    Policy::Mapping(_) | Policy::Fallback(_) => 1,
+                })
+                .max()
+                .unwrap_or(0);
+            longest + 1
+        })
+    }
+
+    fn choose(&self, domain: &Domain, states: &[State], tracker: &DialogueTracker) -> Prediction {
         let ctx = PredictContext {
             domain,
-            events,
             states,
             tracker,
         };

@@ -153,6 +153,7 @@ pub fn build_ensemble(
         policies: Vec::new(),
         nlu_fallback_threshold: cfg.fallback_threshold,
         nlu_fallback_ambiguity_threshold: cfg.fallback_ambiguity_threshold,
+        ..PolicyEnsemble::default()
     };
     for s in specs {
         let bare = s.name.rsplit('.').next().unwrap_or(&s.name);
