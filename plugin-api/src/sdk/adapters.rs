@@ -108,7 +108,9 @@ impl<T: EventBrokerPlugin> EventBroker for Adapter<T> {
     fn publish(&self, conversation_id: RString, events: RVec<RString>) -> PReply<()> {
         let this = self.inner.clone();
         guard(self.rt.clone(), move || async move {
-            this.publish(conversation_id.into(), strings(events)).await
+            // Lent, not copied: the host's strings live until the call is answered.
+            let lent: Vec<&str> = events.iter().map(RString::as_str).collect();
+            this.publish_borrowed(conversation_id.as_str(), &lent).await
         })
     }
     fn flush(&self, timeout_ms: u64) -> PReply<()> {
@@ -192,4 +194,78 @@ pub fn model_source_box<T: ModelSourcePlugin>(source: T, rt: Option<Handle>) -> 
         },
         TD_Opaque,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use abi_stable::std_types::RResult;
+
+    use super::*;
+
+    /// Records what reached which method.
+    #[derive(Default)]
+    struct Recorder {
+        owned: Mutex<Vec<(String, Vec<String>)>>,
+        lent: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    /// Implements `publish` only, as most brokers do.
+    struct OwnedOnly(Arc<Recorder>);
+
+    impl EventBrokerPlugin for OwnedOnly {
+        async fn publish(&self, id: String, events: Vec<String>) -> Result<(), PluginError> {
+            self.0.owned.lock().unwrap().push((id, events));
+            Ok(())
+        }
+    }
+
+    /// Takes the events lent, like the Kafka plugin.
+    struct Lending(Arc<Recorder>);
+
+    impl EventBrokerPlugin for Lending {
+        async fn publish(&self, _: String, _: Vec<String>) -> Result<(), PluginError> {
+            Err(PluginError::unsupported("publish"))
+        }
+        async fn publish_borrowed<'a>(
+            &'a self,
+            id: &'a str,
+            events: &'a [&'a str],
+        ) -> Result<(), PluginError> {
+            let events = events.iter().map(|e| e.to_string()).collect();
+            self.0.lent.lock().unwrap().push((id.to_string(), events));
+            Ok(())
+        }
+    }
+
+    fn publish_through_the_abi(broker: &EventBrokerBox) {
+        let events: RVec<RString> = [r#"{"event":"restart"}"#, r#"{"event":"pause"}"#]
+            .into_iter()
+            .map(RString::from)
+            .collect();
+        match broker.publish("alice".into(), events) {
+            PReply::Ready(RResult::ROk(())) => {}
+            other => panic!("publish answered {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_host_reaches_either_publish_with_the_same_events() {
+        let want = vec![(
+            "alice".to_string(),
+            vec![
+                r#"{"event":"restart"}"#.to_string(),
+                r#"{"event":"pause"}"#.to_string(),
+            ],
+        )];
+        let owned = Arc::new(Recorder::default());
+        publish_through_the_abi(&event_broker_box(OwnedOnly(owned.clone()), None));
+        assert_eq!(*owned.owned.lock().unwrap(), want);
+
+        let lent = Arc::new(Recorder::default());
+        publish_through_the_abi(&event_broker_box(Lending(lent.clone()), None));
+        assert_eq!(*lent.lent.lock().unwrap(), want);
+        assert!(lent.owned.lock().unwrap().is_empty());
+    }
 }

@@ -212,6 +212,20 @@ pub trait EventBrokerPlugin: Send + Sync + 'static {
         events: Vec<String>,
     ) -> impl Future<Output = Result<(), PluginError>> + Send;
 
+    /// What the host calls: [`Self::publish`] with the events lent for the call. By default
+    /// it copies them and calls `publish`; a broker that copies them into a buffer of its own
+    /// anyway implements this too and saves a copy of every event (the Kafka plugin does).
+    fn publish_borrowed<'a>(
+        &'a self,
+        conversation_id: &'a str,
+        events: &'a [&'a str],
+    ) -> impl Future<Output = Result<(), PluginError>> + Send + 'a {
+        async move {
+            let events = events.iter().map(|e| e.to_string()).collect();
+            self.publish(conversation_id.to_string(), events).await
+        }
+    }
+
     fn flush(&self, _timeout_ms: u64) -> impl Future<Output = Result<(), PluginError>> + Send {
         async { Ok(()) }
     }

@@ -184,6 +184,17 @@ impl EventBrokerPlugin for KafkaBroker {
         conversation_id: String,
         events: Vec<String>,
     ) -> Result<(), PluginError> {
+        let lent: Vec<&str> = events.iter().map(String::as_str).collect();
+        self.publish_borrowed(&conversation_id, &lent).await
+    }
+
+    /// Events are rendered into the outbox (or librdkafka's messages) straight from the
+    /// host's strings: no copy of them first.
+    async fn publish_borrowed<'a>(
+        &'a self,
+        conversation_id: &'a str,
+        events: &'a [&'a str],
+    ) -> Result<(), PluginError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -192,18 +203,18 @@ impl EventBrokerPlugin for KafkaBroker {
                 "kafka: broker closed, {} event(s) dropped",
                 events.len()
             ));
-            return self.refuse(&conversation_id, events.len(), e);
+            return self.refuse(conversation_id, events.len(), e);
         }
         match &self.backend {
             // Renders into its outbox, all or none, and checks the bound there.
             Backend::Native(pipeline) => {
-                match pipeline.enqueue(&conversation_id, self.partition_by_sender, &events) {
+                match pipeline.enqueue(conversation_id, self.partition_by_sender, events) {
                     Ok(()) => Ok(()),
                     // A malformed event refuses the whole call, and nothing was queued.
                     Err(EnqueueError::Invalid(e)) => Err(e),
                     Err(error) => {
                         let count = events.len();
-                        self.refuse(&conversation_id, count, error.into_plugin_error(count))
+                        self.refuse(conversation_id, count, error.into_plugin_error(count))
                     }
                 }
             }
@@ -212,7 +223,7 @@ impl EventBrokerPlugin for KafkaBroker {
                 // instead of leaving a gap in the conversation's stream.
                 let payloads = events
                     .iter()
-                    .map(|event| message::render(&conversation_id, event))
+                    .map(|event| message::render(conversation_id, event))
                     .collect::<Result<Vec<_>, _>>()?;
                 // Refuse the batch as a whole when it cannot fit, rather than sending a prefix.
                 let pending = self.backend.counters().pending();
@@ -222,13 +233,13 @@ impl EventBrokerPlugin for KafkaBroker {
                         self.queue_size,
                         payloads.len()
                     ));
-                    return self.refuse(&conversation_id, payloads.len(), e);
+                    return self.refuse(conversation_id, payloads.len(), e);
                 }
-                let key = self.partition_by_sender.then_some(conversation_id.as_str());
+                let key = self.partition_by_sender.then_some(conversation_id);
                 match pipeline.enqueue(key, &payloads) {
                     Ok(()) => Ok(()),
                     Err((refused, error)) => self.refuse(
-                        &conversation_id,
+                        conversation_id,
                         refused,
                         producer::enqueue_error(refused, &error),
                     ),

@@ -247,7 +247,7 @@ impl NativePipeline {
         &self,
         conversation_id: &str,
         keyed: bool,
-        events: &[String],
+        events: &[impl AsRef<str>],
     ) -> Result<(), EnqueueError> {
         let counters = &self.shared.counters;
         let mut outbox = self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -317,7 +317,7 @@ fn render_all(
     buffer: &mut Events,
     conversation_id: &str,
     keyed: bool,
-    events: &[String],
+    events: &[impl AsRef<str>],
 ) -> Result<(), EnqueueError> {
     let key = keyed.then(|| {
         let start = buffer.bytes.len();
@@ -326,7 +326,7 @@ fn render_all(
     });
     for event in events {
         let start = buffer.bytes.len();
-        crate::message::render_into(&mut buffer.bytes, conversation_id, event)
+        crate::message::render_into(&mut buffer.bytes, conversation_id, event.as_ref())
             .map_err(EnqueueError::Invalid)?;
         let size = buffer.bytes.len() - start;
         if size > MAX_MESSAGE_BYTES {
