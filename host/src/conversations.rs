@@ -1074,8 +1074,7 @@ mod tests {
         assert_eq!(tracker(&app, "full", &after), answer);
     }
 
-    /// A conversation of turns (cached as texts, with its state, story events and
-    /// featurisation warm) answers the same trackers and next turns as the same events written
+    /// A conversation of turns (cached as texts, with its state and featurisation warm) answers the same trackers and next turns as the same events written
     /// through the API (texts, with a cold state).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_conversation_of_turns_answers_as_its_events_written_through_the_api() {
@@ -1161,7 +1160,7 @@ mod tests {
         );
     }
 
-    /// A warm turn works from the remembered state, story events and featurisation and from
+    /// A warm turn works from the remembered state and featurisation and from
     /// its own events: it does not parse the stored events (damaged ones do not stop it). A
     /// turn that has to look back at them (`/back` rewinds) parses them, and with damaged
     /// ones fails with the typed error and stores nothing.

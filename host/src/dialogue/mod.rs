@@ -51,7 +51,7 @@ pub struct TurnOutput {
 /// The conversation being worked on during one turn: stored events plus the new ones.
 ///
 /// A warm turn (the conversation's tracker state was remembered) does not parse the stored
-/// events: the state, the story events and the policies' featurisation carry what the next
+/// events: the state and the policies' featurisation carry what the next
 /// prediction needs, and the turn's own events are the ones it looks at. The stored events
 /// are parsed from their texts only when a step reaches back for one (an undo, a rewind or a
 /// loop's activation replays them; a custom action gets the session's events). So the cache
@@ -76,7 +76,7 @@ pub struct Turn<'a> {
     /// The state of the events as last computed (see [`Turn::state`]); shared with the callers
     /// of `state()` rather than copied for each (its applied list grows with the conversation).
     state: std::sync::Mutex<Option<Arc<TrackerState>>>,
-    /// The applied indices and their story events as last converted (see [`Turn::predict`]).
+    /// How far the applied events are folded into the featurisation (see [`Turn::predict`]).
     stories: std::sync::Mutex<Option<Stories>>,
     pub channel: Option<String>,
     /// What was remembered of the conversation before the turn, kept only when the turn may
@@ -88,15 +88,15 @@ pub struct Turn<'a> {
 /// A turn is assumed to add at most this many events: within this many of
 /// `--max-events-per-conversation`, a turn keeps a copy of the remembered state to restore
 /// should its events be refused. Kept only there, as the copy costs O(conversation) (the
-/// story events, and the state once the turn extends it: ~9 ms a refused REST turn at
-/// 100,000 events, against ~0.4 s rebuilding the state from them). A larger turn refused there
-/// is answered as before, and the next request rebuilds the state.
+/// state's list of applied events: ~0.3 ms a refused REST turn at 100,000 events, against
+/// ~0.4 s rebuilding the state from them). A larger turn refused there is answered as before,
+/// and the next request rebuilds the state.
 const ROLLBACK_MARGIN: usize = 100;
 
 impl<'a> Turn<'a> {
     /// Takes the conversation over. The caller detached the log from the cache
-    /// (`Conversations::detach`), so its texts are usually not copied. The state and story
-    /// events remembered from the previous request are picked up where they stopped (only the
+    /// (`Conversations::detach`), so its texts are usually not copied. The state and
+    /// featurisation remembered from the previous request are picked up where they stopped (only the
     /// events they have not seen are parsed); parsed events the log came with (a store read)
     /// are used as they are.
     fn new(
@@ -279,7 +279,7 @@ impl<'a> Turn<'a> {
     }
 
     /// Takes the turn's events from index `from` on (never stored ones) out of the turn; the
-    /// state and story events are recomputed at the next use.
+    /// state and featurisation are recomputed at the next use.
     pub fn drain_from(&mut self, from: usize) -> Vec<Event> {
         let k = from.max(self.first) - self.first;
         let out = self.events.split_off(k.min(self.events.len()));
@@ -316,7 +316,7 @@ impl<'a> Turn<'a> {
         cached.as_ref().expect("just computed").clone()
     }
 
-    /// Recomputes the state and story events at their next use, from all the events.
+    /// Recomputes the state and featurisation at their next use, from all the events.
     fn invalidate(&mut self) {
         self.materialize();
         *self.state.get_mut().unwrap_or_else(|p| p.into_inner()) = None;

@@ -67,7 +67,7 @@ pub struct TrackerState {
     pub applied: Vec<usize>,
     /// Changes whenever `applied` is not just appended to (a new state, a restart, a session
     /// start, an undo or a rewind): while it is unchanged, an earlier reading of `applied` is a
-    /// prefix of it (what the turn's story events rely on, without comparing the lists).
+    /// prefix of it (what the turn's featurisation relies on, without comparing the lists).
     pub applied_generation: u64,
     /// How many events this state has seen (for `extend`).
     pub seen: usize,

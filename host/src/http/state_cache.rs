@@ -3,7 +3,7 @@
 //!
 //! A state is valid for one epoch of a conversation's log and one domain (a model swap
 //! changes the slots); it is extended with the events appended since it was computed. The
-//! story events the policies featurise ride along, extended the same way by the turn.
+//! policies' featurisation rides along, extended the same way by the turn.
 //!
 //! A state holds what the tracker JSON needs besides the events' texts (the latest message's
 //! parse data among it), so answering from a cached log parses only the events added since
@@ -47,7 +47,7 @@ struct Entry {
 }
 
 impl Eviction for Entry {
-    /// A state is a few allocations; story events and featurised states are many.
+    /// A state is a few allocations; featurised states are tens.
     fn heavy(&self) -> bool {
         self.warm.stories.is_some()
     }

@@ -157,7 +157,7 @@ pub fn session_events(events: &[StoryEvent]) -> &[StoryEvent] {
 /// The story events themselves are not kept: once folded, nothing reads them again. Nor are
 /// all past states: a prediction trims them to the ones the policies can look at
 /// ([`PolicyEnsemble::states_needed`]), so what a conversation holds between turns does not
-/// grow with its length (it did by ~0.6 kB a turn, P2 in docs/benchmarks.md).
+/// grow with its length (it did by ~0.8 kB of RSS a REST turn, P2 in docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub struct Featurised {
     /// Still inside the leading `action_session_start`s of the session.
